@@ -1,0 +1,1 @@
+"""Reference plugin (placeholder until model lands)."""

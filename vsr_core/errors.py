@@ -1,0 +1,41 @@
+"""Expected errors: each carries one line that says what is wrong and what to do.
+
+The `vsr` command catches :class:`VSRError` and prints only its message (no traceback) with a
+non-zero exit code. Anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class VSRError(Exception):
+    """Base class of all expected, user-facing errors. ``str(err)`` is a single line."""
+
+    exit_code = 2
+
+
+class PluginError(VSRError):
+    """A method/plugin name that is unknown, or a plugin whose import failed."""
+
+
+class VideoError(VSRError):
+    """A video file or frame folder that cannot be used (missing, corrupt, truncated, no video stream, too small)."""
+
+
+class DataError(VSRError):
+    """A data source that yields nothing usable (no videos left, clips shorter than the clip length, ...)."""
+
+
+class PretrainedError(VSRError):
+    """A ``pretrained=`` path that does not exist or lacks a component; or weights that are absent offline."""
+
+
+class ConfigError(VSRError):
+    """A configuration value that is not valid for the chosen method."""
+
+
+class CheckpointError(VSRError):
+    """A checkpoint that cannot be loaded (missing file, written by a plugin that is not installed, ...)."""
+
+
+class NonFiniteLossError(VSRError):
+    """Training produced a NaN/inf loss; the message names the step and the loss."""
