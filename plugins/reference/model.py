@@ -1,0 +1,111 @@
+"""ReferenceVSR: the smallest real method, used to prove every core path end to end.
+
+It is deliberately not a diffusion model: bicubic-upsample the LQ window, move it into the latent
+space of a :class:`~vsr_core.latent.LatentCodec`, add a residual predicted by a small stack of 3D
+convolutions (so neighbouring frames help), decode. The last layer is zero-initialised, so an
+untrained model returns exactly the bicubic upsampling and training can only improve on it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from torch import nn
+
+from vsr_core.latent import PixelUnshuffleCodec
+from vsr_core.method import VSRMethod
+
+
+def upsample_frames(video: torch.Tensor, scale: int) -> torch.Tensor:
+    """Bicubic upsampling of every frame: ``[B,C,T,h,w] -> [B,C,T,h*scale,w*scale]``."""
+    if scale == 1:
+        return video
+    b, c, t, h, w = video.shape
+    frames = video.transpose(1, 2).reshape(b * t, c, h, w)
+    frames = F.interpolate(frames, scale_factor=scale, mode="bicubic", align_corners=False)
+    return frames.reshape(b, t, c, h * scale, w * scale).transpose(1, 2).clamp(-1, 1)
+
+
+class ResidualBlock3D(nn.Module):
+    """``[B,C,T,H,W] -> [B,C,T,H,W]``: two 3x3x3 convolutions with a skip connection."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv3d(channels, channels, 3, padding=1)
+        self.conv2 = nn.Conv3d(channels, channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv2(F.silu(self.conv1(F.silu(x))))
+
+
+class LatentResidualNet(nn.Module):
+    """Predicts a latent residual ``[B,c,t,h,w] -> [B,c,t,h,w]`` (zero at initialisation)."""
+
+    def __init__(self, latent_channels: int, channels: int, num_blocks: int) -> None:
+        super().__init__()
+        self.stem = nn.Conv3d(latent_channels, channels, 3, padding=1)
+        self.blocks = nn.ModuleList(ResidualBlock3D(channels) for _ in range(num_blocks))
+        self.head = nn.Conv3d(channels, latent_channels, 3, padding=1)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        h = self.stem(z)
+        for block in self.blocks:
+            h = block(h)
+        return self.head(F.silu(h))
+
+
+class ReferenceVSR(VSRMethod):
+    """Minimal latent residual video restorer (reference plugin for the core's contracts).
+
+    ``restore``: ``lq [B,3,T,h,w] -> [B,3,T,h*scale,w*scale]``, all in ``[-1, 1]``.
+
+    Args:
+        scale: upscaling factor.
+        channels: width of the residual network.
+        num_blocks: number of 3D residual blocks.
+        latent_factor: spatial factor of the weight-free pixel-unshuffle codec.
+    """
+
+    fsdp_block_classes = (ResidualBlock3D,)
+    temporal_window = 16
+
+    def __init__(
+        self,
+        scale: int = 4,
+        channels: int = 32,
+        num_blocks: int = 2,
+        latent_factor: int = 2,
+        optimizer: OptimizerCallable | None = None,
+        learning_rate: float = 1e-3,
+        lr_scheduler: LRSchedulerCallable | None = None,
+        optimizer_overrides: dict[str, dict[str, Any]] | None = None,
+        gradient_checkpointing: bool = False,
+        val_sampling: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(
+            scale=scale,
+            optimizer=optimizer,
+            learning_rate=learning_rate,
+            lr_scheduler=lr_scheduler,
+            optimizer_overrides=optimizer_overrides,
+            gradient_checkpointing=gradient_checkpointing,
+            val_sampling=val_sampling,
+        )
+        self.codec = PixelUnshuffleCodec(factor=latent_factor)
+        self.net = LatentResidualNet(self.codec.latent_channels, channels, num_blocks)
+
+    def restore(self, lq: torch.Tensor, prompt: list[str] | None = None, **sampling: Any) -> torch.Tensor:
+        upsampled = upsample_frames(lq, self.scale)
+        z = self.codec.encode(upsampled)
+        return self.codec.decode(z + self.net(z))
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        restored = self.restore(batch["lq"])
+        loss = F.l1_loss(restored, batch["hq"])
+        self.log_losses({"l1": loss}, total=loss)
+        return loss

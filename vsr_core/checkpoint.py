@@ -1,0 +1,65 @@
+"""Load a trained method from a checkpoint outside the CLI.
+
+Lightning refuses a checkpoint whose ``_class_path`` it cannot import, and a method class is only
+importable once its plugin is loaded. :func:`load_method` loads the plugins first, finds the class
+the checkpoint was written by, and names the missing plugin when it is not installed.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vsr_core.errors import CheckpointError
+from vsr_core.method import VSRMethod
+from vsr_core.plugins import load_plugins
+
+
+def checkpoint_class_path(checkpoint: dict[str, Any]) -> str | None:
+    """The method class a checkpoint was written by (vsr's own record, else LightningCLI's)."""
+    record = checkpoint.get("vsr_method") or {}
+    if record.get("class_path"):
+        return record["class_path"]
+    hparams = checkpoint.get("hyper_parameters") or {}
+    return hparams.get("_class_path")
+
+
+def import_method_class(path: str) -> type[VSRMethod]:
+    module_name, _, name = path.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module_name), name)
+    except (ImportError, AttributeError) as err:
+        plugin = module_name.split(".")[0]
+        raise CheckpointError(
+            f"the checkpoint was written by method '{path}' from plugin '{plugin}', which is not installed "
+            f"or failed to import ({err}); install it (see `vsr plugins`)"
+        ) from None
+    if not (isinstance(cls, type) and issubclass(cls, VSRMethod)):
+        raise CheckpointError(f"the checkpoint names '{path}', which is not a VSRMethod")
+    return cls
+
+
+def load_method(path: str | Path, map_location: str | torch.device = "cpu", strict: bool = True) -> VSRMethod:
+    """Rebuild the method stored in a Lightning checkpoint, in eval mode.
+
+    Raises:
+        CheckpointError: the file is missing or unreadable, or its plugin is not installed.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint '{path}' does not exist")
+    load_plugins(warn=False)
+    try:
+        # mmap: only the metadata is read here; the weights are read once, by load_from_checkpoint.
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+    except Exception as err:
+        raise CheckpointError(f"checkpoint '{path}' cannot be read ({type(err).__name__}: {err})") from None
+    class_path = checkpoint_class_path(checkpoint)
+    if class_path is None:
+        raise CheckpointError(f"checkpoint '{path}' was not written by a vsr method (no method class recorded)")
+    cls = import_method_class(class_path)
+    method = cls.load_from_checkpoint(path, map_location=map_location, strict=strict)
+    return method.eval()

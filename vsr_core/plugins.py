@@ -1,0 +1,137 @@
+"""Plugin discovery through the ``vsr.plugins`` entry-point group.
+
+A plugin is any installed distribution that declares::
+
+    [project.entry-points."vsr.plugins"]
+    mymethod = "mymethod"
+
+and whose module defines one or more :class:`~vsr_core.method.VSRMethod` subclasses. Importing the
+plugins registers their classes with Python, which is all LightningCLI needs to accept
+``--model mymethod.MyMethod`` or the short ``--model MyMethod``. A plugin that fails to import is
+reported by name with its error; the other plugins keep working.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import inspect
+import sys
+from dataclasses import dataclass, field
+from functools import cache
+from importlib.metadata import entry_points
+
+from vsr_core.errors import PluginError
+from vsr_core.method import VSRMethod
+
+ENTRY_POINT_GROUP = "vsr.plugins"
+
+
+@dataclass
+class PluginInfo:
+    """One entry point of the ``vsr.plugins`` group, imported (or with the error that stopped it)."""
+
+    name: str
+    module_name: str
+    distribution: str
+    version: str
+    methods: list[type[VSRMethod]] = field(default_factory=list)
+    error: str | None = None
+
+
+def _method_classes(module) -> list[type[VSRMethod]]:
+    """Concrete VSRMethod subclasses a plugin module exposes (its public names)."""
+    names = getattr(module, "__all__", None) or [n for n in dir(module) if not n.startswith("_")]
+    found = []
+    for name in names:
+        obj = getattr(module, name, None)
+        if inspect.isclass(obj) and issubclass(obj, VSRMethod) and not inspect.isabstract(obj) and obj not in found:
+            found.append(obj)
+    return found
+
+
+@cache
+def discover_plugins() -> dict[str, PluginInfo]:
+    """Import every ``vsr.plugins`` entry point once; failures are recorded, not raised."""
+    plugins: dict[str, PluginInfo] = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        dist = ep.dist
+        info = PluginInfo(
+            name=ep.name,
+            module_name=ep.value,
+            distribution=dist.metadata["Name"] if dist is not None else "?",
+            version=dist.version if dist is not None else "?",
+        )
+        try:
+            module = ep.load()
+        except Exception as err:  # a broken plugin must not take the others down
+            info.error = f"{type(err).__name__}: {err}".splitlines()[0]
+        else:
+            info.methods = _method_classes(module)
+        plugins.setdefault(ep.name, info)
+    return plugins
+
+
+def load_plugins(warn: bool = True) -> dict[str, PluginInfo]:
+    """Discover plugins and print one warning line per plugin that failed to import."""
+    plugins = discover_plugins()
+    if warn:
+        for info in plugins.values():
+            if info.error is not None:
+                print(f"warning: plugin '{info.name}' ({info.module_name}) failed to import: {info.error}", file=sys.stderr)
+    return plugins
+
+
+def class_path(cls: type) -> str:
+    """The import path LightningCLI uses for a class, e.g. ``satb.SATBVR`` when the package exports it."""
+    module = cls.__module__
+    top = module.split(".")[0]
+    package = sys.modules.get(top)
+    if package is not None and getattr(package, cls.__name__, None) is cls:
+        return f"{top}.{cls.__name__}"
+    return f"{module}.{cls.__qualname__}"
+
+
+def available_methods() -> dict[str, type[VSRMethod]]:
+    """``{"plugin.ClassName": class}`` for every method of every plugin that imported."""
+    return {class_path(cls): cls for info in discover_plugins().values() for cls in info.methods}
+
+
+def resolve_method(name: str) -> str:
+    """Turn ``satb.SATBVR``, ``SATBVR`` or ``satb.model.SATBVR`` into the class path to instantiate.
+
+    Raises:
+        PluginError: the name matches no installed method (lists them, with a "did you mean"), or
+            names a plugin whose import failed (with its error).
+    """
+    methods = available_methods()
+    if name in methods:
+        return name
+    by_short: dict[str, list[str]] = {}
+    for path, cls in methods.items():
+        by_short.setdefault(cls.__name__, []).append(path)
+        if f"{cls.__module__}.{cls.__qualname__}" == name:
+            return path
+    if name in by_short:
+        if len(by_short[name]) > 1:
+            raise PluginError(f"method name '{name}' is ambiguous: use one of {', '.join(sorted(by_short[name]))}")
+        return by_short[name][0]
+    plugin_name = name.split(".")[0]
+    for info in discover_plugins().values():
+        if info.error is not None and plugin_name in (info.name, info.module_name.split(".")[0]):
+            raise PluginError(f"plugin '{info.name}' is installed but failed to import: {info.error}")
+    if "." in name:
+        # a class outside the plugin system (e.g. a test module): let LightningCLI import it
+        module_name, _, attr = name.rpartition(".")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            module = None
+        obj = getattr(module, attr, None) if module is not None else None
+        if inspect.isclass(obj) and issubclass(obj, VSRMethod):
+            return name
+    candidates = sorted(methods) + sorted(by_short)
+    guess = difflib.get_close_matches(name, candidates, n=1, cutoff=0.5)
+    hint = f" Did you mean '{guess[0]}'?" if guess else ""
+    listing = ", ".join(sorted(methods)) or "none (install a plugin package)"
+    raise PluginError(f"unknown method '{name}'.{hint} Installed methods: {listing} (see `vsr plugins`).")

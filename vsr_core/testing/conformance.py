@@ -1,0 +1,165 @@
+"""A reusable pytest suite that checks a method honours the :class:`VSRMethod` contract.
+
+A plugin's tests subclass :class:`MethodConformance` and say which class and tiny arguments to use::
+
+    from vsr_core.testing import MethodConformance
+    from mymethod import MyMethod
+
+    class TestMyMethodConformance(MethodConformance):
+        method_class = MyMethod
+        init_args = {"scale": 4, "width": 8}
+        config_file = "plugins/mymethod/configs/tiny.yaml"   # optional: also checked through the CLI
+
+pytest then collects every ``test_*`` method below for that class. Each test builds the method from
+``init_args``, so keep them tiny: the whole suite should run in seconds on a CPU.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+import torch
+from lightning.pytorch import Trainer
+
+from vsr_core.checkpoint import load_method
+from vsr_core.method import VSRMethod
+from vsr_core.testing.synthetic import SyntheticDataModule
+
+
+def valid_frame_count(method: VSRMethod, at_least: int) -> int:
+    """Smallest frame count ``>= at_least`` that fits the method's ``frames_rule``."""
+    multiple, remainder = method.frames_rule
+    k = max(0, math.ceil((at_least - remainder) / multiple))
+    return multiple * k + remainder
+
+
+def tiny_trainer(root: Path, **overrides: Any) -> Trainer:
+    """A CPU trainer with nothing but what a conformance test needs."""
+    options: dict[str, Any] = dict(
+        accelerator="cpu",
+        devices=1,
+        max_steps=2,
+        default_root_dir=str(root),
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=1,
+    )
+    options.update(overrides)
+    return Trainer(**options)
+
+
+class MethodConformance:
+    """Contract tests for one method class. Subclass and set the class attributes below."""
+
+    method_class: ClassVar[type[VSRMethod]]
+    init_args: ClassVar[dict[str, Any]] = {}
+    config_file: ClassVar[str | None] = None
+    lq_size: ClassVar[int] = 8
+    min_frames: ClassVar[int] = 3
+    batch_size: ClassVar[int] = 2
+    restore_kwargs: ClassVar[dict[str, Any]] = {}
+
+    # ------------------------------------------------------------------ helpers
+
+    def make_method(self) -> VSRMethod:
+        torch.manual_seed(0)
+        return self.method_class(**self.init_args)
+
+    def make_datamodule(self, method: VSRMethod) -> SyntheticDataModule:
+        frames = valid_frame_count(method, self.min_frames)
+        return SyntheticDataModule(
+            num_clips=2 * self.batch_size,
+            frames=frames,
+            size=self.lq_size * method.scale,
+            scale=method.scale,
+            batch_size=self.batch_size,
+        )
+
+    def make_batch(self, method: VSRMethod) -> dict[str, Any]:
+        dm = self.make_datamodule(method)
+        return next(iter(dm.train_dataloader()))
+
+    # ------------------------------------------------------------------ tests
+
+    def test_is_a_concrete_vsr_method(self) -> None:
+        assert issubclass(self.method_class, VSRMethod)
+        method = self.make_method()
+        assert method.scale >= 1
+        multiple, remainder = method.frames_rule
+        assert multiple >= 1 and 0 <= remainder
+        assert (self.method_class.__doc__ or "").strip(), "a method class needs a docstring (shown by `vsr plugins`)"
+
+    def test_restore_shape_scale_and_range(self) -> None:
+        method = self.make_method().eval()
+        batch = self.make_batch(method)
+        with torch.no_grad():
+            out = method.restore(batch["lq"], prompt=batch["prompt"], **self.restore_kwargs)
+        b, c, t, h, w = batch["lq"].shape
+        assert out.shape == (b, c, t, h * method.scale, w * method.scale)
+        assert torch.isfinite(out).all()
+        assert out.min() >= -1.0 - 1e-4 and out.max() <= 1.0 + 1e-4
+
+    def test_fit_steps_update_trainable_parameters(self, tmp_path: Path) -> None:
+        method = self.make_method()
+        before = {n: p.detach().clone() for n, p in method.named_parameters() if p.requires_grad}
+        assert before, "the method has no trainable parameters"
+        trainer = tiny_trainer(tmp_path, max_steps=2, limit_val_batches=0)
+        trainer.fit(method, datamodule=self.make_datamodule(method))
+        assert trainer.global_step >= 2 or not method.automatic_optimization
+        changed = [n for n, p in method.named_parameters() if n in before and not torch.equal(p.detach(), before[n])]
+        assert changed, "two training steps changed no trainable parameter"
+        for name, value in trainer.callback_metrics.items():
+            if name.startswith("train/"):
+                assert torch.isfinite(value), f"{name} is not finite"
+
+    def test_validate_logs_metrics(self, tmp_path: Path) -> None:
+        method = self.make_method()
+        trainer = tiny_trainer(tmp_path)
+        results = trainer.validate(method, datamodule=self.make_datamodule(method), verbose=False)
+        assert "val/psnr" in results[0] and "val/ssim" in results[0]
+        assert math.isfinite(results[0]["val/psnr"]) and -1.0 <= results[0]["val/ssim"] <= 1.0
+
+    def test_checkpoint_round_trip(self, tmp_path: Path) -> None:
+        method = self.make_method()
+        dm = self.make_datamodule(method)
+        trainer = tiny_trainer(tmp_path, max_steps=1, limit_val_batches=0)
+        trainer.fit(method, datamodule=dm)
+        path = tmp_path / "method.ckpt"
+        trainer.save_checkpoint(path)
+        loaded = load_method(path)
+        assert type(loaded) is type(method)
+        batch = self.make_batch(method)
+        method.eval()
+        with torch.no_grad():
+            torch.manual_seed(0)
+            expected = method.restore(batch["lq"], prompt=batch["prompt"], **self.restore_kwargs)
+            torch.manual_seed(0)
+            actual = loaded.restore(batch["lq"], prompt=batch["prompt"], **self.restore_kwargs)
+        torch.testing.assert_close(actual, expected)
+
+    def test_config_round_trip(self, tmp_path: Path) -> None:
+        from vsr_core.cli import VSRCLI
+        from vsr_core.plugins import class_path
+
+        args = ["fit", "--model", class_path(self.method_class)]
+        if self.config_file:
+            args = ["fit", "--config", str(self.config_file)]
+        for key, value in self.init_args.items():
+            if isinstance(value, (bool, int, float, str)):
+                args += [f"--model.init_args.{key}", str(value)]
+        first = VSRCLI(args=args, run=False)
+        dumped = first.parser.dump(first.config["fit"], skip_none=False)
+        path = tmp_path / "config.yaml"
+        path.write_text(dumped)
+        second = VSRCLI(args=["fit", "--config", str(path)], run=False)
+        assert type(second.model) is type(first.model)
+        assert second.parser.dump(second.config["fit"], skip_none=False) == dumped
+        for key, value in self.init_args.items():
+            if isinstance(value, (bool, int, float, str)):
+                assert second.model.hparams[key] == value
