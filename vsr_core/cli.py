@@ -1,0 +1,152 @@
+"""The ``vsr`` command.
+
+``vsr fit|validate|test|predict`` are LightningCLI subcommands with subclass mode for the model
+(any installed :class:`~vsr_core.method.VSRMethod`) and the data (default
+:class:`~vsr_core.data.VideoDataModule` on the built-in sample clips). Plugins are loaded from
+entry points before parsing, so ``--model satb.SATBVR`` and ``--model SATBVR`` both work. Other
+commands (``vsr plugins``, ...) live in :mod:`vsr_core.commands`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from jsonargparse import lazy_instance
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.loggers import TensorBoardLogger
+
+from vsr_core.callbacks import ThroughputMonitor, VideoSampleLogger
+from vsr_core.commands import EXTRA_COMMANDS
+from vsr_core.data import VideoDataModule
+from vsr_core.errors import VSRError
+from vsr_core.method import VSRMethod
+from vsr_core.plugins import load_plugins, resolve_method
+
+DEFAULT_RUN_DIR = "runs"
+DEFAULT_LOGGER_NAME = "auto"
+LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
+
+# What `vsr fit --model X` does with no other argument: a short run that stops by itself, checkpoints,
+# validates on held-out clips and logs to TensorBoard. Real configs override all of it.
+TRAINER_DEFAULTS: dict[str, Any] = {
+    "max_steps": 400,
+    "val_check_interval": 100,
+    "check_val_every_n_epoch": None,
+    "limit_val_batches": 4,
+    "num_sanity_val_steps": 0,
+    "log_every_n_steps": 10,
+    "logger": lazy_instance(TensorBoardLogger, save_dir=DEFAULT_RUN_DIR, name=DEFAULT_LOGGER_NAME),
+    "callbacks": [
+        lazy_instance(ModelCheckpoint, save_last=True, filename="step{step:06d}", auto_insert_metric_name=False),
+        lazy_instance(RichProgressBar),
+        lazy_instance(LearningRateMonitor, logging_interval="step"),
+        lazy_instance(ThroughputMonitor),
+        lazy_instance(VideoSampleLogger),
+    ],
+}
+
+
+def default_precision(accelerator: Any) -> str:
+    """bf16-mixed when training will run on a CUDA GPU, full fp32 otherwise (CPU has no fast bf16)."""
+    name = str(getattr(accelerator, "class_path", accelerator) or "auto").lower()
+    on_gpu = torch.cuda.is_available() and ("auto" in name or "gpu" in name or "cuda" in name)
+    return "bf16-mixed" if on_gpu else "32-true"
+
+
+class VSRCLI(LightningCLI):
+    """LightningCLI for vsr: methods and data modules in subclass mode, vsr's trainer defaults."""
+
+    def __init__(self, args: list[str] | None = None, run: bool = True, **kwargs: Any) -> None:
+        kwargs.setdefault("trainer_defaults", TRAINER_DEFAULTS)
+        kwargs.setdefault("save_config_kwargs", {"overwrite": True})
+        super().__init__(
+            VSRMethod,
+            VideoDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            auto_configure_optimizers=False,
+            args=args,
+            run=run,
+            **kwargs,
+        )
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.set_defaults({"data": {"class_path": f"{VideoDataModule.__module__}.{VideoDataModule.__name__}"}})
+        # The method owns the scale; the data module produces LQ clips for it.
+        parser.link_arguments("model.init_args.scale", "data.init_args.scale", apply_on="parse")
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        trainer = config.trainer
+        if trainer.precision is None:
+            trainer.precision = default_precision(trainer.accelerator)
+        logger = trainer.logger
+        init_args = getattr(logger, "init_args", None)
+        if init_args is not None and getattr(init_args, "name", None) == DEFAULT_LOGGER_NAME:
+            init_args.name = str(config.model.class_path).rsplit(".", 1)[-1]
+
+
+def _looks_like_config(value: str) -> bool:
+    return value.endswith((".yaml", ".yml", ".json")) or os.path.exists(value) or value.startswith(("{", "class_path"))
+
+
+def resolve_model_args(argv: list[str]) -> list[str]:
+    """Rewrite short method names (``--model SATBVR``) to class paths; unknown names raise PluginError."""
+    out = list(argv)
+    for i, arg in enumerate(out):
+        for flag in ("--model", "--model.class_path", "--model.help"):
+            if arg == flag and i + 1 < len(out) and not out[i + 1].startswith("-"):
+                if not _looks_like_config(out[i + 1]):
+                    out[i + 1] = resolve_method(out[i + 1])
+            elif arg.startswith(flag + "="):
+                value = arg[len(flag) + 1 :]
+                if not _looks_like_config(value):
+                    out[i] = f"{flag}={resolve_method(value)}"
+    return out
+
+
+def _run_extra_command(name: str, argv: list[str]) -> int:
+    module_name, _, function = EXTRA_COMMANDS[name][0].partition(":")
+    return int(getattr(importlib.import_module(module_name), function)(argv) or 0)
+
+
+def _print_overview() -> None:
+    print("usage: vsr {fit,validate,test,predict," + ",".join(EXTRA_COMMANDS) + "} [options]\n")
+    print("Train and run latent-diffusion video super-resolution methods.\n")
+    for name in LIGHTNING_COMMANDS:
+        print(f"  {name:<10} Lightning {name} (see `vsr {name} --help`)")
+    for name, (_, help_text) in EXTRA_COMMANDS.items():
+        print(f"  {name:<10} {help_text}")
+    print("\nExample: vsr fit --model reference.ReferenceVSR")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``vsr`` console script; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if not argv or argv[0] in ("-h", "--help"):
+            _print_overview()
+            return 0
+        if argv[0] in EXTRA_COMMANDS:
+            return _run_extra_command(argv[0], argv[1:])
+        if argv[0] in LIGHTNING_COMMANDS:
+            load_plugins()
+            argv = resolve_model_args(argv)
+        VSRCLI(args=argv)
+        return 0
+    except VSRError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
