@@ -41,12 +41,18 @@ class PluginInfo:
 
 def _method_classes(module) -> list[type[VSRMethod]]:
     """Concrete VSRMethod subclasses a plugin module exposes (its public names)."""
-    names = getattr(module, "__all__", None) or [n for n in dir(module) if not n.startswith("_")]
+    exported = getattr(module, "__all__", None)
+    names = exported if exported is not None else [n for n in dir(module) if not n.startswith("_")]
+    package = module.__name__.split(".")[0]
     found = []
     for name in names:
         obj = getattr(module, name, None)
-        if inspect.isclass(obj) and issubclass(obj, VSRMethod) and not inspect.isabstract(obj) and obj not in found:
-            found.append(obj)
+        if not (inspect.isclass(obj) and issubclass(obj, VSRMethod)) or inspect.isabstract(obj) or obj in found:
+            continue
+        # Without __all__, a class imported from another plugin (e.g. a base class) is not this plugin's.
+        if exported is None and obj.__module__.split(".")[0] != package:
+            continue
+        found.append(obj)
     return found
 
 

@@ -1,0 +1,107 @@
+"""VSRMethod behaviour every plugin inherits: losses, optimizers, seeding, parameter report."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from reference import ReferenceVSR
+from vsr_core.errors import ConfigError, NonFiniteLossError
+from vsr_core.testing import SyntheticDataModule, tiny_trainer
+
+
+class NaNAtStepTwo(ReferenceVSR):
+    """Reference method whose loss turns NaN at global step 2."""
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        loss = F.l1_loss(self.restore(batch["lq"]), batch["hq"])
+        bad = loss * float("nan") if self.global_step == 2 else loss
+        self.log_losses({"l1": bad}, total=bad)
+        return bad
+
+
+class TwoOptimizers(ReferenceVSR):
+    """A GAN-shaped method: manual optimization over two parameter groups."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.automatic_optimization = False
+        self.critic = nn.Conv3d(3, 1, 3, padding=1)
+
+    def parameter_groups(self):
+        return {"generator": list(self.net.parameters()), "critic": list(self.critic.parameters())}
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        opt_g, opt_c = self.optimizers()
+        fake = self.restore(batch["lq"])
+        loss_c = self.critic(fake.detach()).mean() - self.critic(batch["hq"]).mean()
+        opt_c.zero_grad()
+        self.manual_backward(loss_c)
+        opt_c.step()
+        loss_g = F.l1_loss(fake, batch["hq"]) - 0.01 * self.critic(fake).mean()
+        opt_g.zero_grad()
+        self.manual_backward(loss_g)
+        opt_g.step()
+        self.log_losses({"critic": loss_c, "generator": loss_g})
+
+
+def test_non_finite_loss_stops_with_step_and_name(tmp_path):
+    method = NaNAtStepTwo(channels=4, num_blocks=1)
+    trainer = tiny_trainer(tmp_path, max_steps=5, limit_val_batches=0)
+    with pytest.raises(NonFiniteLossError, match=r"step 2: loss 'l1' is nan"):
+        trainer.fit(method, datamodule=SyntheticDataModule(num_clips=8, frames=3, size=16))
+
+
+def test_one_optimizer_per_parameter_group_with_overrides(tmp_path):
+    method = TwoOptimizers(channels=4, num_blocks=1, learning_rate=1e-3, optimizer_overrides={"critic": {"lr": 1e-5}})
+    trainer = tiny_trainer(tmp_path, max_steps=2, limit_val_batches=0)
+    trainer.fit(method, datamodule=SyntheticDataModule(num_clips=4, frames=3, size=16))
+    generator_opt, critic_opt = method.optimizers()
+    assert generator_opt.param_groups[0]["lr"] == 1e-3
+    assert critic_opt.param_groups[0]["lr"] == 1e-5
+    assert trainer.global_step == 4  # Lightning counts one step per optimizer.step()
+
+
+def test_unknown_override_group_is_a_config_error():
+    method = ReferenceVSR(channels=4, num_blocks=1, optimizer_overrides={"discriminator": {"lr": 1.0}})
+    with pytest.raises(ConfigError, match="has parameter groups \\['model'\\]"):
+        method.configure_optimizers()
+
+
+def test_optimizer_callable_and_scheduler_are_used():
+    method = ReferenceVSR(
+        channels=4,
+        num_blocks=1,
+        optimizer=lambda params: torch.optim.SGD(params, lr=0.5),
+        lr_scheduler=lambda opt: torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5),
+    )
+    config = method.configure_optimizers()
+    assert isinstance(config["optimizer"], torch.optim.SGD)
+    assert config["lr_scheduler"]["interval"] == "step"
+
+
+def test_step_generator_depends_on_step_and_stream_only():
+    method = ReferenceVSR(channels=4, num_blocks=1)
+    a = torch.randn(4, generator=method.step_generator(stream=0))
+    b = torch.randn(4, generator=method.step_generator(stream=0))
+    c = torch.randn(4, generator=method.step_generator(stream=1))
+    torch.testing.assert_close(a, b)
+    assert not torch.equal(a, c)
+
+
+def test_parameter_report_counts_frozen_and_trainable():
+    method = ReferenceVSR(channels=4, num_blocks=1)
+    method.net.stem.requires_grad_(False)
+    total, trainable = method.parameter_report()["net"]
+    stem = sum(p.numel() for p in method.net.stem.parameters())
+    assert total == sum(p.numel() for p in method.net.parameters())
+    assert trainable == total - stem
+
+
+def test_invalid_scale_is_a_config_error():
+    with pytest.raises(ConfigError, match="scale must be a positive integer"):
+        ReferenceVSR(scale=0)
