@@ -1,0 +1,155 @@
+"""SATB-VR schedule math against the paper: Table 4, Eq. 4 / 11 / 16–17 / 21 / 26–29."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from diffusers import CogVideoXDDIMScheduler
+
+from satb.presets import COGVIDEOX15_SCHEDULER_CONFIG
+from satb.schedule import (
+    TABLE4_TIMESTEPS,
+    add_noise,
+    blend_weight,
+    jump_start_timesteps,
+    sample_training_timesteps,
+    satb_blend,
+    snr,
+    v_target,
+    x0_from_v,
+)
+from vsr_core.errors import ConfigError
+
+
+@pytest.fixture(scope="module")
+def scheduler() -> CogVideoXDDIMScheduler:
+    return CogVideoXDDIMScheduler.from_config(COGVIDEOX15_SCHEDULER_CONFIG)
+
+
+@pytest.mark.parametrize("steps", sorted(TABLE4_TIMESTEPS))
+def test_jump_start_timesteps_are_table_4(steps: int) -> None:
+    assert jump_start_timesteps(steps) == TABLE4_TIMESTEPS[steps]
+
+
+def test_table_4_literal_values() -> None:
+    # Typed from the paper independently of the dictionary above.
+    assert jump_start_timesteps(5) == [399, 319, 239, 159, 79]
+    assert jump_start_timesteps(1) == [199]
+    assert jump_start_timesteps(3) == [299, 199, 99]
+
+
+@pytest.mark.parametrize("steps", [6, 7, 9, 20, 400])
+def test_other_step_counts_follow_released_rule(steps: int) -> None:
+    stride = 400 // steps
+    assert jump_start_timesteps(steps) == [i * stride - 1 for i in range(steps, 0, -1)]
+    ts = jump_start_timesteps(steps)
+    assert ts == sorted(set(ts), reverse=True) and ts[-1] >= 0
+
+
+@pytest.mark.parametrize("bad", [0, -1, 401, 2.5, True])
+def test_bad_step_counts(bad) -> None:
+    with pytest.raises(ConfigError, match="steps"):
+        jump_start_timesteps(bad)
+
+
+def test_snr_is_eq_11(scheduler) -> None:
+    a = scheduler.alphas_cumprod.double()
+    t = torch.tensor([0, 99, 399, 998])
+    torch.testing.assert_close(snr(scheduler, t), a[t] / (1 - a[t]))
+    assert snr(scheduler, 999).item() == 0.0  # zero terminal SNR (rescale_betas_zero_snr)
+    assert (snr(scheduler, torch.arange(999)).diff() < 0).all()
+
+
+def test_blend_boundary_conditions(scheduler) -> None:
+    """Eq. 26: x_b = x_p at t = τ_s; Eq. 27: 0 <= γ_τ/γ_t <= 1, decaying toward x_gt as t decreases."""
+    x_gt, x_p = torch.randn(2, 4, 3, 5, 5), torch.randn(2, 4, 3, 5, 5)
+    for tau in (0, 199, 399, 999):
+        taus = torch.full((2,), tau)
+        torch.testing.assert_close(satb_blend(x_gt, x_p, taus, taus, scheduler), x_p)
+        ts = torch.arange(tau + 1)
+        w = blend_weight(scheduler, torch.full_like(ts, tau), ts)
+        assert torch.isfinite(w).all() and (w >= 0).all() and (w <= 1).all()
+        assert (w.diff() >= 0).all()  # increases with t: shrinks as t decreases
+    w = blend_weight(scheduler, torch.tensor([399]), torch.tensor([0]))
+    assert w.item() < 0.01  # at the highest SNR the anchor is (almost) x_gt
+
+
+def test_satb_blend_is_eq_4_per_sample(scheduler) -> None:
+    x_gt, x_p = torch.randn(3, 2, 1, 2, 2), torch.randn(3, 2, 1, 2, 2)
+    tau, t = torch.tensor([399, 199, 50]), torch.tensor([100, 199, 0])
+    out = satb_blend(x_gt, x_p, tau, t, scheduler)
+    g = snr(scheduler, tau) / snr(scheduler, t)
+    for i in range(3):
+        torch.testing.assert_close(out[i], x_gt[i] + g[i].float() * (x_p[i] - x_gt[i]))
+
+
+def test_one_step_posterior_identities(scheduler) -> None:
+    """Eq. 16/17: posterior-mean coefficients are 1 − γ_τ/γ_{τ−1} and γ_τ/γ_{τ−1}; Eq. 21: total variance 1 − ᾱ_{τ−1}."""
+    a = scheduler.alphas_cumprod.double()
+    for tau in (10, 199, 399, 800):
+        a_t, a_prev = a[tau], a[tau - 1]
+        alpha = a_t / a_prev
+        coef_gt = (1 - alpha) / (1 - a_t)
+        coef_p = alpha * (1 - a_prev) / (1 - a_t)
+        ratio = blend_weight(scheduler, torch.tensor([tau]), torch.tensor([tau - 1])).item()
+        assert coef_p.item() == pytest.approx(ratio, rel=1e-9)
+        assert coef_gt.item() == pytest.approx(1 - ratio, rel=1e-9)
+        residual = alpha * (1 - a_prev) ** 2 / (1 - a_t)
+        posterior = (1 - a_prev) / (1 - a_t) * (1 - alpha)
+        assert (residual + posterior).item() == pytest.approx((1 - a_prev).item(), rel=1e-9)
+
+
+def test_telescoping_product_eq_24(scheduler) -> None:
+    tau, t = 399, 120
+    prod = torch.ones((), dtype=torch.float64)
+    for i in range(t + 1, tau + 1):
+        prod = prod * blend_weight(scheduler, torch.tensor([i]), torch.tensor([i - 1]))[0]
+    assert prod.item() == pytest.approx(blend_weight(scheduler, torch.tensor([tau]), torch.tensor([t])).item(), rel=1e-9)
+
+
+def test_eq_29_marginal_has_native_variance(scheduler) -> None:
+    """x_t = √ᾱ_t x_b^t + √(1−ᾱ_t) ε: mean √ᾱ_t x_b^t and variance exactly 1 − ᾱ_t per element."""
+    g = torch.Generator().manual_seed(0)
+    n = 200_000
+    x_gt, x_p = torch.randn(1, n, generator=g) * 0.5, torch.randn(1, n, generator=g) * 0.5 + 0.3
+    tau, t = torch.tensor([399]), torch.tensor([150])
+    x_b = satb_blend(x_gt, x_p, tau, t, scheduler)
+    a_t = scheduler.alphas_cumprod[150].double().item()
+    samples = torch.stack([add_noise(scheduler, x_b.double(), torch.randn(1, n, generator=g, dtype=torch.float64), t) for _ in range(8)])
+    residual = samples - a_t**0.5 * x_b.double()
+    assert residual.mean().abs().item() < 3e-3
+    assert residual.var().item() == pytest.approx(1 - a_t, rel=1e-2)
+
+
+def test_v_round_trip(scheduler) -> None:
+    x0, eps = torch.randn(2, 3, 4), torch.randn(2, 3, 4)
+    t = torch.tensor([5, 399])
+    xt = add_noise(scheduler, x0, eps, t)
+    torch.testing.assert_close(x0_from_v(scheduler, xt, v_target(scheduler, x0, eps, t), t), x0, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["linear", "cosine", "none"])
+def test_ablation_blends(kind, scheduler) -> None:
+    tau = torch.full((400,), 399)
+    t = torch.arange(400)
+    w = blend_weight(scheduler, tau, t, kind)
+    assert w[-1].item() == 1.0
+    if kind == "none":
+        assert (w == 1).all()
+    else:
+        assert w[0].item() == 0.0 and (w.diff() > 0).all()
+
+
+def test_bad_blend_kind(scheduler) -> None:
+    with pytest.raises(ConfigError, match="blend"):
+        blend_weight(scheduler, torch.tensor([3]), torch.tensor([1]), "quadratic")
+
+
+def test_training_timesteps_distribution() -> None:
+    g = torch.Generator().manual_seed(1)
+    tau, t = sample_training_timesteps(20_000, 1000, g)
+    assert tau.min() >= 0 and tau.max() <= 999 and (t <= tau).all() and (t >= 0).all()
+    assert tau.float().mean().item() == pytest.approx(499.5, abs=10)
+    assert t.float().mean().item() == pytest.approx(249.75, abs=10)  # E[t] = E[τ]/2
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    assert all(torch.equal(a, b) for a, b in zip(sample_training_timesteps(5, 400, g1), sample_training_timesteps(5, 400, g2)))
