@@ -1,7 +1,7 @@
 """Training callbacks: EMA of the trainable weights (FSDP-safe), sample videos, throughput."""
 
 from vsr_core.callbacks.ema import EMA, EMA_CHECKPOINT_KEY
-from vsr_core.callbacks.throughput import ThroughputLogger
+from vsr_core.callbacks.throughput import ThroughputMonitor
 from vsr_core.callbacks.video_samples import VideoSampleLogger
 
-__all__ = ["EMA", "EMA_CHECKPOINT_KEY", "ThroughputLogger", "VideoSampleLogger"]
+__all__ = ["EMA", "EMA_CHECKPOINT_KEY", "ThroughputMonitor", "VideoSampleLogger"]

@@ -1,8 +1,9 @@
 """Training throughput in video units: clips and frames per second, seconds per batch.
 
-Lightning's ``ThroughputMonitor`` reports ``samples_per_sec``/``items_per_sec`` under its own
-names, warns on every run without a FLOPs count and synchronizes CUDA after every batch; this
-callback logs the names a video run is read by (``perf/...``) and needs no synchronization.
+Not Lightning's ``ThroughputMonitor`` (same name, different class): that one reports
+``train|samples_per_sec``/``items_per_sec``, warns on every run without a FLOPs count and
+synchronizes CUDA after every batch; this one logs the names a video run is read by
+(``perf/...``) and needs no synchronization.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 
 from vsr_core.errors import ConfigError
 
-__all__ = ["ThroughputLogger"]
+__all__ = ["ThroughputMonitor"]
 
 
 def _data_parallel_size(trainer: Trainer) -> int:
@@ -25,7 +26,7 @@ def _data_parallel_size(trainer: Trainer) -> int:
     return int(kwargs.get("num_replicas", 1))
 
 
-class ThroughputLogger(Callback):
+class ThroughputMonitor(Callback):
     """Log ``perf/clips_per_s``, ``perf/frames_per_s`` and ``perf/step_time_s`` while training.
 
     A clip is one sample of ``batch["hq"]`` (``[B,3,T,H,W]``), its frames are ``T``, and rates
@@ -43,7 +44,7 @@ class ThroughputLogger(Callback):
     def __init__(self, window: int = 20, cuda_sync: bool = False) -> None:
         super().__init__()
         if window < 1:
-            raise ConfigError(f"ThroughputLogger window must be at least 1, got {window}")
+            raise ConfigError(f"ThroughputMonitor window must be at least 1, got {window}")
         self.window = window
         self.cuda_sync = cuda_sync
         self._intervals: deque[tuple[float, int, int]] = deque(maxlen=window)

@@ -79,7 +79,7 @@ class VideoSampleLogger(Callback):
         fps: playback rate of the GIF/mp4.
         lq_upsample: ``bicubic`` or ``nearest`` upsampling of the LQ clip to the HQ size.
         max_frames: keep at most this many frames per clip (GIF size grows with frames).
-        save_files: also write each clip to the log directory.
+        save_files: also write each clip to the log directory (a few small files per validation).
         file_format: ``gif`` or ``mp4`` (H.264) for ``save_files``.
         tag: TensorBoard tag prefix.
     """
@@ -90,7 +90,7 @@ class VideoSampleLogger(Callback):
         fps: float = 8.0,
         lq_upsample: Literal["bicubic", "nearest"] = "bicubic",
         max_frames: int | None = None,
-        save_files: bool = False,
+        save_files: bool = True,
         file_format: Literal["gif", "mp4"] = "gif",
         tag: str = "val/samples",
     ) -> None:

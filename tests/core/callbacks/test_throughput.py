@@ -1,4 +1,4 @@
-"""ThroughputLogger: clips/s, frames/s and step time are measured, positive and consistent."""
+"""ThroughputMonitor: clips/s, frames/s and step time are measured, positive and consistent."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from lightning.pytorch.loggers import CSVLogger
 from torch import nn
 from torch.utils.data import DataLoader
 
-from vsr_core.callbacks import ThroughputLogger
+from vsr_core.callbacks import ThroughputMonitor
 from vsr_core.errors import ConfigError
 
 B, T, STEP_SECONDS = 2, 5, 0.02
@@ -41,7 +41,7 @@ def test_logs_clips_frames_and_step_time(tmp_path):
     trainer = L.Trainer(
         accelerator="cpu",
         max_steps=6,
-        callbacks=[ThroughputLogger(window=3)],
+        callbacks=[ThroughputMonitor(window=3)],
         logger=CSVLogger(tmp_path),
         log_every_n_steps=1,
         enable_checkpointing=False,
@@ -67,4 +67,4 @@ def test_logs_clips_frames_and_step_time(tmp_path):
 
 def test_window_must_be_positive():
     with pytest.raises(ConfigError, match="window must be at least 1"):
-        ThroughputLogger(window=0)
+        ThroughputMonitor(window=0)

@@ -81,7 +81,7 @@ def read_images(log_dir: str) -> dict[str, list]:
 
 def test_gifs_in_tensorboard_have_all_frames_and_three_panels(tmp_path):
     logger = TensorBoardLogger(tmp_path, name="tb")
-    validate(tmp_path, VideoSampleLogger(num_videos=3, fps=10), logger)
+    validate(tmp_path, VideoSampleLogger(num_videos=3, fps=10, save_files=False), logger)
 
     images = read_images(logger.log_dir)
     assert sorted(images) == ["val/samples/0", "val/samples/1", "val/samples/2"]  # 3 of 5 clips, across batches
@@ -109,7 +109,7 @@ def test_side_by_side_upsamples_lq_and_orders_panels():
 
 def test_saves_files_under_the_log_dir(tmp_path):
     logger = TensorBoardLogger(tmp_path, name="tb")
-    validate(tmp_path, VideoSampleLogger(num_videos=2, save_files=True, max_frames=3), logger)
+    validate(tmp_path, VideoSampleLogger(num_videos=2, max_frames=3), logger)
     folder = Path(logger.log_dir) / "samples" / "step_000000"
     files = sorted(p.name for p in folder.iterdir())
     assert files == ["00_clip_0.gif", "01_clip_1.gif"]
@@ -129,7 +129,7 @@ def test_saves_mp4_without_tensorboard(tmp_path):
 
 
 def test_no_tensorboard_and_no_files_is_a_no_op(tmp_path):
-    validate(tmp_path, VideoSampleLogger(), CSVLogger(tmp_path))
+    validate(tmp_path, VideoSampleLogger(save_files=False), CSVLogger(tmp_path))
     assert not list(tmp_path.rglob("samples"))
 
 
