@@ -20,7 +20,7 @@ import re
 import secrets
 from collections import OrderedDict
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Union
@@ -178,7 +178,28 @@ def _rotate(frame: np.ndarray, rotation: int) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(frame, k=rotation // 90, axes=(0, 1)))
 
 
+_PROBE_CACHE: OrderedDict[tuple, VideoInfo] = OrderedDict()
+
+
 def _probe_file(path: str) -> VideoInfo:
+    """Probe once per file version and process: data-loader workers reopen files for every sample."""
+    try:
+        key = _index_cache_key(path)
+    except OSError:
+        key = None
+    hit = _PROBE_CACHE.get(key) if key is not None else None
+    if hit is not None:
+        _PROBE_CACHE.move_to_end(key)
+        return hit if hit.path == path else replace(hit, path=path)
+    info = _probe_file_uncached(path)
+    if key is not None:
+        _PROBE_CACHE[key] = info
+        while len(_PROBE_CACHE) > _INDEX_CACHE_SIZE:
+            _PROBE_CACHE.popitem(last=False)
+    return info
+
+
+def _probe_file_uncached(path: str) -> VideoInfo:
     container = _open_input(path)
     try:
         stream = _video_stream(container, path)
