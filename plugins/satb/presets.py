@@ -12,27 +12,6 @@ from typing import Any
 
 from vsr_core.errors import ConfigError
 
-#: ``CogVideoX1.5-5B/scheduler/scheduler_config.json`` (a CogVideoXDDIMScheduler): v-prediction,
-#: scaled-linear betas, zero-terminal-SNR rescale, no SNR shift. Used whenever no pretrained folder
-#: provides the schedule, so the tiny preset trains on the real model's noise schedule.
-COGVIDEOX15_SCHEDULER_CONFIG: dict[str, Any] = {
-    "_class_name": "CogVideoXDDIMScheduler",
-    "beta_end": 0.012,
-    "beta_schedule": "scaled_linear",
-    "beta_start": 0.00085,
-    "clip_sample": False,
-    "clip_sample_range": 1.0,
-    "num_train_timesteps": 1000,
-    "prediction_type": "v_prediction",
-    "rescale_betas_zero_snr": True,
-    "sample_max_value": 1.0,
-    "set_alpha_to_one": True,
-    "snr_shift_scale": 1.0,
-    "steps_offset": 0,
-    "timestep_spacing": "trailing",
-    "trained_betas": None,
-}
-
 #: ``CogVideoX1.5-5B/transformer/config.json`` (text-to-video): 42 blocks of width 48x64 = 3072,
 #: patch 2x2 in space and 2 in time, RoPE, T5-XXL text (4096-d, 226 tokens).
 COGVIDEOX15_5B_TRANSFORMER: dict[str, Any] = {

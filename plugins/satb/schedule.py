@@ -151,24 +151,6 @@ def satb_blend(
     return x_gt + w * (x_p - x_gt)
 
 
-def add_noise(schedule: Any, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """Forward process ``N(x0, t, ε) = √ᾱ_t x0 + √(1−ᾱ_t) ε`` (Eq. 1), per sample."""
-    alpha = gather(alphas_cumprod_of(schedule), t, x0.device).view(-1, *([1] * (x0.ndim - 1)))
-    return (alpha.sqrt() * x0.double() + (1.0 - alpha).sqrt() * noise.double()).to(x0.dtype)
-
-
-def v_target(schedule: Any, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """v-prediction target ``v = √ᾱ_t ε − √(1−ᾱ_t) x0`` (Eq. 5, with ``x0 = x_gt``)."""
-    alpha = gather(alphas_cumprod_of(schedule), t, x0.device).view(-1, *([1] * (x0.ndim - 1)))
-    return (alpha.sqrt() * noise.double() - (1.0 - alpha).sqrt() * x0.double()).to(x0.dtype)
-
-
-def x0_from_v(schedule: Any, sample: torch.Tensor, v: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """Clean estimate from a v-prediction at ``sample``: ``x0 = √ᾱ_t x_t − √(1−ᾱ_t) v``."""
-    alpha = gather(alphas_cumprod_of(schedule), t, sample.device).view(-1, *([1] * (sample.ndim - 1)))
-    return (alpha.sqrt() * sample.double() - (1.0 - alpha).sqrt() * v.double()).to(sample.dtype)
-
-
 def sample_training_timesteps(
     batch_size: int,
     tau_max: int,

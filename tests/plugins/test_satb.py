@@ -1,0 +1,153 @@
+"""SATB-VR method tests: conformance kit, training-step properties, ablations, restore options."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from satb import SATBVR
+from vsr_core.errors import ConfigError
+from vsr_core.testing import MethodConformance
+
+TINY = {"scale": 4, "preset": "tiny", "learning_rate": 5e-4}
+
+
+class TestSATBConformance(MethodConformance):
+    method_class = SATBVR
+    init_args = TINY
+    config_file = "plugins/satb/configs/tiny.yaml"
+    restore_kwargs = {"num_steps": 2}
+
+
+def make_batch(frames: int = 5, size: int = 32, batch: int = 2, seed: int = 0) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    hq = torch.rand(batch, 3, frames, size, size, generator=g) * 2 - 1
+    lq = torch.nn.functional.avg_pool3d(hq, (1, 4, 4))
+    return {"hq": hq, "lq": lq, "prompt": [""] * batch, "key": [str(i) for i in range(batch)]}
+
+
+def grads(module: torch.nn.Module | None) -> list[torch.Tensor]:
+    if module is None:
+        return []
+    return [p.grad for p in module.parameters() if p.requires_grad and p.grad is not None]
+
+
+def test_ddc_gradients_reach_predictor_not_denoiser() -> None:
+    torch.manual_seed(0)
+    method = SATBVR(**TINY)
+    losses = method.compute_losses(make_batch())
+    assert set(losses) == {"diff", "ddc", "total"} and losses["ddc"] > 0
+    losses["ddc"].backward()
+    assert grads(method.denoiser) == [] and grads(method.controlnet) == []
+    predictor_grads = grads(method.predictor)
+    assert predictor_grads and any(g.abs().sum() > 0 for g in predictor_grads)
+    # The denoiser's trainable flags are restored after the detached DDC pass.
+    assert all(p.requires_grad for p in method.controlnet.parameters())
+
+
+def test_diffusion_loss_trains_all_and_can_stop_at_the_predictor() -> None:
+    torch.manual_seed(0)
+    method = SATBVR(**TINY, ddc_weight=0.0)
+    losses = method.compute_losses(make_batch())
+    assert "ddc" not in losses
+    losses["total"].backward()
+    assert grads(method.denoiser) and grads(method.controlnet) and grads(method.predictor)
+    torch.manual_seed(0)
+    method = SATBVR(**TINY, ddc_weight=0.0, diff_grad_to_predictor=False)
+    method.compute_losses(make_batch())["total"].backward()
+    assert grads(method.predictor) == [] and grads(method.denoiser)
+
+
+def test_training_draws_are_reproducible() -> None:
+    torch.manual_seed(0)
+    method = SATBVR(**TINY)
+    a = method.compute_losses(make_batch())["total"].item()
+    b = method.compute_losses(make_batch())["total"].item()
+    assert a == b  # noise and timesteps come from step_generator(), not the global RNG
+
+
+@pytest.mark.parametrize(
+    "row, options",
+    [
+        ("a", {"lq_condition": False, "denoiser_finetune": "none", "blend": "none"}),
+        ("b", {"lq_condition": False}),
+        ("c", {"blend": "none"}),
+        ("d", {"blend": "linear"}),
+        ("e", {"blend": "cosine"}),
+        ("f", {"use_predictor": False, "ddc_weight": 0.0}),
+        ("g", {"ddc_weight": 0.0}),
+    ],
+)
+def test_table_2_ablations_train_and_restore(row: str, options: dict) -> None:
+    torch.manual_seed(0)
+    method = SATBVR(**TINY, **options)
+    if row == "a":
+        assert method.controlnet is None and not any(p.requires_grad for p in method.denoiser.parameters())
+    if row == "f":
+        assert method.predictor is None
+    losses = method.compute_losses(make_batch())
+    losses["total"].backward()
+    assert torch.isfinite(losses["total"])
+    assert any(p.grad is not None for p in method.parameters() if p.requires_grad)
+    out = method.eval().restore(make_batch()["lq"], num_steps=1)
+    assert out.shape == (2, 3, 5, 32, 32)
+
+
+@pytest.mark.parametrize("steps", [1, 2, 3, 5, 10])
+def test_steps_are_chosen_at_restore_time(steps: int) -> None:
+    torch.manual_seed(0)
+    method = SATBVR(**TINY).eval()
+    calls = []
+    original = method._denoise
+    method._denoise = lambda x, t, *rest: calls.append(int(t[0])) or original(x, t, *rest)
+    lq = make_batch()["lq"]
+    method.restore(lq, num_steps=steps, seed=0)
+    from satb.schedule import jump_start_timesteps
+
+    assert calls == jump_start_timesteps(steps)
+
+
+def test_bad_steps() -> None:
+    method = SATBVR(**TINY, tau_max=300).eval()
+    lq = make_batch()["lq"]
+    with pytest.raises(ConfigError, match="steps"):
+        method.restore(lq, num_steps=0)
+    with pytest.raises(ConfigError, match="trained range"):
+        method.restore(lq, num_steps=5)  # starts at 399 >= tau_max
+    assert method.restore(lq, num_steps=3).shape[2] == 5  # 299 < 300 is fine
+
+
+def test_restore_is_seeded_and_crops_odd_sizes() -> None:
+    torch.manual_seed(0)
+    method = SATBVR(**TINY).eval()
+    lq = torch.rand(1, 3, 3, 5, 7) * 2 - 1  # 3 frames (odd latent count), 20x28 output (pads to 32)
+    a = method.restore(lq, num_steps=2, seed=3)
+    b = method.restore(lq, num_steps=2, seed=3)
+    assert a.shape == (1, 3, 3, 20, 28) and torch.equal(a, b)
+    assert not torch.equal(a, method.restore(lq, num_steps=2, seed=4))
+
+
+def test_prompts_without_text_encoder() -> None:
+    lq = make_batch(batch=1)["lq"]
+    strict = SATBVR(**TINY, ignore_prompts=False).eval()
+    with pytest.raises(ConfigError, match="no text encoder"):
+        strict.restore(lq, prompt=["a cat"], num_steps=1)
+    assert strict.restore(lq, prompt=[""], num_steps=1).shape[0] == 1
+    lenient = SATBVR(**TINY).eval()
+    assert lenient.restore(lq, prompt=["a cat"], num_steps=1).shape[0] == 1
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"blend": "quadratic"}, "blend"),
+        ({"preset": "huge"}, "preset"),
+        ({"denoiser_finetune": "half"}, "denoiser_finetune"),
+        ({"predictor_finetune": "none"}, "predictor_finetune"),
+        ({"tau_max": 5000}, "tau_max"),
+        ({"ddc_blocks": [7]}, "ddc_blocks"),
+    ],
+)
+def test_bad_configuration(options: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        SATBVR(**{**TINY, **options})
