@@ -189,6 +189,16 @@ class EMA(Callback):
             # lerp(ema, p, 1 - d) = d * ema + (1 - d) * p
             torch._foreach_lerp_(shadows, values, 1.0 - decay)
 
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        from lightning.pytorch.strategies import DeepSpeedStrategy, FSDPStrategy
+
+        if isinstance(trainer.strategy, (FSDPStrategy, DeepSpeedStrategy)):
+            # Their flat parameters are neither whole tensors nor DTensors with a known layout.
+            raise ConfigError(
+                f"the EMA callback supports DDP and FSDP2 (ModelParallelStrategy), not {type(trainer.strategy).__name__}; "
+                "use --trainer.strategy ModelParallelStrategy for sharded training"
+            )
+
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._build(pl_module)
 

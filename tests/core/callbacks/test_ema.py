@@ -219,3 +219,14 @@ def test_bad_options_raise_one_line_config_errors(options, message):
     with pytest.raises(ConfigError, match=message) as err:
         EMA(**options)
     assert "\n" not in str(err.value)
+
+
+def test_flat_parameter_strategies_are_refused():
+    from types import SimpleNamespace
+
+    from lightning.pytorch.strategies import FSDPStrategy
+
+    # Lightning's FSDP (FSDP1) refuses the CPU, so hand the hook a trainer holding one, unset up
+    trainer = SimpleNamespace(strategy=FSDPStrategy.__new__(FSDPStrategy))
+    with pytest.raises(ConfigError, match="supports DDP and FSDP2"):
+        EMA().setup(trainer, Boring(), "fit")
