@@ -10,10 +10,14 @@ commands (``vsr plugins``, ...) live in :mod:`vsr_core.commands`.
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import sys
-from pathlib import Path
+import warnings
 from typing import Any
+
+# peft imports bitsandbytes, which logs a warning about an optional CPU kernel on every start.
+logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
 
 import torch
 from jsonargparse import lazy_instance
@@ -42,12 +46,11 @@ TRAINER_DEFAULTS: dict[str, Any] = {
     "num_sanity_val_steps": 0,
     "log_every_n_steps": 10,
     "logger": lazy_instance(TensorBoardLogger, save_dir=DEFAULT_RUN_DIR, name=DEFAULT_LOGGER_NAME),
+    # Always added; `checkpoint` and `samples` below are configurable (--checkpoint.*, --samples.*).
     "callbacks": [
-        lazy_instance(ModelCheckpoint, save_last=True, filename="step{step:06d}", auto_insert_metric_name=False),
         lazy_instance(RichProgressBar),
         lazy_instance(LearningRateMonitor, logging_interval="step"),
         lazy_instance(ThroughputMonitor),
-        lazy_instance(VideoSampleLogger),
     ],
 }
 
@@ -78,6 +81,11 @@ class VSRCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.set_defaults({"data": {"class_path": f"{VideoDataModule.__module__}.{VideoDataModule.__name__}"}})
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults(
+            {"checkpoint.save_last": True, "checkpoint.filename": "step{step:06d}", "checkpoint.auto_insert_metric_name": False}
+        )
+        parser.add_lightning_class_args(VideoSampleLogger, "samples")
         # The method owns the scale; the data module produces LQ clips for it.
         parser.link_arguments("model.init_args.scale", "data.init_args.scale", apply_on="parse")
 
@@ -138,7 +146,10 @@ def main(argv: list[str] | None = None) -> int:
         if argv[0] in LIGHTNING_COMMANDS:
             load_plugins()
             argv = resolve_model_args(argv)
-        VSRCLI(args=argv)
+        with warnings.catch_warnings():
+            # We pass argv explicitly (after resolving method names); Lightning warns when sys.argv differs.
+            warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter is intended.*")
+            VSRCLI(args=argv)
         return 0
     except VSRError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -58,12 +58,16 @@ def test_non_finite_loss_stops_with_step_and_name(tmp_path):
 
 def test_one_optimizer_per_parameter_group_with_overrides(tmp_path):
     method = TwoOptimizers(channels=4, num_blocks=1, learning_rate=1e-3, optimizer_overrides={"critic": {"lr": 1e-5}})
-    trainer = tiny_trainer(tmp_path, max_steps=2, limit_val_batches=0)
+    critic_before = method.critic.weight.detach().clone()
+    head_before = method.net.head.weight.detach().clone()
+    trainer = tiny_trainer(tmp_path, max_steps=4, limit_val_batches=0)
     trainer.fit(method, datamodule=SyntheticDataModule(num_clips=4, frames=3, size=16))
     generator_opt, critic_opt = method.optimizers()
     assert generator_opt.param_groups[0]["lr"] == 1e-3
     assert critic_opt.param_groups[0]["lr"] == 1e-5
-    assert trainer.global_step == 4  # Lightning counts one step per optimizer.step()
+    assert not torch.equal(method.critic.weight, critic_before)
+    assert not torch.equal(method.net.head.weight, head_before)
+    assert {id(p) for p in critic_opt.param_groups[0]["params"]} == {id(p) for p in method.critic.parameters()}
 
 
 def test_unknown_override_group_is_a_config_error():
