@@ -1,0 +1,97 @@
+"""make_sampler: diffusers samplers on the training table with exactly the requested timesteps."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from diffusers import CogVideoXDDIMScheduler, CogVideoXDPMScheduler, DPMSolverMultistepScheduler
+
+from vsr_core.diffusion import PRESETS, SAMPLER_KINDS, DDPMSchedule, sample
+from vsr_core.errors import ConfigError
+
+SATB_5_STEPS = [399, 319, 239, 159, 79]
+
+
+def _cfg(name: str) -> dict:
+    return {k: v for k, v in PRESETS[name].items() if k != "_class_name"}
+
+
+def _x0() -> torch.Tensor:
+    return torch.randn(2, 4, 3, 6, 6, generator=torch.Generator().manual_seed(0))
+
+
+def _oracle(schedule: DDPMSchedule, x0: torch.Tensor):
+    # A perfect v-prediction model for the clean sample x0.
+    return lambda x_t, t: schedule.v_from_x0(x_t, x0, t.long())
+
+
+def _linear_model(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    # An imperfect but deterministic "model" to compare two samplers step by step.
+    return 0.3 * x_t + 0.001 * t.float() * x_t.tanh()
+
+
+@pytest.mark.parametrize("kind", list(SAMPLER_KINDS))
+def test_every_kind_uses_the_training_table_and_recovers_x0_with_a_perfect_model(kind: str) -> None:
+    schedule = DDPMSchedule("cogvideox-2b")
+    sampler = schedule.make_sampler(kind, SATB_5_STEPS)
+    assert sampler.timesteps.tolist() == SATB_5_STEPS
+    assert isinstance(sampler, SAMPLER_KINDS[kind][0])
+    torch.testing.assert_close(sampler.alphas_cumprod.double(), schedule.alphas_cumprod[:400], rtol=2e-6, atol=1e-7)
+    x0 = _x0()
+    x_start = schedule.add_noise(x0, torch.randn_like(x0), 399)
+    out = sample(sampler, _oracle(schedule, x0), x_start, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(out, x0, rtol=1e-4, atol=1e-4)
+
+
+def test_dpm_solver_takes_arbitrary_timesteps() -> None:
+    schedule = DDPMSchedule("cogvideox")
+    timesteps = [999, 700, 420, 130, 20]
+    sampler = schedule.make_sampler("dpmsolver++", timesteps)
+    assert sampler.timesteps.tolist() == timesteps and sampler.config.algorithm_type == "dpmsolver++"
+    x0 = _x0()
+    x_start = schedule.add_noise(x0, torch.randn_like(x0), 999)
+    assert torch.isfinite(sample(sampler, _linear_model, x_start)).all()
+    torch.testing.assert_close(sample(schedule.make_sampler("dpmsolver++", timesteps), _oracle(schedule, x0), x_start), x0, rtol=1e-4, atol=1e-4)
+    ddpm = schedule.make_sampler("ddpm", timesteps)
+    assert ddpm.timesteps.tolist() == timesteps
+
+
+def test_stride_samplers_refuse_uneven_timesteps() -> None:
+    schedule = DDPMSchedule("cogvideox")
+    for kind in ("ddim", "cogvideox_ddim", "cogvideox_dpm"):
+        with pytest.raises(ConfigError, match="only takes evenly spaced timesteps"):
+            schedule.make_sampler(kind, [700, 420, 130])
+    with pytest.raises(ConfigError, match="strictly decrease"):
+        schedule.make_sampler("ddpm", [100, 200])
+    with pytest.raises(ConfigError, match="unknown sampler kind 'euler'"):
+        schedule.make_sampler("euler", [10])
+    with pytest.raises(ConfigError, match="timesteps or num_inference_steps"):
+        schedule.make_sampler("ddim")
+
+
+def test_matches_stock_cogvideox_samplers_on_their_own_grid() -> None:
+    # Our sampler (truncated table as trained betas) against the stock CogVideoX schedulers.
+    schedule = DDPMSchedule("cogvideox-2b")
+    x_start = torch.randn(1, 4, 2, 4, 4, generator=torch.Generator().manual_seed(2))
+    for kind, cls in (("cogvideox_ddim", CogVideoXDDIMScheduler), ("cogvideox_dpm", CogVideoXDPMScheduler)):
+        stock = cls(**_cfg("cogvideox-2b"))
+        stock.set_timesteps(10)
+        ours = schedule.make_sampler(kind, num_inference_steps=10)
+        assert ours.timesteps.tolist() == stock.timesteps.tolist() == schedule.trailing_timesteps(10)
+        a = sample(stock, _linear_model, x_start, generator=torch.Generator().manual_seed(3))
+        b = sample(ours, _linear_model, x_start, generator=torch.Generator().manual_seed(3))
+        torch.testing.assert_close(b, a, rtol=1e-3, atol=1e-3, msg=kind)
+
+
+def test_matches_stock_dpm_solver_with_custom_timesteps() -> None:
+    schedule = DDPMSchedule("cogvideox")
+    stock = DPMSolverMultistepScheduler.from_config(_cfg("cogvideox"))
+    stock.set_timesteps(timesteps=SATB_5_STEPS)
+    ours = schedule.make_sampler("dpmsolver++", SATB_5_STEPS)
+    x_start = torch.randn(1, 4, 2, 4, 4, generator=torch.Generator().manual_seed(4))
+    torch.testing.assert_close(sample(ours, _linear_model, x_start), sample(stock, _linear_model, x_start), rtol=1e-4, atol=1e-4)
+
+
+def test_overrides_reach_the_sampler() -> None:
+    sampler = DDPMSchedule("cogvideox").make_sampler("dpmsolver++", SATB_5_STEPS, solver_order=1)
+    assert sampler.config.solver_order == 1 and sampler.config.prediction_type == "v_prediction"
