@@ -65,8 +65,8 @@ class SATBVR(VSRMethod):
         use_predictor: ``False`` jump-starts from the LQ latent itself (Table 2 (f)).
         lq_condition: ``False`` drops the ControlNet branch (Table 2 (a), (b)).
         denoiser_finetune: ``lora`` / ``full`` / ``none`` for the base blocks of the denoiser
-            (ControlNet, connectors and LQ embedding always train); default ``lora`` with
-            ``pretrained``, ``full`` for a randomly initialized base.
+            (ControlNet, connectors and LQ embedding always train); default ``lora``, except
+            ``full`` for the randomly initialized tiny preset.
         predictor_finetune: ``lora`` / ``full``; same default rule.
         ddc_weight: λ of Eq. 7; 0 disables DDC (Table 2 (g)).
         ddc_blocks: denoiser blocks whose outputs are Φ of Eq. 6 (negative counts from the end);
@@ -141,7 +141,8 @@ class SATBVR(VSRMethod):
             raise ConfigError(f"blend must be one of {', '.join(BLEND_KINDS)}; got {blend!r}")
         if predictor_parameterization not in PARAMETERIZATIONS:
             raise ConfigError(f"predictor_parameterization must be one of {', '.join(PARAMETERIZATIONS)}")
-        default_mode = "lora" if pretrained else "full"
+        # A random tiny base has nothing worth keeping frozen; a pretrained or full-size base gets LoRA.
+        default_mode = "full" if preset == "tiny" and not pretrained else "lora"
         self.denoiser_mode = check_mode("denoiser_finetune", denoiser_finetune or default_mode)
         self.predictor_mode = check_mode("predictor_finetune", predictor_finetune or default_mode, ("lora", "full"))
         self.blend = blend
