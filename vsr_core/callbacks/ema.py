@@ -70,7 +70,9 @@ class EMA(Callback):
     After every optimizer step ``s`` (when ``s % update_every == 0``):
     ``ema = decay_t * ema + (1 - decay_t) * param``, with ``decay_t = decay`` or, with ``warmup``,
     ``min(decay, (1 + n) / (10 + n))`` after ``n`` updates. Before ``start_step`` the average just
-    follows the weights.
+    follows the weights. Steps are ``trainer.global_step``: optimizer steps, one per accumulated
+    batch; under manual optimization every optimizer's step counts, and the average is updated
+    once per batch.
 
     Validation and test run with the EMA weights swapped in (``use_ema_for_validation``) and the
     trained weights swapped back afterwards; training and the ``state_dict`` of checkpoints always
@@ -114,10 +116,6 @@ class EMA(Callback):
         self._pending: dict[str, Tensor] | None = None
         # The trained weights (local parts) while the EMA weights are swapped in.
         self._backup: dict[str, Tensor] | None = None
-
-    @property
-    def state_key(self) -> str:
-        return self._generate_state_key(decay=self.decay, update_every=self.update_every)
 
     # ------------------------------------------------------------------ the average
 
