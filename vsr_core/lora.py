@@ -102,7 +102,9 @@ def _adapter_config(model: nn.Module, adapter_name: str) -> LoraConfig:
     return configs[adapter_name]
 
 
-def lora_state_dict(model: nn.Module, adapter_name: str = "default", prefix: str | None = "transformer") -> dict[str, torch.Tensor]:
+def lora_state_dict(
+    model: nn.Module, adapter_name: str = "default", prefix: str | None = "transformer"
+) -> dict[str, torch.Tensor]:
     """The adapter's weights in diffusers' LoRA layout: ``<prefix>.<module>.lora_A.weight`` -> tensor.
 
     ``prefix=None`` leaves the keys unprefixed (peft's ``get_peft_model_state_dict`` layout).
@@ -139,7 +141,7 @@ def _read_lora_file(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, obje
     if not file.is_file():
         raise PretrainedError(f"{file} does not exist (expected a diffusers LoRA file {LORA_WEIGHT_NAME} or a folder holding it)")
     with safe_open(str(file), framework="pt") as handle:
-        state = {key: handle.get_tensor(key) for key in handle.keys()}
+        state = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 (safe_open is not iterable)
         raw = (handle.metadata() or {}).get(LORA_ADAPTER_METADATA_KEY)
     return state, (json.loads(raw) if raw else {})
 
@@ -157,9 +159,7 @@ def _config_from(state: dict[str, torch.Tensor], metadata: dict[str, object]) ->
     return LoraConfig(r=rank, lora_alpha=rank, target_modules=targets)
 
 
-def load_lora(
-    model: nn.Module, path: str | Path, prefix: str = "transformer", adapter_name: str = "default"
-) -> LoraConfig:
+def load_lora(model: nn.Module, path: str | Path, prefix: str = "transformer", adapter_name: str = "default") -> LoraConfig:
     """Load a diffusers-format LoRA file (or the folder holding it) into ``model``.
 
     The adapter ``adapter_name`` is created from the file's metadata if the model does not have it
@@ -172,7 +172,9 @@ def load_lora(
     state = {k.removeprefix(lead): v for k, v in full_state.items() if k.startswith(lead)}
     if not state:
         found = sorted({k.split(".", 1)[0] for k in full_state})
-        raise PretrainedError(f"{path} has no '{prefix}.' LoRA weights (it holds: {', '.join(found) or 'nothing'}); pass prefix=...")
+        raise PretrainedError(
+            f"{path} has no '{prefix}.' LoRA weights (it holds: {', '.join(found) or 'nothing'}); pass prefix=..."
+        )
     if any(".lora.down." in k or ".lora.up." in k for k in state):
         state = convert_unet_state_dict_to_peft(state)
     metadata = {k.removeprefix(lead): v for k, v in full_meta.items() if k.startswith(lead)}

@@ -68,10 +68,14 @@ def resolve_pretrained(path_or_id: str | os.PathLike, component: str | None = No
     local = Path(text).expanduser()
     if local.exists():
         if not local.is_dir():
-            raise PretrainedError(f"pretrained path {text} is a file; pass the diffusers-format model folder that holds '{component or 'config.json'}'")
+            raise PretrainedError(
+                f"pretrained path {text} is a file; pass the diffusers-format model folder that holds '{component or 'config.json'}'"
+            )
         return _check_component(local / component if component else local, component, text)
     if not _looks_like_hub_id(text):
-        raise PretrainedError(f"pretrained folder {text} does not exist (pass a local diffusers-format model folder or a hub id 'owner/name')")
+        raise PretrainedError(
+            f"pretrained folder {text} does not exist (pass a local diffusers-format model folder or a hub id 'owner/name')"
+        )
     return _check_component(_download(text, component), component, text)
 
 

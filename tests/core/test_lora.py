@@ -14,11 +14,11 @@ from torch import nn
 from vsr_core.errors import ConfigError, PretrainedError
 from vsr_core.lora import LORA_WEIGHT_NAME, add_lora, load_lora, lora_state_dict, merge_lora, save_lora
 
-TINY = dict(
-    num_attention_heads=2, attention_head_dim=8, in_channels=4, out_channels=4, time_embed_dim=2, text_embed_dim=8,
-    num_layers=1, sample_width=8, sample_height=8, sample_frames=8, patch_size=2, temporal_compression_ratio=4,
-    max_text_seq_length=8,
-)  # fmt: skip
+TINY = {
+    "num_attention_heads": 2, "attention_head_dim": 8, "in_channels": 4, "out_channels": 4, "time_embed_dim": 2,
+    "text_embed_dim": 8, "num_layers": 1, "sample_width": 8, "sample_height": 8, "sample_frames": 8, "patch_size": 2,
+    "temporal_compression_ratio": 4, "max_text_seq_length": 8,
+}  # fmt: skip
 
 
 def _base(tmp_path: Path) -> Path:
@@ -82,7 +82,12 @@ def test_save_writes_the_diffusers_file_and_load_restores_the_function(tmp_path:
         keys = set(handle.keys())
         metadata = json.loads(handle.metadata()["lora_adapter_metadata"])
     assert "transformer.transformer_blocks.0.attn1.to_q.lora_A.weight" in keys and len(keys) == 8
-    assert metadata["transformer.r"] == 4 and sorted(metadata["transformer.target_modules"]) == ["to_k", "to_out.0", "to_q", "to_v"]
+    assert metadata["transformer.r"] == 4 and sorted(metadata["transformer.target_modules"]) == [
+        "to_k",
+        "to_out.0",
+        "to_q",
+        "to_v",
+    ]
     assert keys == set(lora_state_dict(model))
 
     fresh = _model(tmp_path)

@@ -38,7 +38,9 @@ class DDPMSchedule(nn.Module):
     * ``snr(t) = a / (1 - a)`` (0 at the last step of a zero-terminal-SNR schedule).
     """
 
-    def __init__(self, config: str | dict[str, Any] | SchedulerMixin = "cogvideox", overrides: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, config: str | dict[str, Any] | SchedulerMixin = "cogvideox", overrides: dict[str, Any] | None = None
+    ) -> None:
         super().__init__()
         cfg = {**load_scheduler_config(config, "DDPMScheduler"), **(overrides or {})}
         cls = scheduler_class(cfg["_class_name"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import Any
 
 import torch
@@ -147,7 +148,7 @@ class FlowMatchingSchedule(nn.Module):
             sigmas = [float(t) / self.num_train_timesteps for t in timesteps]
         if sigmas is not None:
             sigmas = [float(s) for s in sigmas]
-            if any(a <= b for a, b in zip(sigmas, sigmas[1:])) or sigmas[-1] <= 0 or sigmas[0] > 1:
+            if any(a <= b for a, b in pairwise(sigmas)) or sigmas[-1] <= 0 or sigmas[0] > 1:
                 raise ConfigError(f"sigmas must strictly decrease inside (0, 1], got {sigmas}")
         cfg = {**strip_meta(self.config), **overrides}
         if not apply_shift:

@@ -21,6 +21,7 @@ zero-terminal-SNR schedule) is clamped to ``2**-24``, as diffusers' DPM-Solver d
 from __future__ import annotations
 
 from collections.abc import Callable
+from itertools import pairwise
 from typing import Any
 
 import torch
@@ -53,7 +54,7 @@ def _check_timesteps(timesteps: list[int], num_train_timesteps: int) -> list[int
     ts = [int(t) for t in timesteps]
     if not ts:
         raise ConfigError("timesteps must not be empty")
-    if any(a <= b for a, b in zip(ts, ts[1:])) or ts[-1] < 0 or ts[0] >= num_train_timesteps:
+    if any(a <= b for a, b in pairwise(ts)) or ts[-1] < 0 or ts[0] >= num_train_timesteps:
         raise ConfigError(f"timesteps must strictly decrease inside [0, {num_train_timesteps}), got {ts}")
     return ts
 

@@ -134,10 +134,13 @@ class LatentCodec(nn.Module, ABC):
         ``sample_posterior`` draws from a VAE's Gaussian posterior instead of taking its mean/mode.
         """
         self._check_video(video)
-        fn = lambda clip: self._chunked(clip, lambda c: self._encode(c, sample_posterior, generator), self.temporal_factor, encode=True)  # noqa: E731
+
+        def encode_clip(clip: torch.Tensor) -> torch.Tensor:
+            return self._chunked(clip, lambda c: self._encode(c, sample_posterior, generator), encode=True)
+
         if self.tile_size is None:
-            return fn(video)
-        return tiled_apply(video, fn, self.tile_size, self.tile_overlap, Fraction(1, self.spatial_factor))
+            return encode_clip(video)
+        return tiled_apply(video, encode_clip, self.tile_size, self.tile_overlap, Fraction(1, self.spatial_factor))
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Latents ``[B,c,t,h,w]`` -> video ``[B,3,T,h*f,w*f]`` clamped to ``[-1,1]``."""
@@ -145,16 +148,19 @@ class LatentCodec(nn.Module, ABC):
             raise ConfigError(
                 f"{type(self).__name__}.decode expects latents [B,{self.latent_channels},t,h,w], got {list(latents.shape)}"
             )
-        fn = lambda z: self._chunked(z, self._decode, 1, encode=False)  # noqa: E731
+
+        def decode_clip(z: torch.Tensor) -> torch.Tensor:
+            return self._chunked(z, self._decode, encode=False)
+
         if self.tile_size is None:
-            video = fn(latents)
+            video = decode_clip(latents)
         else:
             f = self.spatial_factor
-            video = tiled_apply(latents, fn, self.tile_size // f, self.tile_overlap // f, Fraction(f))
+            video = tiled_apply(latents, decode_clip, self.tile_size // f, self.tile_overlap // f, Fraction(f))
         return video.clamp(-1.0, 1.0)
 
     # ----------------------------------------------------------------- helpers
-    def _chunked(self, x: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor], unit: int, *, encode: bool) -> torch.Tensor:
+    def _chunked(self, x: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor], *, encode: bool) -> torch.Tensor:
         # Temporal chunks of frames_per_chunk pixel frames (= frames_per_chunk / tf latent frames).
         if self.frames_per_chunk is None:
             return fn(x)

@@ -77,8 +77,20 @@ def tiled_apply(
                 weight = torch.zeros(shape[-2:], dtype=torch.float32, device=piece.device)
             ph, pw = piece.shape[-2:]
             oy, ox = int(top * scale), int(left * scale)
-            wy = ramp(ph, out_overlap if top > 0 else 0, out_overlap if top + tile < height else 0, dtype=torch.float32, device=piece.device)
-            wx = ramp(pw, out_overlap if left > 0 else 0, out_overlap if left + tile < width else 0, dtype=torch.float32, device=piece.device)
+            wy = ramp(
+                ph,
+                out_overlap if top > 0 else 0,
+                out_overlap if top + tile < height else 0,
+                dtype=torch.float32,
+                device=piece.device,
+            )
+            wx = ramp(
+                pw,
+                out_overlap if left > 0 else 0,
+                out_overlap if left + tile < width else 0,
+                dtype=torch.float32,
+                device=piece.device,
+            )
             w2 = wy[:, None] * wx[None, :]
             out[..., oy : oy + ph, ox : ox + pw] += piece.float() * w2
             weight[oy : oy + ph, ox : ox + pw] += w2

@@ -56,7 +56,9 @@ def test_velocity_conversions_and_paired_flow() -> None:
 def test_sampler_sigmas_shifted_or_exact() -> None:
     schedule = FlowMatchingSchedule("wan")
     shifted = schedule.make_sampler(sigmas=[1.0, 0.75, 0.5, 0.25])
-    torch.testing.assert_close(shifted.sigmas, torch.cat([schedule.shift_sigma(torch.tensor([1.0, 0.75, 0.5, 0.25])), torch.zeros(1)]))
+    torch.testing.assert_close(
+        shifted.sigmas, torch.cat([schedule.shift_sigma(torch.tensor([1.0, 0.75, 0.5, 0.25])), torch.zeros(1)])
+    )
     exact = schedule.make_sampler(sigmas=[1.0, 0.75, 0.5, 0.25], apply_shift=False)
     torch.testing.assert_close(exact.sigmas, torch.tensor([1.0, 0.75, 0.5, 0.25, 0.0]))
     torch.testing.assert_close(exact.timesteps, torch.tensor([1000.0, 750.0, 500.0, 250.0]))

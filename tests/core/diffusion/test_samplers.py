@@ -51,7 +51,9 @@ def test_dpm_solver_takes_arbitrary_timesteps() -> None:
     x0 = _x0()
     x_start = schedule.add_noise(x0, torch.randn_like(x0), 999)
     assert torch.isfinite(sample(sampler, _linear_model, x_start)).all()
-    torch.testing.assert_close(sample(schedule.make_sampler("dpmsolver++", timesteps), _oracle(schedule, x0), x_start), x0, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(
+        sample(schedule.make_sampler("dpmsolver++", timesteps), _oracle(schedule, x0), x_start), x0, rtol=1e-4, atol=1e-4
+    )
     ddpm = schedule.make_sampler("ddpm", timesteps)
     assert ddpm.timesteps.tolist() == timesteps
 

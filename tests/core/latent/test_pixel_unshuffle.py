@@ -59,7 +59,11 @@ def test_chunking_and_tiling_are_exact() -> None:
     video = _video(frames=8, height=48, width=64)
     ref = PixelUnshuffleCodec(factor=4, temporal_factor=2)
     z = ref.encode(video)
-    for options in ({"frames_per_chunk": 2}, {"tile_size": 16, "tile_overlap": 8}, {"tile_size": 24, "tile_overlap": 8, "frames_per_chunk": 4}):
+    for options in (
+        {"frames_per_chunk": 2},
+        {"tile_size": 16, "tile_overlap": 8},
+        {"tile_size": 24, "tile_overlap": 8, "frames_per_chunk": 4},
+    ):
         codec = PixelUnshuffleCodec(factor=4, temporal_factor=2, **options)
         torch.testing.assert_close(codec.encode(video), z, rtol=0, atol=1e-6, msg=str(options))
         torch.testing.assert_close(codec.decode(z), video, rtol=0, atol=1e-6, msg=str(options))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fractions import Fraction
+from itertools import pairwise
 
 import pytest
 import torch
@@ -49,7 +50,7 @@ def test_tiles_cover_the_image_and_end_at_the_border() -> None:
             covered[s : s + tile] = True
             assert s + tile <= size
         assert covered.all() and starts[-1] + tile == size
-        assert all(b - a <= tile - overlap for a, b in zip(starts, starts[1:]))
+        assert all(b - a <= tile - overlap for a, b in pairwise(starts))
 
 
 def test_ramps_skip_the_outer_quarter_and_cross_fade_to_one() -> None:

@@ -31,7 +31,7 @@ def test_tiny_shapes_and_frame_rules(cls, factors) -> None:
     assert (codec.spatial_factor, codec.temporal_factor, codec.latent_channels) == factors
     frames = _frames(cls)
     z = codec.encode(_video(frames))
-    f, tf, c = factors
+    f, _, c = factors
     assert z.shape == (1, c, codec.latent_frames(frames), 32 // f, 32 // f)
     video = codec.decode(z)
     assert video.shape == (1, 3, frames, 32, 32) and video.abs().max() <= 1
@@ -102,7 +102,10 @@ def test_save_pretrained_and_load_back(cls, tmp_path: Path) -> None:
     # A different seed is a different random VAE: the comparison above is not vacuous.
     assert not torch.allclose(cls.tiny(seed=4).encode(video), codec.encode(video))
     (tmp_path / "no_vae" / "transformer").mkdir(parents=True)
-    with pytest.raises(PretrainedError, match=r"no_vae has no 'vae/' folder \(expected a diffusers-format model folder with vae/config.json and weights\)"):
+    with pytest.raises(
+        PretrainedError,
+        match=r"no_vae has no 'vae/' folder \(expected a diffusers-format model folder with vae/config.json and weights\)",
+    ):
         cls.from_pretrained(tmp_path / "no_vae")
 
 
@@ -196,6 +199,8 @@ def test_real_sizes_on_the_meta_device() -> None:
         with torch.device("meta"):
             codec = cls.real(variant)
         assert sum(p.numel() for p in codec.parameters()) == count, variant
-        assert (codec.spatial_factor, codec.latent_channels) == ((8, 4) if variant == "sd" else (4, 4) if cls is AutoencoderKLCodec else (8, 16))
+        assert (codec.spatial_factor, codec.latent_channels) == (
+            (8, 4) if variant == "sd" else (4, 4) if cls is AutoencoderKLCodec else (8, 16)
+        )
     with pytest.raises(ConfigError, match="unknown WanCodec preset 'wan9'"):
         WanCodec.real("wan9")
