@@ -208,9 +208,21 @@ class LQConditionedTransformer(CogVideoXTransformer3DModel):
         control_hidden_states: Sequence[torch.Tensor] | None = None,
         image_rotary_emb: tuple[torch.Tensor, torch.Tensor] | None = None,
         attention_kwargs: dict[str, Any] | None = None,
-    ) -> torch.Tensor:
+        feature_blocks: Sequence[int] | None = None,
+    ) -> torch.Tensor | list[torch.Tensor]:
+        """The v-prediction, or with ``feature_blocks`` the block states ``[B, N, width]`` (Φ of Eq. 6).
+
+        Feature extraction stops after the deepest requested block. It goes through ``forward``
+        (not a side method) so FSDP2's hooks gather the sharded weights as for any other call.
+        """
         _, frames, _, height, width = hidden_states.shape
         hidden, text, emb = self._embed(hidden_states, encoder_hidden_states, timestep, control_latents)
+        if feature_blocks is not None:
+            taps = sorted({b % len(self.transformer_blocks) for b in feature_blocks})
+            _, features = self._blocks(
+                hidden, text, emb, image_rotary_emb, control_hidden_states, attention_kwargs, taps[-1], taps
+            )
+            return features
         hidden, _ = self._blocks(hidden, text, emb, image_rotary_emb, control_hidden_states, attention_kwargs)
         hidden = self.norm_final(hidden)
         hidden = self.proj_out(self.norm_out(hidden, temb=emb))
@@ -226,13 +238,13 @@ class LQConditionedTransformer(CogVideoXTransformer3DModel):
         control_hidden_states: Sequence[torch.Tensor] | None = None,
         image_rotary_emb: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> list[torch.Tensor]:
-        """Video-token states ``[B, N, width]`` after each block in ``blocks`` (Φ of Eq. 6).
-
-        Stops after the deepest requested block, so features of early blocks cost only those blocks.
-        """
-        taps = sorted({b % len(self.transformer_blocks) for b in blocks})
-        hidden, text, emb = self._embed(hidden_states, encoder_hidden_states, timestep, control_latents)
-        _, features = self._blocks(
-            hidden, text, emb, image_rotary_emb, control_hidden_states, None, stop_after=taps[-1], taps=taps
+        """Video-token states ``[B, N, width]`` after each block in ``blocks`` (through ``forward``)."""
+        return self(
+            hidden_states,
+            encoder_hidden_states,
+            timestep,
+            control_latents=control_latents,
+            control_hidden_states=control_hidden_states,
+            image_rotary_emb=image_rotary_emb,
+            feature_blocks=blocks,
         )
-        return features

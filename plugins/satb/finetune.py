@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from peft import LoraConfig
 from torch import nn
 
 from vsr_core.errors import ConfigError
+from vsr_core.lora import add_lora as core_add_lora
 
 FINETUNE_MODES = ("lora", "full", "none")
 #: LoRA targets: the attention and feed-forward projections of every CogVideoX block.
@@ -20,22 +20,15 @@ def check_mode(name: str, mode: str, allowed: Sequence[str] = FINETUNE_MODES) ->
     return mode
 
 
-def lora_config(rank: int, alpha: float | None, targets: Sequence[str]) -> LoraConfig:
-    """A LoRA config restricted to ``transformer_blocks.<i>.<target>`` (not connectors or embeddings)."""
-    if rank < 1:
-        raise ConfigError(f"lora_rank must be >= 1, got {rank}")
+def lora_target_pattern(targets: Sequence[str]) -> str:
+    """peft regex for ``transformer_blocks.<i>.<target>``: the blocks only, not connectors or embeddings."""
     names = "|".join(t.replace(".", r"\.") for t in targets)
-    return LoraConfig(
-        r=rank,
-        lora_alpha=alpha if alpha is not None else rank,
-        init_lora_weights=True,  # B = 0: an adapted model starts equal to its base
-        target_modules=rf".*transformer_blocks\.\d+\.(attn1\.)?({names})",
-    )
+    return rf".*transformer_blocks\.\d+\.(attn1\.)?({names})"
 
 
 def add_lora(model: nn.Module, rank: int, alpha: float | None, targets: Sequence[str], adapter_name: str = "default") -> None:
-    """Attach a fresh LoRA adapter to a diffusers model (``PeftAdapterMixin.add_adapter``)."""
-    model.add_adapter(lora_config(rank, alpha, targets), adapter_name=adapter_name)
+    """Attach a fresh LoRA adapter (``B = 0``: the model starts equal to its base) to the blocks of ``model``."""
+    core_add_lora(model, rank, alpha, lora_target_pattern(targets), adapter_name)
 
 
 def is_lora_parameter(name: str) -> bool:
