@@ -216,6 +216,10 @@ class VideoDataModule(LightningDataModule):
         )
 
     def setup(self, stage: str | None = None) -> None:
+        if stage == "fit":
+            # A new fit starts the sample stream from the beginning; Lightning restores the count
+            # from a checkpoint (load_state_dict) only after this hook, when resuming.
+            self._train_batches = 0
         if stage in (None, "fit") and self.train_dataset is None:
             self.train_dataset = ClipDataset(
                 self._train_src(),

@@ -458,7 +458,11 @@ class VideoReader:
         return torch.from_numpy(np.stack(out))
 
     def iter_frames(self, start: int = 0) -> Iterator[torch.Tensor]:
-        """Yield every frame from ``start`` on as ``uint8 [H, W, 3]``, streaming (bounded memory)."""
+        """Yield every frame from ``start`` on as ``uint8 [H, W, 3]``, streaming (bounded memory).
+
+        Decodes from the beginning (frames before ``start`` are decoded but not converted); use
+        :meth:`read_clip` for random access.
+        """
         container, stream = self._open()
         container.seek(0)
         n = 0

@@ -152,10 +152,12 @@ def test_resume_is_exact(folder, tmp_path, workers):
 
 def test_state_dict_round_trip(folder):
     dm = _dm(folder)
+    dm.setup("fit")  # Lightning: setup first, then load_state_dict when resuming
     dm.load_state_dict({"train_batches": 7})
     assert dm.state_dict() == {"train_batches": 7}
-    dm.setup("fit")
     assert next(iter(dm.train_dataloader().sampler)) == 14  # batch 7 * batch size 2
+    dm.setup("fit")  # a new fit starts from the beginning
+    assert next(iter(dm.train_dataloader().sampler)) == 0
 
 
 def test_validation_can_be_disabled_and_eval_sets_limited(folder):
