@@ -76,7 +76,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="vsr-bench-") as tmp:
         t0 = time.perf_counter()
         make_videos(Path(tmp), args.videos, args.frames, args.gop)
-        print(f"made {args.videos} videos of {args.frames} frames at 1280x720 (gop {args.gop}) in {time.perf_counter() - t0:.1f}s")
+        elapsed = time.perf_counter() - t0
+        print(f"made {args.videos} videos of {args.frames} frames at 1280x720 (gop {args.gop}) in {elapsed:.1f}s")
         dataset = ClipDataset(
             VideoFolder(tmp), clip_frames=args.clip_frames, crop_size=args.crop, stride_range=(1, args.stride_max), seed=0
         )
@@ -90,14 +91,16 @@ def main() -> None:
 
         t0 = time.perf_counter()
         naive = [
-            naive_clip(dataset.items[p.item].path, p.start, args.clip_frames, p.stride, p.top, p.left, args.crop)
-            for p in plans
+            naive_clip(dataset.items[p.item].path, p.start, args.clip_frames, p.stride, p.top, p.left, args.crop) for p in plans
         ]
         t_naive = time.perf_counter() - t0
-        assert all(torch.equal(a, b) for a, b in zip(ours, naive)), "the two ways returned different pixels"
+        assert all(torch.equal(a, b) for a, b in zip(ours, naive, strict=True)), "the two ways returned different pixels"
 
         fps_ours, fps_naive = delivered / t_ours, delivered / t_naive
-        print(f"clip frames/s  vsr reader: {fps_ours:8.1f}   naive full decode: {fps_naive:8.1f}   ratio: {fps_ours / fps_naive:.2f}x (target >= 1.0)")
+        print(
+            f"clip frames/s  vsr reader: {fps_ours:8.1f}   naive full decode: {fps_naive:8.1f}   "
+            f"ratio: {fps_ours / fps_naive:.2f}x (target >= 1.0)"
+        )
 
         if args.workers > 0:
             loader = DataLoader(dataset, batch_size=1, num_workers=args.workers, sampler=range(args.clips, 3 * args.clips))

@@ -33,7 +33,30 @@ _EXPORTS = {
     "ResumableSampler": "datamodule",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "VIDEO_EXTENSIONS",
+    "ClipDataset",
+    "ClipPlan",
+    "DataWarning",
+    "FrameFolderReader",
+    "ItemList",
+    "PairedFolders",
+    "ResumableSampler",
+    "SampleClips",
+    "VideoDataModule",
+    "VideoFolder",
+    "VideoInfo",
+    "VideoItem",
+    "VideoReader",
+    "VideoSource",
+    "VideoWriter",
+    "ensure_sample_clips",
+    "frames_to_tensor",
+    "open_video",
+    "probe_video",
+    "tensor_to_frames",
+]
 
 if TYPE_CHECKING:  # pragma: no cover
     from vsr_core.data.datamodule import ResumableSampler, VideoDataModule

@@ -81,7 +81,7 @@ class ResumableSampler(DistributedSampler):
 class _ResumableLoader(DataLoader):
     """A DataLoader Lightning regards as resumable; the state is the data module's batch count."""
 
-    def __init__(self, *args, datamodule: "VideoDataModule", **kwargs) -> None:
+    def __init__(self, *args, datamodule: VideoDataModule, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._datamodule = datamodule
 
@@ -246,9 +246,7 @@ class VideoDataModule(LightningDataModule):
         return 0, 1
 
     def _loader_kwargs(self) -> dict:
-        on_cuda = (
-            self.trainer.strategy.root_device.type == "cuda" if self.trainer is not None else torch.cuda.is_available()
-        )
+        on_cuda = self.trainer.strategy.root_device.type == "cuda" if self.trainer is not None else torch.cuda.is_available()
         kwargs = {"num_workers": self.num_workers, "pin_memory": self.pin_memory and on_cuda}
         if self.num_workers > 0:
             kwargs["persistent_workers"] = self.persistent_workers

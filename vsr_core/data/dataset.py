@@ -77,7 +77,8 @@ class ClipDataset(Dataset):
         if scale < 1:
             raise ConfigError(f"scale must be >= 1 (got {scale})")
         if crop_size is not None and (crop_size < scale or crop_size % scale):
-            raise ConfigError(f"crop_size {crop_size} must be a positive multiple of scale {scale}; e.g. {max(1, round((crop_size or 0) / scale)) * scale}")
+            nearest = max(1, round(crop_size / scale)) * scale
+            raise ConfigError(f"crop_size {crop_size} must be a positive multiple of scale {scale}; e.g. {nearest}")
         if crop_size is None and random:
             raise ConfigError("random training clips need a crop_size (batched clips must share one size)")
         self.clip_frames = clip_frames
@@ -100,15 +101,17 @@ class ClipDataset(Dataset):
 
     def _problem(self, item: VideoItem) -> str:
         s = self.scale
-        if item.lq_path is not None:
-            if not (item.lq_height * s <= item.height < (item.lq_height + 1) * s and item.lq_width * s <= item.width < (item.lq_width + 1) * s):
-                return (
-                    f"HQ {item.width}x{item.height} is not {s}x its LQ {item.lq_width}x{item.lq_height}; "
-                    f"set scale to the pair's factor"
-                )
+        lq_h, lq_w = item.lq_height, item.lq_width
+        # HQ may exceed LQ x scale by up to scale - 1 pixels (floor-divided LQ); it is cut to match.
+        fits = item.lq_path is None or (lq_h * s <= item.height < (lq_h + 1) * s and lq_w * s <= item.width < (lq_w + 1) * s)
+        if not fits:
+            return f"HQ {item.width}x{item.height} is not {s}x its LQ {lq_w}x{lq_h}; set scale to the pair's factor"
         need = (self.clip_frames - 1) * self.stride_range[0] + 1
         if item.num_frames < need:
-            return f"has {item.num_frames} frames, fewer than the {need} a clip needs (clip_frames={self.clip_frames}, stride {self.stride_range[0]})"
+            return (
+                f"has {item.num_frames} frames, fewer than the {need} a clip needs "
+                f"(clip_frames={self.clip_frames}, stride {self.stride_range[0]})"
+            )
         h, w = self._hq_extent(item)
         c = self.crop_size
         if c is not None and (h < c or w < c):
@@ -186,8 +189,8 @@ class ClipDataset(Dataset):
     def _read(self, path: str, plan: ClipPlan, div: int) -> torch.Tensor:
         with open_video(path, threads=self.decode_threads) as reader:
             frames = reader.read_clip(plan.start, self.clip_frames, plan.stride)  # [T, H, W, 3]
-        t, l = plan.top // div, plan.left // div
-        crop = frames[:, t : t + plan.height // div, l : l + plan.width // div]
+        top, left = plan.top // div, plan.left // div
+        crop = frames[:, top : top + plan.height // div, left : left + plan.width // div]
         return crop.permute(3, 0, 1, 2).contiguous()  # [3, T, h, w]
 
     def load(self, plan: ClipPlan) -> dict:

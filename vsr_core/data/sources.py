@@ -139,10 +139,7 @@ def _scan_tree(root: Path, recursive: bool, extensions: tuple[str, ...]) -> tupl
     counts: dict[str, int] = {}
     for f in found:
         counts[f.key] = counts.get(f.key, 0) + 1
-    found = [
-        _Found(f.key + Path(f.path).suffix if counts[f.key] > 1 and Path(f.path).suffix else f.key, f.path)
-        for f in found
-    ]
+    found = [_Found(f.key + Path(f.path).suffix if counts[f.key] > 1 and Path(f.path).suffix else f.key, f.path) for f in found]
     return found, caption_files
 
 
@@ -350,11 +347,11 @@ class PairedFolders(VideoSource):
             _warn_skip(f"{len(unmatched_hq)} HQ clips under {hq_root} have no LQ partner: {_examples(unmatched_hq)}")
         if unmatched_lq:
             _warn_skip(f"{len(unmatched_lq)} LQ clips under {lq_root} have no HQ partner: {_examples(unmatched_lq)}")
-        infos = dict((f.path, (info, reason)) for f, info, reason in _probe_all([p for pair in pairs for p in pair]))
+        infos = {f.path: (info, reason) for f, info, reason in _probe_all([p for pair in pairs for p in pair])}
         captions = _Captions(caption_files) if self.captions else None
         items: list[VideoItem] = []
-        for h, l in pairs:
-            (hi, h_reason), (li, l_reason) = infos[h.path], infos[l.path]
+        for h, lq_clip in pairs:
+            (hi, h_reason), (li, l_reason) = infos[h.path], infos[lq_clip.path]
             if hi is None or li is None:
                 _warn_skip(f"skipping pair {h.key}: {h_reason or l_reason}")
                 continue
@@ -362,7 +359,7 @@ class PairedFolders(VideoSource):
             if hi.frames != li.frames:
                 _warn_skip(f"pair {h.key}: HQ has {hi.frames} frames, LQ {li.frames}; using the first {frames}")
             caption = captions.get(h.path) if captions else ""
-            items.append(VideoItem(h.key, h.path, frames, hi.height, hi.width, caption, l.path, li.height, li.width))
+            items.append(VideoItem(h.key, h.path, frames, hi.height, hi.width, caption, lq_clip.path, li.height, li.width))
         if not items:
             raise DataError(f"none of the {len(pairs)} HQ/LQ pairs under {hq_root} could be read; see the warnings above")
         return items

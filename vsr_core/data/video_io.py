@@ -15,6 +15,7 @@ are handled exactly.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import os
 import re
 import secrets
@@ -23,7 +24,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
-from typing import Union
 
 import av
 import numpy as np
@@ -32,11 +32,25 @@ from PIL import Image, ImageOps
 
 from vsr_core.errors import VideoError
 
-PathLike = Union[str, os.PathLike]
+PathLike = str | os.PathLike
 
 VIDEO_EXTENSIONS: tuple[str, ...] = (
-    ".mp4", ".m4v", ".mkv", ".webm", ".mov", ".avi", ".mpg", ".mpeg", ".ts", ".m2ts", ".mts",
-    ".wmv", ".flv", ".3gp", ".ogv", ".y4m",
+    ".mp4",
+    ".m4v",
+    ".mkv",
+    ".webm",
+    ".mov",
+    ".avi",
+    ".mpg",
+    ".mpeg",
+    ".ts",
+    ".m2ts",
+    ".mts",
+    ".wmv",
+    ".flv",
+    ".3gp",
+    ".ogv",
+    ".y4m",
 )
 IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -168,7 +182,7 @@ def _video_stream(container, path: str):
 def _normalize_rotation(degrees: float | int | None) -> int:
     if not degrees:
         return 0
-    return int(round(degrees / 90.0)) % 4 * 90
+    return round(degrees / 90.0) % 4 * 90
 
 
 def _rotate(frame: np.ndarray, rotation: int) -> np.ndarray:
@@ -246,7 +260,9 @@ def _list_frame_files(folder: str) -> list[str]:
     except OSError as err:
         raise VideoError(f"{folder}: cannot list the frame folder ({_one_line(err)})") from None
     if not names:
-        raise VideoError(f"{folder}: the folder holds no frames ({', '.join(IMAGE_EXTENSIONS)}); add frames or pick another folder")
+        raise VideoError(
+            f"{folder}: the folder holds no frames ({', '.join(IMAGE_EXTENSIONS)}); add frames or pick another folder"
+        )
     names.sort(key=_natural_key)
     return [os.path.join(folder, n) for n in names]
 
@@ -358,17 +374,15 @@ class VideoReader:
             self._container = None
             self._stream = None
 
-    def __enter__(self) -> "VideoReader":
+    def __enter__(self) -> VideoReader:
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
 
     def __del__(self) -> None:  # a reader dropped without close() must not leak its file
-        try:
+        with contextlib.suppress(Exception):  # interpreter shutdown may have torn PyAV down already
             self.close()
-        except Exception:
-            pass
 
     # -- decoding ------------------------------------------------------------------------------
     def _to_rgb(self, frame: av.VideoFrame) -> np.ndarray:
@@ -401,7 +415,7 @@ class VideoReader:
         k = bisect.bisect_right(index.keyframe_pts, first_pts)
         candidates = index.keyframe_pts[:k][::-1][:3]
         out = None
-        for seek_pts in candidates + [None]:
+        for seek_pts in [*candidates, None]:
             try:
                 out = self._decode_range(container, stream, index, seek_pts, first_pts, last_pts, targets)
             except _TimestampMismatch:
@@ -508,7 +522,7 @@ class FrameFolderReader:
     def close(self) -> None:
         """Nothing stays open between reads; present for API symmetry with :class:`VideoReader`."""
 
-    def __enter__(self) -> "FrameFolderReader":
+    def __enter__(self) -> FrameFolderReader:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -700,10 +714,8 @@ class VideoWriter:
 
     # -- finishing -----------------------------------------------------------------------------
     def _remove_tmp(self) -> None:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.remove(self.tmp_path)
-        except FileNotFoundError:
-            pass
 
     def _release_inputs(self) -> None:
         if self._audio_in is not None:
@@ -715,10 +727,8 @@ class VideoWriter:
         if self._closed:
             return
         self._closed = True
-        try:
+        with contextlib.suppress(Exception):  # the container may be half-initialised; the file goes anyway
             self._container.close()
-        except Exception:
-            pass
         self._release_inputs()
         self._remove_tmp()
 
@@ -741,7 +751,7 @@ class VideoWriter:
         self._release_inputs()
         os.replace(self.tmp_path, self.path)
 
-    def __enter__(self) -> "VideoWriter":
+    def __enter__(self) -> VideoWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -751,11 +761,9 @@ class VideoWriter:
             self.close()
 
     def __del__(self) -> None:  # dropped without close(): never leave a temp file behind
-        try:
+        with contextlib.suppress(Exception):  # __init__ may have failed before the attributes exist
             if not self._closed:
                 self.abort()
-        except Exception:
-            pass
 
 
 # ---------------------------------------------------------------------------------------------

@@ -46,12 +46,16 @@ class Recorder(L.LightningModule):
 
 def main(clip_dir: str, out_dir: str) -> None:
     dm_module._build_degradation = lambda preset, scale: AvgPoolNoise(scale)
-    data = VideoDataModule(
-        train=VideoFolder(clip_dir), validate=False, clip_frames=2, crop_size=16, batch_size=2, num_workers=0
-    )
+    data = VideoDataModule(train=VideoFolder(clip_dir), validate=False, clip_frames=2, crop_size=16, batch_size=2, num_workers=0)
     trainer = L.Trainer(
-        accelerator="cpu", devices=2, strategy="ddp", max_steps=4, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False,
+        accelerator="cpu",
+        devices=2,
+        strategy="ddp",
+        max_steps=4,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
     )
     trainer.fit(Recorder(Path(out_dir)), data)
 

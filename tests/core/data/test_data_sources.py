@@ -24,9 +24,12 @@ def tree(tmp_path):
     (root / "broken.mp4").write_text("this is not a video")
     (root / "readme.md").write_text("not a clip either (not a video extension)")
     (root / "captions.jsonl").write_text(
-        json.dumps({"file": "sub/b.mkv", "caption": "a blue boat"}) + "\n\n"
-        + json.dumps({"video": "frames", "text": "a green field"}) + "\n"
-        + json.dumps({"file": "a.mp4", "caption": "loses to the sidecar"}) + "\n"
+        json.dumps({"file": "sub/b.mkv", "caption": "a blue boat"})
+        + "\n\n"
+        + json.dumps({"video": "frames", "text": "a green field"})
+        + "\n"
+        + json.dumps({"file": "a.mp4", "caption": "loses to the sidecar"})
+        + "\n"
     )
     return root
 

@@ -57,11 +57,13 @@ def test_camera_motion_moves_real_texture(cache):
 
 
 def test_rendering_is_deterministic(cache, tmp_path):
-    root, clips = cache
+    _, clips = cache
     again = ensure_sample_clips("val", SIZE, FRAMES, tmp_path)
     assert [c.key for c in again] == [c.key for c in clips["val"]]
-    for a, b in zip(again, clips["val"]):
-        np.testing.assert_array_equal(FrameFolderReader(a.path).read_clip(0, FRAMES), FrameFolderReader(b.path).read_clip(0, FRAMES))
+    for a, b in zip(again, clips["val"], strict=True):
+        np.testing.assert_array_equal(
+            FrameFolderReader(a.path).read_clip(0, FRAMES), FrameFolderReader(b.path).read_clip(0, FRAMES)
+        )
 
 
 def test_second_call_reuses_the_cache(cache, monkeypatch):

@@ -66,16 +66,16 @@ def test_batch_after_transfer_is_float_with_lq_from_hq(folder):
     clean = torch.nn.functional.avg_pool3d(out["hq"], (1, 4, 4))
     assert 0.01 < (out["lq"] - clean).std() < 0.1  # the stand-in's seeded noise on top of the box downscale
     assert isinstance(out["prompt"], list) and len(out["prompt"]) == 3
-    assert all(p == f"clip {k[1]}" for p, k in zip(out["prompt"], out["key"]))
+    assert all(p == f"clip {k[1]}" for p, k in zip(out["prompt"], out["key"], strict=True))
 
 
 def test_degradation_noise_is_a_function_of_the_sample_positions(folder):
     dm = _dm(folder)
     dm.setup("fit")
     loader = dm.train_dataloader()
-    first = [dm.on_after_batch_transfer(b, 0)["lq"] for b, _ in zip(loader, range(2))]
-    again = [dm.on_after_batch_transfer(b, 0)["lq"] for b, _ in zip(dm.train_dataloader(), range(2))]
-    assert all(torch.equal(a, b) for a, b in zip(first, again))
+    first = [dm.on_after_batch_transfer(b, 0)["lq"] for b, _ in zip(loader, range(2), strict=False)]
+    again = [dm.on_after_batch_transfer(b, 0)["lq"] for b, _ in zip(dm.train_dataloader(), range(2), strict=False)]
+    assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
     assert not torch.equal(first[0], first[1])
 
 
@@ -100,7 +100,7 @@ def test_sampler_yields_disjoint_rank_streams_from_the_start_batch():
     assert ranks[0].batches_per_epoch == 3 and len(ranks[0]) == 6
     epoch0 = [list(s) for s in ranks]
     assert epoch0[0] == [0, 2, 4, 6, 8, 10] and epoch0[1] == [1, 3, 5, 7, 9, 11]
-    assert [list(s) for s in ranks][0] == [12, 14, 16, 18, 20, 22]  # self-advancing: the next epoch
+    assert list(ranks[0]) == [12, 14, 16, 18, 20, 22]  # self-advancing: the next epoch
     resumed = ResumableSampler(data, batch_size=2, num_replicas=2, rank=1, start_batch=lambda: 4)
     assert list(resumed) == [17, 19, 21, 23]  # batch 4 of 3 per epoch: the rest of epoch 1
 
@@ -133,8 +133,15 @@ def _fit(folder, steps, ckpt_dir=None, ckpt_path=None, workers=0):
     model = _Recorder()
     callbacks = [ModelCheckpoint(dirpath=ckpt_dir, every_n_train_steps=3, save_top_k=-1)] if ckpt_dir else []
     trainer = pl.Trainer(
-        max_steps=steps, accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
-        enable_checkpointing=bool(ckpt_dir), callbacks=callbacks, num_sanity_val_steps=0, limit_val_batches=0,
+        max_steps=steps,
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=bool(ckpt_dir),
+        callbacks=callbacks,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
     )
     trainer.fit(model, _dm(folder, batch_size=2, num_workers=workers, epoch_samples=8), ckpt_path=ckpt_path)
     return model.seen
@@ -173,6 +180,7 @@ def test_validation_can_be_disabled_and_eval_sets_limited(folder):
 
 def test_default_sources_are_the_sample_clip_splits(monkeypatch, tmp_path):
     monkeypatch.setenv("VSR_CACHE_DIR", str(tmp_path))
+
     class SmallSampleClips(SampleClips):
         def __init__(self, split: str) -> None:
             super().__init__(split, size=16, frames=4, videos=False)
@@ -193,15 +201,31 @@ class _CLIModel(pl.LightningModule):
 
 def test_cli_prints_defaults_and_takes_a_video_folder(folder, capsys):
     with pytest.raises(SystemExit):
-        LightningCLI(_CLIModel, VideoDataModule, subclass_mode_data=True, run=False,
-                     args=["--data", "VideoDataModule", "--print_config"])
+        LightningCLI(
+            _CLIModel, VideoDataModule, subclass_mode_data=True, run=False, args=["--data", "VideoDataModule", "--print_config"]
+        )
     config = yaml.safe_load(capsys.readouterr().out)["data"]
     assert config["class_path"].endswith("VideoDataModule")
     assert config["init_args"]["crop_size"] == 64 and config["init_args"]["stride_range"] == [1, 1]
     cli = LightningCLI(
-        _CLIModel, VideoDataModule, subclass_mode_data=True, run=False,
-        args=["--data.train", "VideoFolder", "--data.train.root", folder, "--data.train.recursive", "false",
-              "--data.stride_range", "[1, 2]", "--data.val", "SampleClips", "--data.val.size", "16"],
+        _CLIModel,
+        VideoDataModule,
+        subclass_mode_data=True,
+        run=False,
+        args=[
+            "--data.train",
+            "VideoFolder",
+            "--data.train.root",
+            folder,
+            "--data.train.recursive",
+            "false",
+            "--data.stride_range",
+            "[1, 2]",
+            "--data.val",
+            "SampleClips",
+            "--data.val.size",
+            "16",
+        ],
     )
     dm = cli.datamodule
     assert isinstance(dm.train_source, VideoFolder) and dm.train_source.root == folder and not dm.train_source.recursive
@@ -222,10 +246,11 @@ def test_real_bicubic_preset_makes_lq(folder, monkeypatch):
 def test_ddp_ranks_see_disjoint_samples(folder, tmp_path):
     worker = Path(__file__).with_name("ddp_data_worker.py")
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    run = subprocess.run([sys.executable, str(worker), folder, str(tmp_path)], capture_output=True, text=True, timeout=240, env=env)
+    command = [sys.executable, str(worker), folder, str(tmp_path)]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=240, env=env)
     assert run.returncode == 0, run.stderr[-3000:]
     ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
-    positions = [sum(r["positions"], []) for r in ranks]
+    positions = [[p for batch in r["positions"] for p in batch] for r in ranks]
     assert positions[0] == [0, 2, 4, 6, 8, 10, 12, 14] and positions[1] == [1, 3, 5, 7, 9, 11, 13, 15]
     assert len(ranks[0]["seen"]) == len(ranks[1]["seen"]) == 4
-    assert all(a[1] != b[1] for a, b in zip(ranks[0]["seen"], ranks[1]["seen"]))  # different clips/crops/noise
+    assert all(a[1] != b[1] for a, b in zip(ranks[0]["seen"], ranks[1]["seen"], strict=True))  # different clips/crops/noise

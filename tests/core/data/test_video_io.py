@@ -136,10 +136,9 @@ def test_audio_is_copied_from_the_source(tmp_path):
 
 def test_exception_inside_with_leaves_no_output(tmp_path):
     out = tmp_path / "out.mp4"
-    with pytest.raises(RuntimeError):
-        with VideoWriter(out, fps=25) as w:
-            w.write(pattern(4, 32, 32))
-            raise RuntimeError("model crashed")
+    with pytest.raises(RuntimeError), VideoWriter(out, fps=25) as w:
+        w.write(pattern(4, 32, 32))
+        raise RuntimeError("model crashed")
     assert os.listdir(tmp_path) == []
 
 
@@ -155,9 +154,8 @@ def test_abort_keeps_an_existing_file_untouched(tmp_path):
 
 
 def test_closing_without_frames_is_an_error_and_writes_nothing(tmp_path):
-    with pytest.raises(VideoError, match="no frames"):
-        with VideoWriter(tmp_path / "out.mp4", fps=25):
-            pass
+    with pytest.raises(VideoError, match="no frames"), VideoWriter(tmp_path / "out.mp4", fps=25):
+        pass
     assert os.listdir(tmp_path) == []
 
 
@@ -194,7 +192,7 @@ def test_truncated_stream_reads_what_is_there_and_errors_beyond(tmp_path):
     assert 5 < info.frames < 40  # counted from the packets that survived
     with VideoReader(tmp_path / "cut.mkv") as reader:
         assert reader.read_clip(0, 4).shape[0] == 4
-        with pytest.raises(VideoError, match="has .* frames"):
+        with pytest.raises(VideoError, match=r"has \d+ frames"):
             reader.read_clip(info.frames - 2, 4)
 
 
