@@ -7,7 +7,11 @@ submodule) does not pay for importing Lightning and the data stack.
 from __future__ import annotations
 
 import importlib
+import logging
 from typing import Any
+
+# peft imports bitsandbytes, which logs a warning about an optional CPU kernel on every import.
+logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
 
 __version__ = "0.1.0"
 

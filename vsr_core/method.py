@@ -240,7 +240,8 @@ class VSRMethod(LightningModule, ABC):
                 self,
                 mesh,
                 self.fsdp_block_classes,
-                mixed_precision=precision.startswith("bf16") and self.device.type == "cuda",
+                # shard_method applies bf16 only on CUDA meshes; the module is not on its device yet here.
+                mixed_precision=precision.startswith("bf16"),
                 activation_checkpointing=self.gradient_checkpointing,
             )
         elif self.gradient_checkpointing:

@@ -147,19 +147,18 @@ class MethodConformance:
         from vsr_core.cli import VSRCLI
         from vsr_core.plugins import class_path
 
-        args = ["fit", "--model", class_path(self.method_class)]
-        if self.config_file:
-            args = ["fit", "--config", str(self.config_file)]
+        # run=False: LightningCLI parses without a subcommand, exactly what `vsr fit` would build.
+        args = ["--config", str(self.config_file)] if self.config_file else ["--model", class_path(self.method_class)]
         for key, value in self.init_args.items():
             if isinstance(value, (bool, int, float, str)):
                 args += [f"--model.init_args.{key}", str(value)]
         first = VSRCLI(args=args, run=False)
-        dumped = first.parser.dump(first.config["fit"], skip_none=False)
+        dumped = first.parser.dump(first.config, skip_none=False)
         path = tmp_path / "config.yaml"
         path.write_text(dumped)
-        second = VSRCLI(args=["fit", "--config", str(path)], run=False)
+        second = VSRCLI(args=["--config", str(path)], run=False)
         assert type(second.model) is type(first.model)
-        assert second.parser.dump(second.config["fit"], skip_none=False) == dumped
+        assert second.parser.dump(second.config, skip_none=False) == dumped
         for key, value in self.init_args.items():
             if isinstance(value, (bool, int, float, str)):
                 assert second.model.hparams[key] == value

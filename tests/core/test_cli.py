@@ -1,0 +1,100 @@
+"""The `vsr` command as a user runs it: listing, short names, configs, errors, resume."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from vsr_core.cli import main
+
+REPO = Path(__file__).resolve().parents[2]
+SHIPPED_CONFIGS = sorted(REPO.glob("plugins/*/configs/*.yaml"))
+
+
+def run_vsr(*args: str, cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    return subprocess.run([sys.executable, "-m", "vsr_core.cli", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def fast_fit_args(root: Path, steps: int) -> list[str]:
+    return [
+        "--trainer.max_steps", str(steps),
+        "--trainer.val_check_interval", str(steps),
+        "--trainer.limit_val_batches", "1",
+        "--trainer.logger.init_args.save_dir", str(root),
+        "--trainer.enable_progress_bar", "false",
+        "--data.init_args.num_workers", "0",
+        "--data.init_args.clip_frames", "3",
+        "--data.init_args.crop_size", "32",
+        "--model.init_args.channels", "4",
+        "--model.init_args.num_blocks", "1",
+        "--samples.save_files", "false",
+    ]
+
+
+def test_overview_lists_commands(capsys):
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    assert "fit" in out and "plugins" in out
+
+
+def test_plugins_command_lists_reference(tmp_path):
+    result = run_vsr("plugins", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "reference.ReferenceVSR" in result.stdout and "Minimal latent residual" in result.stdout
+
+
+def test_unknown_method_is_one_line_with_suggestion(capsys):
+    assert main(["fit", "--model", "RefrenceVSR"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: unknown method 'RefrenceVSR'") and "Did you mean" in err
+    assert len(err.splitlines()) == 1
+
+
+def test_unknown_config_key_is_an_error(tmp_path):
+    result = run_vsr("fit", "--model", "ReferenceVSR", "--model.init_args.no_such_option", "3", cwd=tmp_path)
+    assert result.returncode != 0
+    assert "no_such_option" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("config", SHIPPED_CONFIGS, ids=lambda p: f"{p.parent.parent.name}/{p.name}")
+def test_every_shipped_config_is_valid(config, tmp_path):
+    result = run_vsr("fit", "--config", str(config), "--print_config", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    printed = yaml.safe_load(result.stdout)
+    assert printed["model"]["class_path"] == yaml.safe_load(config.read_text())["model"]["class_path"]
+
+
+def test_model_help_shows_method_arguments(tmp_path):
+    result = run_vsr("fit", "--model.help", "ReferenceVSR", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "--model.channels" in result.stdout and "--model.num_blocks" in result.stdout
+
+
+@pytest.mark.slow
+def test_fit_rerun_from_config_and_exact_resume(tmp_path):
+    """6 steps straight == 3 steps + resume for 3 more, and the saved config.yaml re-runs."""
+    straight = run_vsr("fit", "--model", "ReferenceVSR", *fast_fit_args(tmp_path / "a", 6), cwd=tmp_path)
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    first = run_vsr("fit", "--model", "ReferenceVSR", *fast_fit_args(tmp_path / "b", 3), cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+
+    config = next((tmp_path / "b").rglob("config.yaml"))
+    last = next((tmp_path / "b").rglob("last.ckpt"))
+    resumed = run_vsr("fit", "-c", str(config), "--trainer.max_steps", "6", "--trainer.val_check_interval", "6",
+                      "--ckpt_path", str(last), cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+
+    a = torch.load(next((tmp_path / "a").rglob("last.ckpt")), weights_only=False)
+    b = torch.load(next((tmp_path / "b").rglob("version_1/**/last.ckpt")), weights_only=False)
+    assert a["global_step"] == b["global_step"] == 6
+    for key, value in a["state_dict"].items():
+        torch.testing.assert_close(b["state_dict"][key], value, rtol=0, atol=0, msg=f"{key} differs after resume")
