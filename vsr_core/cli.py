@@ -227,7 +227,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {one_line_parse_error(str(err), argv[0])}", file=sys.stderr)
         return 2
     except VSRError as err:
-        print(f"error: {err}", file=sys.stderr)
+        message = str(err)
+        if "Original Traceback" in message:
+            # Raised in a DataLoader worker: torch wraps the message with the worker's traceback.
+            last = [line for line in message.splitlines() if line.strip()][-1]
+            message = last.split(": ", 1)[1] if last.startswith(type(err).__module__) else last
+        print(f"error: {message}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -7,4 +7,8 @@ stays fast and a broken optional command cannot break training.
 
 EXTRA_COMMANDS: dict[str, tuple[str, str]] = {
     "plugins": ("vsr_core.commands.plugins:main", "list installed method plugins and their classes"),
+    "restore": ("vsr_core.commands.restore:main", "restore video files or frame folders of any length with a checkpoint"),
+    "evaluate": ("vsr_core.commands.evaluate:main", "score restored videos against ground truth (or no-reference only)"),
+    "bench": ("vsr_core.commands.bench:main", "measure inference and training speed and memory of a method"),
+    "export": ("vsr_core.commands.export:main", "write a checkpoint's trained parts as a diffusers-format folder"),
 }
