@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from vsr_core.data.degradations import build_degradation
-from vsr_core.data.degradations.codec import CodecPlan, compress_clip, compress_clips
+from vsr_core.data.degradations import CodecParams, build_degradation
+from vsr_core.data.degradations.codec import CodecPlan, compress_clip, compress_clips, sample_codec
+from vsr_core.data.degradations.random_draws import RandomDraws
 
 
 def _smooth_clip(t=4, h=24, w=32, seed=0):
@@ -57,3 +58,11 @@ def test_codec_stage_in_a_preset_changes_the_low_quality_clip():
     coded = build_degradation("bicubic", 2, codec={"bitrate": (5e3, 6e3)})(hq, g)
     assert coded.shape == plain.shape == (1, 3, 3, 32, 32)
     assert not torch.equal(coded, plain) and (coded - plain).abs().mean() < 0.2
+
+
+def test_bitrate_range_scales_with_frame_area_and_never_drops_below_one_kbit():
+    params = CodecParams(bitrate=(1e4, 2e4))
+    big = sample_codec(RandomDraws(torch.Generator().manual_seed(0), "cpu"), 16, params, 128, 128)
+    tiny = sample_codec(RandomDraws(torch.Generator().manual_seed(0), "cpu"), 16, params, 8, 8)
+    assert all(4 * 1e4 <= b <= 4 * 2e4 for _, b in big.settings)  # 128x128 = 4 x 64x64
+    assert all(b == 1000 for _, b in tiny.settings)

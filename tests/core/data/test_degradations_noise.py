@@ -18,10 +18,12 @@ def _draws(seed=0):
 
 def test_gaussian_noise_has_the_requested_std_and_gray_noise_is_shared_by_channels():
     frames = torch.full((2, 3, 64, 64), 0.5)
-    noise = gaussian_noise(frames, torch.tensor([0.1, 0.02]), torch.tensor([0.0, 1.0]), _draws())
-    assert noise[0].std().item() == pytest.approx(0.1, rel=0.05)
-    assert noise[1].std().item() == pytest.approx(0.02, rel=0.05)
-    assert torch.equal(noise[1, 0], noise[1, 1]) and not torch.equal(noise[0, 0], noise[0, 1])
+    colour = gaussian_noise(frames, torch.tensor([0.1, 0.02]), False, _draws())
+    gray = gaussian_noise(frames, torch.tensor([0.1, 0.02]), True, _draws())
+    assert colour.shape == (2, 3, 64, 64) and gray.shape == (2, 1, 64, 64)  # gray broadcasts over R, G, B
+    assert colour[0].std().item() == pytest.approx(0.1, rel=0.05)
+    assert colour[1].std().item() == pytest.approx(0.02, rel=0.05)
+    assert not torch.equal(colour[0, 0], colour[0, 1])
 
 
 def test_poisson_noise_uses_the_clip_levels_and_scales_with_its_factor():
@@ -30,10 +32,10 @@ def test_poisson_noise_uses_the_clip_levels_and_scales_with_its_factor():
     ramp = (torch.arange(256.0).view(1, 1, 16, 16) / 255).expand(2, 3, 16, 16)
     flat = torch.full((2, 3, 16, 16), 128 / 255)  # an exact 8-bit level
     frames = torch.cat([ramp, flat])
-    noisy = frames + poisson_noise(frames, torch.ones(4), torch.zeros(4), clip_length=2, draws=_draws())
+    noisy = frames + poisson_noise(frames, torch.ones(4), False, clip_length=2, draws=_draws())
     torch.testing.assert_close(noisy[:2] * 256, (noisy[:2] * 256).round(), atol=1e-3, rtol=0)
     torch.testing.assert_close(noisy[2:], noisy[2:].round(), atol=1e-5, rtol=0)
-    flat_noise = poisson_noise(torch.full((2, 3, 64, 64), 0.5), torch.tensor([1.0, 2.0]), torch.zeros(2), 1, _draws(1))
+    flat_noise = poisson_noise(torch.full((2, 3, 64, 64), 0.5), torch.tensor([1.0, 2.0]), False, 1, _draws(1))
     # poisson(0.5) - 0.5 has variance 0.5; a scale of 2 doubles the standard deviation.
     assert flat_noise[0].var().item() == pytest.approx(0.5, rel=0.1)
     assert flat_noise[1].std().item() == pytest.approx(2 * flat_noise[0].std().item(), rel=0.1)

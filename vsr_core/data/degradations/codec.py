@@ -21,6 +21,8 @@ from vsr_core.data.degradations.random_draws import RandomDraws
 
 # yuv420p needs even sizes, and a few codecs misbehave below one macroblock: pad (edge) to this.
 _MIN_SIDE = 16
+# libx264 takes its bitrate in whole kbit/s and refuses 0: the scaled range of a tiny clip stops here.
+_MIN_BITRATE = 1000
 
 
 @dataclass
@@ -31,12 +33,15 @@ class CodecPlan:
 
 
 def sample_codec(draws: RandomDraws, clips: int, params: CodecParams, height: int, width: int) -> CodecPlan:
-    """Draw apply flag, codec and bitrate per clip; the bitrate range is scaled to ``height x width``."""
+    """Draw apply flag, codec and bitrate per clip; the bitrate range is scaled to ``height x width``.
+
+    Bitrates below 1 kbit/s (only reachable for clips of a few pixels) are raised to 1 kbit/s.
+    """
     apply = draws.host_bernoulli(clips, params.prob)
     codec = draws.host_categorical(clips, params.codec_probs)
     factor = 1.0 if params.reference_pixels is None else height * width / params.reference_pixels
     bitrate = draws.host_uniform(clips, params.bitrate[0] * factor, params.bitrate[1] * factor)
-    return CodecPlan([(params.codecs[c], max(int(b), 1)) if a else None for a, c, b in zip(apply, codec, bitrate)])
+    return CodecPlan([(params.codecs[c], max(int(b), _MIN_BITRATE)) if a else None for a, c, b in zip(apply, codec, bitrate)])
 
 
 def compress_clip(frames: np.ndarray, codec: str, bitrate: int) -> np.ndarray:

@@ -23,7 +23,7 @@ class NoisePlan:
     gaussian: list[bool]
     sigma: torch.Tensor  # Gaussian standard deviation in [0, 1] units
     scale: torch.Tensor  # Poisson noise multiplier
-    gray: torch.Tensor  # 1.0 = gray (same noise on R, G, B), 0.0 = colour
+    gray: list[bool]  # gray: one noise image shared by R, G, B
 
 
 def sample_noise(
@@ -35,22 +35,19 @@ def sample_noise(
     gaussian = draws.host_bernoulli(clips, p.gaussian_prob)
     sigma = draws.uniform(clips, *p.gaussian_sigma)
     scale = draws.uniform(clips, *p.poisson_scale)
-    gray = (draws.uniform(clips) < p.gray_prob).float()
+    gray = draws.host_bernoulli(clips, p.gray_prob)
     if drift is None:
         sigma, scale = per_frame(sigma, frames), per_frame(scale, frames)
     else:
         sigma = drift_values(draws, sigma, frames, drift.gaussian_sigma, *p.gaussian_sigma)
         scale = drift_values(draws, scale, frames, drift.poisson_scale, *p.poisson_scale)
-    return NoisePlan(apply, gaussian, sigma / 255.0, scale, per_frame(gray, frames))
+    return NoisePlan(apply, gaussian, sigma / 255.0, scale, gray)
 
 
-def gaussian_noise(frames: torch.Tensor, sigma: torch.Tensor, gray: torch.Tensor, draws: RandomDraws) -> torch.Tensor:
-    """Noise ``[N, 3, h, w]`` for frames ``[N, 3, h, w]``: N(0, sigma^2), gray where ``gray`` is 1."""
+def gaussian_noise(frames: torch.Tensor, sigma: torch.Tensor, gray: bool, draws: RandomDraws) -> torch.Tensor:
+    """Noise ``[N, 3|1, h, w]`` (broadcasts over channels) for frames ``[N, 3, h, w]``: N(0, sigma^2) per frame."""
     n, _, h, w = frames.shape
-    colour = draws.normal((n, 3, h, w))
-    mono = draws.normal((n, 1, h, w))
-    g = gray.view(n, 1, 1, 1)
-    return (colour * (1 - g) + mono * g) * sigma.view(n, 1, 1, 1)
+    return draws.normal((n, 1 if gray else 3, h, w)) * sigma.view(n, 1, 1, 1)
 
 
 def _intensity_levels(frames: torch.Tensor, clip_length: int) -> torch.Tensor:
@@ -70,19 +67,16 @@ def _intensity_levels(frames: torch.Tensor, clip_length: int) -> torch.Tensor:
 
 
 def poisson_noise(
-    frames: torch.Tensor, scale: torch.Tensor, gray: torch.Tensor, clip_length: int, draws: RandomDraws
+    frames: torch.Tensor, scale: torch.Tensor, gray: bool, clip_length: int, draws: RandomDraws
 ) -> torch.Tensor:
-    """Shot noise ``[N, 3, h, w]`` for frames ``[N, 3, h, w]`` in ``[0, 1]`` (whole clips of ``clip_length``).
+    """Shot noise ``[N, 3|1, h, w]`` for frames ``[N, 3, h, w]`` in ``[0, 1]`` (whole clips of ``clip_length``).
 
-    ``poisson(x * L) / L - x`` at ``L`` intensity levels, times ``scale``; gray noise is computed on
-    the luma and shared by the three channels (Real-ESRGAN ``generate_poisson_noise_pt``).
+    ``poisson(x * L) / L - x`` at ``L`` intensity levels, times ``scale`` ``[N]``; gray noise is
+    computed on the luma and broadcasts over the channels (Real-ESRGAN ``generate_poisson_noise_pt``,
+    which computes both and blends them with the 0/1 gray flag).
     """
     n = frames.shape[0]
-    img = (frames * 255.0).round().clamp(0, 255) / 255.0
+    img = rgb_to_grayscale(frames) if gray else frames
+    img = (img * 255.0).round().clamp(0, 255) / 255.0
     levels = _intensity_levels(img, clip_length).view(n, 1, 1, 1)
-    colour = draws.poisson(img * levels) / levels - img
-    luma = (rgb_to_grayscale(frames) * 255.0).round().clamp(0, 255) / 255.0
-    luma_levels = _intensity_levels(luma, clip_length).view(n, 1, 1, 1)
-    mono = draws.poisson(luma * luma_levels) / luma_levels - luma
-    g = gray.view(n, 1, 1, 1)
-    return (colour * (1 - g) + mono * g) * scale.view(n, 1, 1, 1)
+    return (draws.poisson(img * levels) / levels - img) * scale.view(n, 1, 1, 1)

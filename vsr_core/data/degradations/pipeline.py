@@ -175,22 +175,24 @@ class VideoDegradation(nn.Module):
                 resized.append(resize(clip, size, mode))
             clips = resized
         if plan.noise is not None:
-            n = plan.noise
-            gaussian = [a and g for a, g in zip(n.apply, n.gaussian)]
-            poisson = [a and not g for a, g in zip(n.apply, n.gaussian)]
-            clips = _map_clips(
-                clips, gaussian, frames, lambda x, s, g: (x + gaussian_noise(x, s, g, draws)).clamp(0, 1), n.sigma, n.gray
-            )
-            clips = _map_clips(
-                clips,
-                poisson,
-                frames,
-                lambda x, s, g: (x + poisson_noise(x, s, g, frames, draws)).clamp(0, 1),
-                n.scale,
-                n.gray,
-            )
+            clips = self._add_noise(clips, plan.noise, frames, draws)
         if plan.jpeg is not None:
             clips = _map_clips(clips, plan.jpeg.apply, frames, jpeg, plan.jpeg.quality)
+        return clips
+
+    @staticmethod
+    def _add_noise(clips: Clips, plan: NoisePlan, frames: int, draws: RandomDraws) -> Clips:
+        # One batched call per (type, gray) combination: gray noise needs one channel, not three.
+        for gaussian in (True, False):
+            for gray in (False, True):
+                active = [a and g == gaussian and c == gray for a, g, c in zip(plan.apply, plan.gaussian, plan.gray)]
+
+                def add(x: torch.Tensor, level: torch.Tensor, gaussian: bool = gaussian, gray: bool = gray) -> torch.Tensor:
+                    if gaussian:
+                        return (x + gaussian_noise(x, level, gray, draws)).clamp(0, 1)
+                    return (x + poisson_noise(x, level, gray, frames, draws)).clamp(0, 1)
+
+                clips = _map_clips(clips, active, frames, add, plan.sigma if gaussian else plan.scale)
         return clips
 
     def _run_final(self, clips: Clips, plan: _FinalPlan, frames: int, out_size: tuple[int, int]) -> Clips:
