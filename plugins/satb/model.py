@@ -38,7 +38,7 @@ from satb.weights import (
     load_lora,
     load_module_file,
 )
-from vsr_core.diffusion import DDPMSchedule
+from vsr_core.diffusion import DDPMSchedule, sample
 from vsr_core.errors import ConfigError, PretrainedError
 from vsr_core.latent import CogVideoXCodec, LatentCodec, PixelUnshuffleCodec
 from vsr_core.latent.diffusers_vae import as_dtype
@@ -83,6 +83,8 @@ class SATBVR(VSRMethod):
         num_steps: default few-step budget of :meth:`restore` (5, τ_s = 399, as the paper).
         guidance_scale: classifier-free guidance at inference (6 in the release; 1 disables).
         color_fix: wavelet color correction against the upsampled input (the release does it).
+        sampler: ``dpmsolver++`` (diffusers' DPM-Solver++, Sec. 4.1) or ``cogvideox_dpm`` (the
+            stochastic CogVideoX DPM-Solver++ variant the release's inference uses).
         vae_tile_size, vae_tile_overlap: spatial tiling of the VAE in pixels.
     """
 
@@ -118,6 +120,7 @@ class SATBVR(VSRMethod):
         num_steps: int = 5,
         guidance_scale: float = 1.0,
         color_fix: bool = True,
+        sampler: str = "dpmsolver++",
         vae_tile_size: int | None = None,
         vae_tile_overlap: int = 0,
         optimizer: OptimizerCallable | None = None,
@@ -154,6 +157,9 @@ class SATBVR(VSRMethod):
         self.num_steps = num_steps
         self.guidance_scale = guidance_scale
         self.color_fix = color_fix
+        if sampler not in ("dpmsolver++", "cogvideox_dpm"):
+            raise ConfigError(f"sampler must be dpmsolver++ or cogvideox_dpm, got {sampler!r}")
+        self.sampler = sampler
         self._said_frames = False
         dtype = as_dtype(torch_dtype)
         release = check_release_folder(satb_weights, lq_condition, use_predictor) if satb_weights else None
@@ -432,6 +438,7 @@ class SATBVR(VSRMethod):
         color_fix: bool | None = None,
         seed: int | None = None,
         steps: int | None = None,
+        sampler: str | None = None,
     ) -> torch.Tensor:
         """Restore one window: ``[B,3,T,h,w]`` → ``[B,3,T,h*scale,w*scale]`` in ``[-1, 1]``.
 
@@ -442,6 +449,8 @@ class SATBVR(VSRMethod):
                 precomputed embeddings).
             color_fix: wavelet color correction against the upsampled input.
             seed: seed of the jump-start noise (default: the global RNG).
+            sampler: ``dpmsolver++`` (diffusers' DPM-Solver++, the default) or ``cogvideox_dpm``
+                (CogVideoX's stochastic DPM-Solver++ the release samples with).
         """
         steps_wanted = num_steps if num_steps is not None else steps if steps is not None else self.num_steps
         timesteps = self._check_steps(steps_wanted)
@@ -467,15 +476,17 @@ class SATBVR(VSRMethod):
         noise = torch.randn(x_p.shape, generator=generator, device=x_p.device, dtype=x_p.dtype)
         x = self.schedule.add_noise(x_p, noise, tau_s)  # Eq. 3: resampled noise on the predictor output
 
-        sampler = self.schedule.make_sampler("dpmsolver++", timesteps=timesteps)
-        for t in sampler.timesteps:
-            t_batch = t.to(x.device).long().expand(x.shape[0] * (2 if cfg else 1))
-            if cfg:
-                v_uncond, v_text = self._denoise(torch.cat([x, x]), t_batch, torch.cat([x_lq, x_lq]), text, rotary).chunk(2)
-                v = v_uncond + guidance * (v_text - v_uncond)
-            else:
-                v = self._denoise(x, t_batch, x_lq, text, rotary)
-            x = sampler.step(v.float(), t, x.float(), return_dict=False)[0].to(x_lq.dtype)
+        def velocity(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            x_t = x_t.to(x_lq.dtype)
+            t_batch = t.to(x_t.device).long().expand(x_t.shape[0] * (2 if cfg else 1))
+            if not cfg:
+                return self._denoise(x_t, t_batch, x_lq, text, rotary).float()
+            v_uncond, v_text = self._denoise(torch.cat([x_t, x_t]), t_batch, torch.cat([x_lq, x_lq]), text, rotary).chunk(2)
+            return (v_uncond + guidance * (v_text - v_uncond)).float()
+
+        # DPM-Solver++ (default) over the jump-start timesteps; "cogvideox_dpm" is the release's solver.
+        solver = self.schedule.make_sampler(sampler or self.sampler, timesteps=timesteps)
+        x = sample(solver, velocity, x.float(), generator=generator).to(x_lq.dtype)
 
         video = self._decode(x, prepended)[:, :, :frames, : h * self.scale, : w * self.scale]
         use_color_fix = self.color_fix if color_fix is None else color_fix

@@ -93,15 +93,17 @@ def test_table_2_ablations_train_and_restore(row: str, options: dict) -> None:
     assert out.shape == (2, 3, 5, 32, 32)
 
 
+@pytest.mark.parametrize("sampler", ["dpmsolver++", "cogvideox_dpm"])
 @pytest.mark.parametrize("steps", [1, 2, 3, 5, 10])
-def test_steps_are_chosen_at_restore_time(steps: int) -> None:
+def test_steps_are_chosen_at_restore_time(steps: int, sampler: str) -> None:
     torch.manual_seed(0)
     method = SATBVR(**TINY).eval()
     calls = []
     original = method._denoise
     method._denoise = lambda x, t, *rest: calls.append(int(t[0])) or original(x, t, *rest)
     lq = make_batch()["lq"]
-    method.restore(lq, num_steps=steps, seed=0)
+    out = method.restore(lq, num_steps=steps, seed=0, sampler=sampler)
+    assert torch.isfinite(out).all()
     from satb.schedule import jump_start_timesteps
 
     assert calls == jump_start_timesteps(steps)
@@ -146,6 +148,7 @@ def test_prompts_without_text_encoder() -> None:
         ({"predictor_finetune": "none"}, "predictor_finetune"),
         ({"tau_max": 5000}, "tau_max"),
         ({"ddc_blocks": [7]}, "ddc_blocks"),
+        ({"sampler": "euler"}, "sampler"),
     ],
 )
 def test_bad_configuration(options: dict, message: str) -> None:

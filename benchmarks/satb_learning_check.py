@@ -1,0 +1,143 @@
+"""SATB-VR learning check: does the tiny preset, trained for minutes on a CPU, beat bicubic upsampling?
+
+Trains ``satb.SATBVR`` (tiny preset, the settings of ``plugins/satb/configs/tiny.yaml``) on the
+built-in training sample clips with the ``simple`` degradation for at most ``--minutes`` of wall
+time on ``--threads`` CPU threads, then evaluates on the held-out validation sample clips (same
+degradation, deterministic) at 1 and 5 denoiser steps against bicubic upsampling of the same LQ
+input, and prints a table of PSNR, SSIM and temporal flicker.
+
+    python benchmarks/satb_learning_check.py                 # ~10 minutes on 2 cores
+    python benchmarks/satb_learning_check.py --minutes 2     # quick look
+
+Temporal flicker is the mean absolute difference between the frame-to-frame changes of the output
+and those of the ground truth, in 8-bit levels (lower is better; 0 = the true temporal changes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+from lightning.pytorch import Trainer, seed_everything
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "plugins"))  # in-tree plugin, importable without installation
+
+from satb import SATBVR  # noqa: E402
+from satb.video_ops import upsample_bicubic  # noqa: E402
+from vsr_core.data import SampleClips, VideoDataModule  # noqa: E402
+from vsr_core.metrics import psnr, ssim  # noqa: E402
+
+
+def temporal_flicker(video: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """Per-clip ``mean |Δ_t video − Δ_t reference|`` in 8-bit levels; ``[B,3,T,H,W]`` in ``[-1, 1]``."""
+    change = video.diff(dim=2) - reference.diff(dim=2)
+    return change.abs().mean(dim=(1, 2, 3, 4)) * 127.5
+
+
+def evaluate(method: SATBVR, datamodule: VideoDataModule, steps: list[int], seed: int) -> dict[str, dict[str, float]]:
+    """Mean PSNR / SSIM / flicker over the validation clips for bicubic and each step count."""
+    method.eval()
+    scores: dict[str, dict[str, list[float]]] = {}
+
+    def add(name: str, output: torch.Tensor, hq: torch.Tensor) -> None:
+        row = scores.setdefault(name, {"psnr": [], "ssim": [], "flicker": []})
+        output = output.clamp(-1, 1)
+        row["psnr"] += psnr(output, hq).flatten().tolist()
+        row["ssim"] += ssim(output, hq).flatten().tolist()
+        row["flicker"] += temporal_flicker(output, hq).tolist()
+
+    for index, batch in enumerate(datamodule.val_dataloader()):
+        batch = datamodule.on_after_batch_transfer(batch, 0)
+        hq, lq = batch["hq"], batch["lq"]
+        add("bicubic", upsample_bicubic(lq, method.scale), hq)
+        for n in steps:
+            with torch.no_grad():
+                add(f"SATB-VR {n} step{'s' if n > 1 else ''}", method.restore(lq, num_steps=n, seed=seed + index), hq)
+    return {name: {k: sum(v) / len(v) for k, v in row.items()} for name, row in scores.items()}
+
+
+def print_table(results: dict[str, dict[str, float]], header: str) -> None:
+    print(f"\n{header}")
+    print(f"| {'method':<18} | {'PSNR (dB) ↑':>11} | {'SSIM ↑':>7} | {'flicker ↓':>9} |")
+    print(f"|{'-' * 20}|{'-' * 13}|{'-' * 9}|{'-' * 11}|")
+    for name, row in results.items():
+        print(f"| {name:<18} | {row['psnr']:>11.2f} | {row['ssim']:>7.4f} | {row['flicker']:>9.2f} |")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--minutes", type=float, default=8.5, help="training wall-time budget")
+    parser.add_argument("--max-steps", type=int, default=100_000)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--learning-rate", type=float, default=5e-4)
+    parser.add_argument("--batch-size", type=int, default=2)
+    parser.add_argument("--clip-frames", type=int, default=8)
+    parser.add_argument("--crop-size", type=int, default=64)
+    parser.add_argument("--tau-max", type=int, default=None, help="largest start timestep trained (default: tiny.yaml's)")
+    parser.add_argument("--val-clips", type=int, default=None, help="validation clips to evaluate (default all)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    args = parser.parse_args()
+
+    torch.set_num_threads(args.threads)
+    seed_everything(args.seed, workers=True, verbose=False)
+    started = time.time()
+    options = {"scale": 4, "preset": "tiny", "learning_rate": args.learning_rate}
+    if args.tau_max is not None:
+        options["tau_max"] = args.tau_max
+    method = SATBVR(**options)
+    datamodule = VideoDataModule(
+        train=SampleClips("train"),
+        val=SampleClips("val"),
+        clip_frames=args.clip_frames,
+        crop_size=args.crop_size,
+        val_crop_size=args.crop_size,
+        scale=4,
+        degradation="simple",
+        batch_size=args.batch_size,
+        val_batch_size=1,
+        num_workers=0,
+        persistent_workers=False,
+        pin_memory=False,
+        seed=args.seed,
+        val_clips=args.val_clips,
+    )
+    trainer = Trainer(
+        accelerator="cpu",
+        devices=1,
+        max_steps=args.max_steps,
+        max_time={"seconds": int(args.minutes * 60)},
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+    )
+    trainer.fit(method, datamodule=datamodule)
+    trained = time.time() - started
+    steps = trainer.global_step
+    loss = trainer.callback_metrics.get("train/loss")
+    datamodule.setup("validate")
+    results = evaluate(method, datamodule, [1, 5], args.seed)
+    header = (
+        f"SATB-VR tiny preset: {steps} steps in {trained / 60:.1f} min on {args.threads} CPU threads "
+        f"(last loss {float(loss) if loss is not None else math.nan:.3f}); "
+        f"validation sample clips, 'simple' degradation, x4, {args.clip_frames} frames, {args.crop_size}px crops"
+    )
+    print_table(results, header)
+    if args.json:
+        args.json.write_text(json.dumps({"steps": steps, "train_seconds": trained, "results": results}, indent=2))
+    beats = all(results[name]["psnr"] > results["bicubic"]["psnr"] for name in results if name != "bicubic")
+    print(f"\nPSNR above bicubic at every step count: {'yes' if beats else 'NO'} (total {(time.time() - started) / 60:.1f} min)")
+    return 0 if beats else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
