@@ -2,9 +2,10 @@
 
 A batch of ``--batch`` clips of ``--frames`` frames at ``--size`` x ``--size`` (default 8 x 16 at
 256x256, scale 4) is degraded ``--repeats`` times with different seeds (random resizes change the
-work per batch) after a small warm-up; the table shows the median time per batch and frames/s. The codec stage of ``realbasicvsr``
-alone (the CPU round trip of the final low-quality clips) is timed too. The clips are smooth moving patterns with fine
-texture, closer to real video than white noise (which is the worst case for the video encoder).
+work per batch) after a small warm-up; the table shows the median time per batch and frames/s.
+The codec stage of ``realbasicvsr`` alone (the CPU round trip of the final low-quality clips) is
+timed too. The clips are smooth moving patterns with fine texture, closer to real video than white
+noise (which is the worst case for the video encoder).
 
     python benchmarks/degradation_throughput.py [--repeats 3] [--devices cpu cuda] [--scale 4]
 """
@@ -63,7 +64,9 @@ def time_codec(hq: torch.Tensor, scale: int, repeats: int) -> float:
     lq = build_degradation("bicubic", scale)(hq).add(1).mul(0.5).transpose(1, 2)  # [B, T, 3, h, w] in [0, 1]
     times = []
     for seed in range(repeats + 1):
-        plan = sample_codec(RandomDraws(torch.Generator().manual_seed(seed), "cpu"), lq.shape[0], params, *lq.shape[-2:])
+        plan = sample_codec(
+            RandomDraws(torch.Generator().manual_seed(seed), "cpu"), lq.shape[0], params, *lq.shape[-2:]
+        )
         start = time.perf_counter()
         compress_clips(lq, plan, params.workers)
         if seed > 0:  # the first round trip loads the encoders

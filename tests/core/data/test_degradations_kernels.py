@@ -32,10 +32,17 @@ def _reference_bivariate(size, sx, sy, theta, beta, plateau):
 
 @pytest.mark.parametrize(
     "size,sx,sy,theta,beta,plateau",
-    [(7, 1.0, 1.0, 0.0, 1.0, False), (21, 3.0, 0.7, 0.9, 1.0, False), (13, 2.0, 1.2, -2.0, 0.6, False), (9, 1.5, 0.5, 1.3, 1.7, True)],
+    [
+        (7, 1.0, 1.0, 0.0, 1.0, False),
+        (21, 3.0, 0.7, 0.9, 1.0, False),
+        (13, 2.0, 1.2, -2.0, 0.6, False),
+        (9, 1.5, 0.5, 1.3, 1.7, True),
+    ],
 )
 def test_bivariate_kernel_matches_covariance_formula_and_is_zero_outside_its_size(size, sx, sy, theta, beta, plateau):
-    kernel = bivariate_kernels(_t(size, dtype=torch.long), _t(sx), _t(sy), _t(theta), _t(beta), _t(plateau, dtype=torch.bool), 21)[0]
+    kernel = bivariate_kernels(
+        _t(size, dtype=torch.long), _t(sx), _t(sy), _t(theta), _t(beta), _t(plateau, dtype=torch.bool), 21
+    )[0]
     pad = (21 - size) // 2
     inner = kernel[pad : pad + size, pad : pad + size].double().numpy()
     np.testing.assert_allclose(inner, _reference_bivariate(size, sx, sy, theta, beta, plateau), atol=1e-6)
@@ -44,7 +51,9 @@ def test_bivariate_kernel_matches_covariance_formula_and_is_zero_outside_its_siz
 
 
 def test_isotropic_gaussian_is_separable_exp():
-    kernel = bivariate_kernels(_t(11, dtype=torch.long), _t(1.5), _t(1.5), _t(0.0), _t(1.0), _t(False, dtype=torch.bool), 11)[0]
+    kernel = bivariate_kernels(
+        _t(11, dtype=torch.long), _t(1.5), _t(1.5), _t(0.0), _t(1.0), _t(False, dtype=torch.bool), 11
+    )[0]
     g = torch.exp(-((torch.arange(11.0) - 5) ** 2) / (2 * 1.5**2))
     torch.testing.assert_close(kernel, torch.outer(g, g) / torch.outer(g, g).sum(), atol=1e-7, rtol=1e-5)
 

@@ -65,7 +65,11 @@ def test_static_clip_stays_static_without_noise_drift_or_codec():
 
 def test_drift_makes_a_static_clip_change_over_time():
     deg = build_degradation(
-        "realbasicvsr", 2, codec=None, drift={"sigma": 0.5, "jpeg_quality": 10.0}, **{"first.noise": None, "second.noise": None}
+        "realbasicvsr",
+        2,
+        codec=None,
+        drift={"sigma": 0.5, "jpeg_quality": 10.0},
+        **{"first.noise": None, "second.noise": None},
     )
     lq = _run(deg, _static_clips(t=6), 11)
     assert not torch.equal(lq[:, :, 0], lq[:, :, -1])

@@ -41,7 +41,9 @@ def sample_codec(draws: RandomDraws, clips: int, params: CodecParams, height: in
     codec = draws.host_categorical(clips, params.codec_probs)
     factor = 1.0 if params.reference_pixels is None else height * width / params.reference_pixels
     bitrate = draws.host_uniform(clips, params.bitrate[0] * factor, params.bitrate[1] * factor)
-    return CodecPlan([(params.codecs[c], max(int(b), _MIN_BITRATE)) if a else None for a, c, b in zip(apply, codec, bitrate)])
+    return CodecPlan(
+        [(params.codecs[c], max(int(b), _MIN_BITRATE)) if a else None for a, c, b in zip(apply, codec, bitrate)]
+    )
 
 
 def compress_clip(frames: np.ndarray, codec: str, bitrate: int) -> np.ndarray:

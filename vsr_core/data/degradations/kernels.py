@@ -92,9 +92,7 @@ def sample_blur_kernels(
     rotation = draws.uniform(clips, *p.rotation)
     beta_g = draws.split_uniform(clips, *p.beta_gaussian)
     beta_p = draws.split_uniform(clips, *p.beta_plateau)
-    omega = torch.where(
-        size < 13, draws.uniform(clips, *p.sinc_omega_small), draws.uniform(clips, *p.sinc_omega)
-    )
+    omega = torch.where(size < 13, draws.uniform(clips, *p.sinc_omega_small), draws.uniform(clips, *p.sinc_omega))
 
     families = [KERNEL_FAMILIES[name] for name in p.kernel_types]
     isotropic = torch.tensor([iso for iso, _ in families], device=draws.device)[kind]
@@ -102,9 +100,9 @@ def sample_blur_kernels(
     omega_range = (min(p.sinc_omega[0], p.sinc_omega_small[0]), max(p.sinc_omega[1], p.sinc_omega_small[1]))
 
     if drift is None:
-        frame = lambda values, *_: per_frame(values, frames)  # noqa: E731
+        frame = lambda values, *_: per_frame(values, frames)
     else:
-        frame = lambda values, step, rng: drift_values(draws, values, frames, step, *rng)  # noqa: E731
+        frame = lambda values, step, rng: drift_values(draws, values, frames, step, *rng)
     step = drift or DriftParams()
     sigma_x = frame(sigma_x, step.sigma, p.sigma)
     sigma_y = frame(sigma_y, step.sigma, p.sigma)

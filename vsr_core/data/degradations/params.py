@@ -39,7 +39,9 @@ def _check_prob(owner: str, name: str, value: float) -> float:
     return value
 
 
-def _check_range(owner: str, name: str, value: Any, low: float = -math.inf, high: float = math.inf) -> tuple[float, float]:
+def _check_range(
+    owner: str, name: str, value: Any, low: float = -math.inf, high: float = math.inf
+) -> tuple[float, float]:
     pair = _tuple(value)
     if len(pair) != 2:
         raise ConfigError(f"degradation option {owner}.{name}={list(pair)} must be a [low, high] pair")
@@ -62,7 +64,9 @@ def _check_choices(owner: str, name: str, value: Any, allowed: tuple[str, ...]) 
     names = tuple(str(v) for v in _tuple(value))
     unknown = [n for n in names if n not in allowed]
     if not names or unknown:
-        raise ConfigError(f"degradation option {owner}.{name} has unknown entries {unknown or names}; choose from {list(allowed)}")
+        raise ConfigError(
+            f"degradation option {owner}.{name} has unknown entries {unknown or names}; choose from {list(allowed)}"
+        )
     return names
 
 
@@ -240,7 +244,9 @@ class CodecParams:
             except ValueError:  # av.codec.UnknownCodecError
                 usable = False
             if not usable:
-                raise ConfigError(f"degradation option codec.codecs has {name!r}, not a video encoder of this FFmpeg build; use 'libx264' or 'mpeg4'")
+                raise ConfigError(
+                    f"degradation option codec.codecs has {name!r}, not a video encoder of this FFmpeg build; use 'libx264' or 'mpeg4'"
+                )
         _set(self, "codecs", codecs)
         _set(self, "codec_probs", _check_probs(o, "codec_probs", self.codec_probs, len(self.codecs)))
         _set(self, "bitrate", _check_range(o, "bitrate", self.bitrate, 1.0))

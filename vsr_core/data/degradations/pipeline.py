@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from vsr_core.data.degradations.codec import CodecPlan, compress_clips, sample_codec
+from vsr_core.data.degradations.codec import compress_clips, sample_codec
 from vsr_core.data.degradations.jpeg import JPEGPlan, jpeg, sample_jpeg
 from vsr_core.data.degradations.kernels import blur, sample_blur_kernels, sample_sinc_kernels
 from vsr_core.data.degradations.noise import NoisePlan, gaussian_noise, poisson_noise, sample_noise
@@ -187,7 +187,9 @@ class VideoDegradation(nn.Module):
             for gray in (False, True):
                 active = [a and g == gaussian and c == gray for a, g, c in zip(plan.apply, plan.gaussian, plan.gray)]
 
-                def add(x: torch.Tensor, level: torch.Tensor, gaussian: bool = gaussian, gray: bool = gray) -> torch.Tensor:
+                def add(
+                    x: torch.Tensor, level: torch.Tensor, gaussian: bool = gaussian, gray: bool = gray
+                ) -> torch.Tensor:
                     if gaussian:
                         return (x + gaussian_noise(x, level, gray, draws)).clamp(0, 1)
                     return (x + poisson_noise(x, level, gray, frames, draws)).clamp(0, 1)

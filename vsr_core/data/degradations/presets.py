@@ -36,7 +36,7 @@ from vsr_core.data.degradations.params import (
 from vsr_core.data.degradations.pipeline import VideoDegradation
 from vsr_core.errors import ConfigError
 
-_BICUBIC_FINAL = dict(modes=("bicubic",), antialias=True, sinc_prob=0.0, jpeg=None)
+_BICUBIC_FINAL = {"modes": ("bicubic",), "antialias": True, "sinc_prob": 0.0, "jpeg": None}
 
 
 def _none() -> DegradationParams:
