@@ -99,10 +99,12 @@ def sample_blur_kernels(
     family = torch.tensor([_FAMILY_CODES[f] for _, f in families], device=draws.device)[kind]
     omega_range = (min(p.sinc_omega[0], p.sinc_omega_small[0]), max(p.sinc_omega[1], p.sinc_omega_small[1]))
 
-    if drift is None:
-        frame = lambda values, *_: per_frame(values, frames)
-    else:
-        frame = lambda values, step, rng: drift_values(draws, values, frames, step, *rng)
+    def frame(values: torch.Tensor, step: float, value_range: tuple[float, float]) -> torch.Tensor:
+        # Per-frame values [B*T]: the clip's value on every frame, or a smooth drift when enabled.
+        if drift is None:
+            return per_frame(values, frames)
+        return drift_values(draws, values, frames, step, *value_range)
+
     step = drift or DriftParams()
     sigma_x = frame(sigma_x, step.sigma, p.sigma)
     sigma_y = frame(sigma_y, step.sigma, p.sigma)
