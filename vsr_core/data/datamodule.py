@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -92,11 +93,11 @@ class _ResumableLoader(DataLoader):
         self._datamodule.load_state_dict(state_dict)
 
 
-def _build_degradation(preset: str, scale: int) -> torch.nn.Module:
+def _build_degradation(preset: str, scale: int, options: dict[str, Any] | None = None) -> torch.nn.Module:
     # Imported here: the degradation pipeline (kornia) is only needed once unpaired batches arrive.
     from vsr_core.data.degradations import build_degradation
 
-    return build_degradation(preset, scale)
+    return build_degradation(preset, scale, **(options or {}))
 
 
 class VideoDataModule(LightningDataModule):
@@ -114,7 +115,8 @@ class VideoDataModule(LightningDataModule):
     ``crop_size``, 0 = whole frames, then use ``val_batch_size=1``) and the first ``val_clips``
     clips (None = all). ``epoch_samples`` is the number of training samples per epoch over all
     ranks (None = one per clip). ``degradation`` is the preset that makes ``lq`` from ``hq`` on the
-    device for unpaired sources (see docs/degradations.md).
+    device for unpaired sources, ``degradation_options`` overrides its parameters, e.g.
+    ``{"second.noise": null, "codec.bitrate": [2e4, 5e4]}`` (see docs/degradations.md).
 
     Batches after transfer: ``hq`` float ``[B, 3, T, H, W]`` and ``lq`` ``[B, 3, T, H/s, W/s]`` in
     ``[-1, 1]``, ``prompt`` and ``key`` lists of ``B`` str.
@@ -133,6 +135,7 @@ class VideoDataModule(LightningDataModule):
         stride_range: tuple[int, int] = (1, 1),
         scale: int = 4,
         degradation: str = "bicubic",
+        degradation_options: dict[str, Any] | None = None,
         batch_size: int = 2,
         val_batch_size: int = 1,
         num_workers: int = 2,
@@ -160,6 +163,10 @@ class VideoDataModule(LightningDataModule):
         self.stride_range = tuple(stride_range)
         self.scale = scale
         self.degradation = degradation
+        self.degradation_options = dict(degradation_options or {})
+        # Built now so that a wrong preset or option fails before training starts, not at the first batch.
+        self._degrader = _build_degradation(degradation, scale, self.degradation_options)
+        self._degrader_device: torch.device | None = None
         self.batch_size = batch_size
         self.val_batch_size = val_batch_size
         self.num_workers = num_workers
@@ -173,8 +180,6 @@ class VideoDataModule(LightningDataModule):
         self.test_dataset: ClipDataset | None = None
         self.predict_dataset: ClipDataset | None = None
         self._train_batches = 0  # training batches handed to the model so far (saved in checkpoints)
-        self._degrader: torch.nn.Module | None = None
-        self._degrader_device: torch.device | None = None
 
     # -- sources -------------------------------------------------------------------------------
     def _train_src(self) -> VideoSource:
@@ -291,7 +296,7 @@ class VideoDataModule(LightningDataModule):
     # -- on-device preparation -----------------------------------------------------------------
     def _degrader_on(self, device: torch.device) -> torch.nn.Module:
         if self._degrader is None:
-            self._degrader = _build_degradation(self.degradation, self.scale)
+            self._degrader = _build_degradation(self.degradation, self.scale, self.degradation_options)
         if self._degrader_device != device:
             self._degrader = self._degrader.to(device)
             self._degrader_device = device

@@ -27,7 +27,7 @@ _REAL_BUILD = dm_module._build_degradation  # kept before the autouse fixture sw
 @pytest.fixture(autouse=True)
 def stand_in_degradation(monkeypatch):
     """Box downscale + seeded noise, so the tests do not depend on the degradation presets."""
-    monkeypatch.setattr(dm_module, "_build_degradation", lambda preset, scale: AvgPoolNoise(scale))
+    monkeypatch.setattr(dm_module, "_build_degradation", lambda preset, scale, options=None: AvgPoolNoise(scale))
 
 
 @pytest.fixture(scope="module")
