@@ -98,3 +98,23 @@ def test_fit_rerun_from_config_and_exact_resume(tmp_path):
     assert a["global_step"] == b["global_step"] == 6
     for key, value in a["state_dict"].items():
         torch.testing.assert_close(b["state_dict"][key], value, rtol=0, atol=0, msg=f"{key} differs after resume")
+
+
+def test_ckpt_path_last_without_runs_is_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["fit", "--model", "ReferenceVSR", "--ckpt_path", "last"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == "error: --ckpt_path last: no checkpoints/last.ckpt under 'runs/ReferenceVSR'; pass --ckpt_path PATH"
+
+
+def test_latest_checkpoint_picks_the_newest_version(tmp_path):
+    import time
+
+    from vsr_core.cli import latest_checkpoint
+
+    for version in ("version_0", "version_1"):
+        path = tmp_path / version / "checkpoints" / "last.ckpt"
+        path.parent.mkdir(parents=True)
+        path.write_bytes(b"x")
+        time.sleep(0.01)
+    assert latest_checkpoint(tmp_path) == tmp_path / "version_1" / "checkpoints" / "last.ckpt"
