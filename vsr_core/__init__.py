@@ -20,6 +20,9 @@ _EXPORTS = {
     "VideoDataModule": "vsr_core.data",
     "load_method": "vsr_core.checkpoint",
     "VSRError": "vsr_core.errors",
+    "LatentCodec": "vsr_core.latent",
+    "DDPMSchedule": "vsr_core.diffusion",
+    "FlowMatchingSchedule": "vsr_core.diffusion",
 }
 
 __all__ = list(_EXPORTS)
