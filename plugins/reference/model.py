@@ -17,16 +17,7 @@ from torch import nn
 
 from vsr_core.latent import PixelUnshuffleCodec
 from vsr_core.method import VSRMethod
-
-
-def upsample_frames(video: torch.Tensor, scale: int) -> torch.Tensor:
-    """Bicubic upsampling of every frame: ``[B,C,T,h,w] -> [B,C,T,h*scale,w*scale]``."""
-    if scale == 1:
-        return video
-    b, c, t, h, w = video.shape
-    frames = video.transpose(1, 2).reshape(b * t, c, h, w)
-    frames = F.interpolate(frames, scale_factor=scale, mode="bicubic", align_corners=False)
-    return frames.reshape(b, t, c, h * scale, w * scale).transpose(1, 2).clamp(-1, 1)
+from vsr_core.video_ops import upsample_frames
 
 
 class ResidualBlock3D(nn.Module):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from reference import ReferenceVSR
-from reference.model import upsample_frames
 from vsr_core.testing import MethodConformance, SyntheticClips
+from vsr_core.video_ops import upsample_frames
 
 
 class TestReferenceConformance(MethodConformance):

@@ -7,6 +7,8 @@ import torch.nn.functional as F
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset
 
+from vsr_core.video_ops import resize_frames
+
 
 def moving_texture(frames: int, size: int, generator: torch.Generator) -> torch.Tensor:
     """A ``[3, T, size, size]`` clip in [-1, 1]: a smooth random texture panning by a pixel per frame."""
@@ -18,16 +20,10 @@ def moving_texture(frames: int, size: int, generator: torch.Generator) -> torch.
 
 
 def downscale(video: torch.Tensor, scale: int) -> torch.Tensor:
-    """Area downscaling of ``[..., 3, T, H, W]`` by ``scale`` (identity for 1)."""
-    if scale == 1:
-        return video
-    squeeze = video.dim() == 4
-    v = video.unsqueeze(0) if squeeze else video
-    b, c, t, h, w = v.shape
-    frames = v.transpose(1, 2).reshape(b * t, c, h, w)
-    frames = F.interpolate(frames, scale_factor=1 / scale, mode="area")
-    out = frames.reshape(b, t, c, h // scale, w // scale).transpose(1, 2)
-    return out[0] if squeeze else out
+    """Area downscaling of ``[3, T, H, W]`` or ``[B, 3, T, H, W]`` by ``scale`` (identity for 1)."""
+    if video.dim() == 4:
+        return resize_frames(video[None], 1 / scale, "area")[0]
+    return resize_frames(video, 1 / scale, "area")
 
 
 class SyntheticClips(Dataset):
