@@ -1,1 +1,25 @@
+"""Long-video inference: window planning, tiling, fusion, colour correction and the engine."""
 
+from vsr_core.inference.color import adain_color_fix, wavelet_color_fix
+from vsr_core.inference.engine import EngineOptions, RestoreEngine
+from vsr_core.inference.files import restore_file
+from vsr_core.inference.fusion import LinearCrossfade, WindowFusion, window_fusion_for
+from vsr_core.inference.tiles import gaussian_weight, tile_starts
+from vsr_core.inference.windows import Window, WindowPlan, plan_windows, valid_length
+
+__all__ = [
+    "EngineOptions",
+    "LinearCrossfade",
+    "RestoreEngine",
+    "Window",
+    "WindowFusion",
+    "WindowPlan",
+    "adain_color_fix",
+    "gaussian_weight",
+    "plan_windows",
+    "restore_file",
+    "tile_starts",
+    "valid_length",
+    "wavelet_color_fix",
+    "window_fusion_for",
+]
