@@ -1,0 +1,65 @@
+"""`vsr evaluate` on tiny generated videos: per-clip rows + mean in CSV/JSON, one-line errors."""
+
+import json
+
+import pytest
+import torch
+
+from vsr_core.cli import main as vsr_main
+from vsr_core.data.video_io import VideoWriter
+
+
+def _write(path, frames):
+    with VideoWriter(path, fps=25, codec="libx264", crf=0, pix_fmt="yuv444p") as writer:
+        writer.write(frames)
+
+
+@pytest.fixture
+def dirs(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    gt, out = tmp_path / "gt", tmp_path / "out"
+    gt.mkdir()
+    out.mkdir()
+    for name in ("a", "b"):
+        frames = torch.randint(0, 256, (4, 32, 48, 3), generator=g, dtype=torch.uint8)
+        _write(gt / f"{name}.mp4", frames)
+        noisy = (frames.int() + torch.randint(-8, 9, frames.shape, generator=g)).clamp(0, 255).to(torch.uint8)
+        _write(out / f"{name}.mp4", noisy if name == "b" else frames)
+    return out, gt
+
+
+def test_evaluate_writes_per_clip_rows_and_mean(dirs, tmp_path, capsys):
+    out, gt = dirs
+    report = tmp_path / "report"
+    rc = vsr_main(["evaluate", str(out), str(gt), "--metrics", "psnr", "ssim", "flicker", "-o", str(report)])
+    assert rc == 0
+    data = json.loads((report / "metrics.json").read_text())
+    assert set(data["clips"]) == {"a", "b"}
+    assert data["clips"]["a"]["psnr"] > 60 and 25 < data["clips"]["b"]["psnr"] < 40
+    assert data["mean"]["ssim"] == pytest.approx((data["clips"]["a"]["ssim"] + data["clips"]["b"]["ssim"]) / 2)
+    rows = (report / "metrics.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows] == ["clip", "a", "b", "mean"]
+    assert "mean" in capsys.readouterr().out
+
+
+def test_no_reference_only_without_gt(dirs, capsys):
+    out, _ = dirs
+    assert vsr_main(["evaluate", str(out), "--metrics", "psnr", "flicker"]) == 0
+    data = json.loads((out / "metrics.json").read_text())
+    assert "psnr" in data["skipped"] and "flicker" in data["mean"]
+
+
+def test_unmatched_and_mismatched_clips_fail_with_one_line(dirs, tmp_path, capsys):
+    out, gt = dirs
+    (gt / "b.mp4").unlink()
+    assert vsr_main(["evaluate", str(out), str(gt), "--metrics", "psnr"]) != 0
+    err = capsys.readouterr().err.strip()
+    assert "no ground truth" in err and "b" in err and len(err.splitlines()) == 1
+    _write(gt / "b.mp4", torch.zeros(3, 32, 48, 3, dtype=torch.uint8))
+    assert vsr_main(["evaluate", str(out), str(gt), "--metrics", "psnr"]) != 0
+    assert "4 frames, ground truth 3" in capsys.readouterr().err
+    assert vsr_main(["evaluate", str(tmp_path / "nope"), "--metrics", "psnr"]) != 0
+    assert "no such file" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert vsr_main(["evaluate", str(tmp_path / "empty")]) != 0
+    assert "no videos" in capsys.readouterr().err
