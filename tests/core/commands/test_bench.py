@@ -1,0 +1,59 @@
+"""`vsr bench`: table of medians on the tiny reference method; meta-device build of paper-size presets."""
+
+import types
+
+import pytest
+import torch
+from torch import nn
+
+from vsr_core.cli import main as vsr_main
+from vsr_core.errors import ConfigError
+from vsr_core.commands.bench import _check_frames, _params_on_meta, build_method, device_peak_tflops, materialize
+
+
+def test_bench_reference_on_cpu_prints_medians(capsys):
+    rc = vsr_main(["bench", "--model", "reference.ReferenceVSR", "--frames", "5", "--height", "32", "--width", "32",
+                   "--repeats", "1", "--warmup", "0"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    for key in ("s/frame", "frames/s", "s/step", "clips/s", "peak_mem_gib"):
+        assert key in out
+
+
+def test_preset_on_method_without_presets_is_one_line_error(capsys):
+    assert vsr_main(["bench", "--model", "reference.ReferenceVSR", "--preset", "real", "--mode", "infer"]) != 0
+    err = capsys.readouterr().err.strip()
+    assert "has no presets" in err and len(err.splitlines()) == 1
+
+
+def test_frame_rule_is_checked():
+    causal = types.SimpleNamespace(frames_rule=(4, 1))
+    _check_frames(causal, 17)
+    with pytest.raises(ConfigError, match=r"4k\+1 \(e.g. 5 or 9\), got 6"):
+        _check_frames(causal, 6)
+
+
+def test_meta_build_then_materialize_reinitialises():
+    with _params_on_meta():
+        model = nn.Sequential(nn.Linear(8, 16), nn.LayerNorm(16))
+        model.register_buffer("table", torch.arange(4.0))
+    assert {p.device.type for p in model.parameters()} == {"meta"}
+    assert model.table.tolist() == [0, 1, 2, 3]  # buffers keep their computed values
+    materialize(model, "cpu")
+    assert model[0].weight.abs().sum() > 0 and torch.isfinite(model[0].weight).all()
+    assert model[1].weight.tolist() == [1.0] * 16
+    assert model(torch.ones(2, 8)).shape == (2, 16)
+
+
+def test_peak_table():
+    assert device_peak_tflops("NVIDIA H100 80GB HBM3") == 989.0
+    assert device_peak_tflops("NVIDIA H100 PCIe") == 756.0
+    assert device_peak_tflops("Some GPU") is None
+
+
+@pytest.mark.slow
+def test_satb_real_preset_builds_on_meta_without_memory():
+    method = build_method("satb.SATBVR", "real", "cpu", materialize_params=False)
+    params = list(method.parameters())
+    assert {p.device.type for p in params} == {"meta"}
+    assert sum(p.numel() for p in params) > 5e9  # CogVideoX1.5-5B-sized denoiser and more
