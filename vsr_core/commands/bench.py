@@ -112,7 +112,9 @@ def build_method(name: str, preset: str | None, device: str, materialize_params:
     kwargs: dict[str, Any] = {}
     if preset is not None:
         if "preset" not in inspect.signature(cls.__init__).parameters:
-            raise ConfigError(f"method {cls.__name__} has no presets (no 'preset' init argument); drop --preset to bench its default size")
+            raise ConfigError(
+                f"method {cls.__name__} has no presets (no 'preset' init argument); drop --preset to bench its default size"
+            )
         kwargs["preset"] = preset
     if preset in (None, "tiny"):
         return cls(**kwargs).to(device)
@@ -178,7 +180,9 @@ def _check_frames(method: VSRMethod, frames: int) -> None:
     multiple, remainder = method.frames_rule
     if frames < 1 or frames % multiple != remainder % multiple:
         ok = max(remainder, (frames - remainder) // multiple * multiple + remainder)
-        raise ConfigError(f"{type(method).__name__} needs frames = {multiple}k+{remainder} (e.g. {ok} or {ok + multiple}), got {frames}")
+        raise ConfigError(
+            f"{type(method).__name__} needs frames = {multiple}k+{remainder} (e.g. {ok} or {ok + multiple}), got {frames}"
+        )
 
 
 def run_bench(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -190,11 +194,7 @@ def run_bench(args: argparse.Namespace) -> list[dict[str, Any]]:
     _check_frames(method, args.frames)
     if args.height % method.scale or args.width % method.scale:
         raise ConfigError(f"--height/--width must be multiples of the scale {method.scale}")
-    amp = (
-        torch.autocast(device.type, dtype=torch.bfloat16)
-        if args.precision == "bf16"
-        else contextlib.nullcontext()
-    )
+    amp = torch.autocast(device.type, dtype=torch.bfloat16) if args.precision == "bf16" else contextlib.nullcontext()
     hq = torch.rand(1, 3, args.frames, args.height, args.width, device=device) * 2 - 1
     lq = torch.rand(1, 3, args.frames, args.height // method.scale, args.width // method.scale, device=device) * 2 - 1
     sampling = {"steps": args.steps} if args.steps is not None else {}
@@ -221,7 +221,9 @@ def run_bench(args: argparse.Namespace) -> list[dict[str, Any]]:
         results.append(row)
     if args.mode in ("train", "both"):
         if not method.automatic_optimization:
-            raise ConfigError(f"{type(method).__name__} uses manual optimization; bench its training through `vsr fit --trainer.max_steps`")
+            raise ConfigError(
+                f"{type(method).__name__} uses manual optimization; bench its training through `vsr fit --trainer.max_steps`"
+            )
         method.train()
         params = [p for group in method.parameter_groups().values() for p in group]
         optimizer = torch.optim.AdamW(params, lr=1e-5)
@@ -245,7 +247,9 @@ def run_bench(args: argparse.Namespace) -> list[dict[str, Any]]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vsr bench", description="Measure a method's inference/training speed and memory.")
     parser.add_argument("--model", required=True, help="installed method, e.g. satb.SATBVR or reference.ReferenceVSR")
-    parser.add_argument("--preset", help="architecture size for methods with presets (tiny|real); real = paper size, random weights")
+    parser.add_argument(
+        "--preset", help="architecture size for methods with presets (tiny|real); real = paper size, random weights"
+    )
     parser.add_argument("--frames", type=int, default=17, help="frames per clip/window (must satisfy the method's frame rule)")
     parser.add_argument("--height", type=int, default=256, help="output (HQ) height")
     parser.add_argument("--width", type=int, default=256, help="output (HQ) width")
@@ -272,7 +276,11 @@ def print_results(args: argparse.Namespace, results: list[dict[str, Any]]) -> No
         for key, value in row.items():
             if key == "mode":
                 continue
-            text = "n/a (unknown device peak; pass --peak-tflops)" if value is None else (f"{value:.1%}" if key == "MFU" else f"{value:.4g}")
+            text = (
+                "n/a (unknown device peak; pass --peak-tflops)"
+                if value is None
+                else (f"{value:.1%}" if key == "MFU" else f"{value:.4g}")
+            )
             table.add_row(row["mode"], key, text)
     Console(soft_wrap=True).print(table)
 

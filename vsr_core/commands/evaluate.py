@@ -49,7 +49,9 @@ def load_clip(path: Path) -> torch.Tensor:
 def pair_clips(restored: dict[str, Path], gt: dict[str, Path]) -> list[tuple[str, Path, Path]]:
     missing = sorted(set(restored) - set(gt))
     if missing:
-        raise VideoError(f"no ground truth for {len(missing)} restored clip(s), e.g. {', '.join(missing[:3])} (pairs are matched by name)")
+        raise VideoError(
+            f"no ground truth for {len(missing)} restored clip(s), e.g. {', '.join(missing[:3])} (pairs are matched by name)"
+        )
     return [(name, restored[name], gt[name]) for name in sorted(restored)]
 
 
@@ -66,8 +68,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vsr evaluate", description="Score restored videos against ground truth.")
     parser.add_argument("restored_dir", help="folder of restored videos / frame folders")
     parser.add_argument("gt_dir", nargs="?", help="folder of ground-truth clips with the same names (omit: no-reference only)")
-    parser.add_argument("--metrics", nargs="+", default=list(DEFAULT_METRICS), choices=ALL_METRICS, metavar="NAME",
-                        help=f"metrics to compute (default: all of {', '.join(DEFAULT_METRICS)})")
+    parser.add_argument(
+        "--metrics",
+        nargs="+",
+        default=list(DEFAULT_METRICS),
+        choices=ALL_METRICS,
+        metavar="NAME",
+        help=f"metrics to compute (default: all of {', '.join(DEFAULT_METRICS)})",
+    )
     parser.add_argument("--y-channel", action="store_true", help="PSNR/SSIM on the BT.601 Y channel")
     parser.add_argument("--crop-border", type=int, default=0, help="pixels cropped on each side for PSNR/SSIM")
     parser.add_argument("--weights-dir", help="local directory with metric weights (default: pyiqa cache); nothing is downloaded")

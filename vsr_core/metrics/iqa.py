@@ -41,7 +41,7 @@ def default_weights_dir() -> Path:
 @contextlib.contextmanager
 def _offline(weights_dir: Path):
     """Point pyiqa at ``weights_dir`` and turn every download attempt into MissingWeights."""
-    import pyiqa.utils.download_util as download_util
+    from pyiqa.utils import download_util
 
     def refuse(url, dst, *args, **kwargs):
         raise MissingWeights(str(dst))
@@ -114,4 +114,6 @@ def create_iqa_metric(name: str, weights_dir: str | os.PathLike | None = None, d
             raise
         except OSError as err:  # HF/open_clip offline lookups fail with OSError: name what is missing
             hint = _HF_BACKBONES.get(name, "a Hugging Face hub file")
-            raise MissingWeights(f"{hint} in the Hugging Face cache ({os.environ.get('HF_HOME', '~/.cache/huggingface')})") from err
+            raise MissingWeights(
+                f"{hint} in the Hugging Face cache ({os.environ.get('HF_HOME', '~/.cache/huggingface')})"
+            ) from err

@@ -30,7 +30,7 @@ class FlowEstimator(Protocol):
 
 def warp(frames: torch.Tensor, flow: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Backward-warp ``frames [N,C,H,W]`` by ``flow [N,2,H,W]``; returns (warped, valid mask [N,1,H,W])."""
-    n, _, h, w = frames.shape
+    _, _, h, w = frames.shape
     ys, xs = torch.meshgrid(
         torch.arange(h, device=frames.device, dtype=frames.dtype),
         torch.arange(w, device=frames.device, dtype=frames.dtype),

@@ -7,13 +7,28 @@ import torch
 from torch import nn
 
 from vsr_core.cli import main as vsr_main
-from vsr_core.errors import ConfigError
 from vsr_core.commands.bench import _check_frames, _params_on_meta, build_method, device_peak_tflops, materialize
+from vsr_core.errors import ConfigError
 
 
 def test_bench_reference_on_cpu_prints_medians(capsys):
-    rc = vsr_main(["bench", "--model", "reference.ReferenceVSR", "--frames", "5", "--height", "32", "--width", "32",
-                   "--repeats", "1", "--warmup", "0"])
+    rc = vsr_main(
+        [
+            "bench",
+            "--model",
+            "reference.ReferenceVSR",
+            "--frames",
+            "5",
+            "--height",
+            "32",
+            "--width",
+            "32",
+            "--repeats",
+            "1",
+            "--warmup",
+            "0",
+        ]
+    )
     assert rc == 0
     out = capsys.readouterr().out
     for key in ("s/frame", "frames/s", "s/step", "clips/s", "peak_mem_gib"):
