@@ -116,7 +116,11 @@ def _run(args: argparse.Namespace) -> int:
     from vsr_core.checkpoint import load_method
     from vsr_core.inference import EngineOptions, RestoreEngine, restore_file
 
+    from vsr_core.data.video_io import probe_video
+
     inputs = collect_inputs(args.inputs)
+    for source in inputs:  # fail on an unreadable input before restoring anything
+        probe_video(source)
     outdir = _output_dir(Path(args.output))
     if args.device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("--device cuda was asked for but no CUDA device is available; use --device cpu")
