@@ -145,6 +145,12 @@ class MetricSuite:
                 scores.append(out.detach().float().flatten().cpu())
         return torch.cat(scores).mean().item()
 
+    def _skip(self, name: str, reason: str) -> None:
+        # A metric that cannot score every clip is dropped from all rows: a mean over a subset would mislead.
+        self.report.skipped[name] = reason
+        for row in self.report.rows.values():
+            row.pop(name, None)
+
     def score(self, clip: str, restored: torch.Tensor, gt: torch.Tensor | None = None) -> dict[str, float]:
         """Score one clip ``[1,3,T,H,W]`` (and its GT of the same shape); returns and records its row."""
         row: dict[str, float] = {}
@@ -159,13 +165,15 @@ class MetricSuite:
                 value = warping_error(restored, self._flow, flow_video=gt).item()
             elif name == "flicker":
                 value = flicker(restored).item()
+            elif name == "niqe" and min(restored.shape[-2:]) < 192:
+                # NIQE fits 96x96 patches at two scales; smaller frames have no patch to score.
+                self._skip(name, f"frames of {clip} are {restored.shape[-1]}x{restored.shape[-2]}; NIQE needs at least 192x192")
+                continue
             else:
                 try:
                     value = self._iqa_score(name, restored, gt)
                 except RuntimeError as err:  # e.g. NIQE on frames below its 96-px patch grid
-                    self.report.skipped[name] = f"failed on {clip}: {str(err).splitlines()[0]}"
-                    for other in self.report.rows.values():
-                        other.pop(name, None)
+                    self._skip(name, f"failed on {clip}: {str(err).splitlines()[0]}")
                     continue
             if not math.isfinite(value):
                 raise ValueError(f"metric {name} returned {value} on {clip}")

@@ -33,3 +33,10 @@ def test_scores_and_reports(tmp_path):
     assert lines[0] == "clip,psnr,niqe,flicker" and lines[-1].startswith("mean,")
     data = json.loads(json_path.read_text())
     assert data["mean"]["psnr"] == (rows["a"]["psnr"] + rows["b"]["psnr"]) / 2
+
+
+def test_niqe_on_small_frames_is_skipped_with_reason(tmp_path):
+    clip = torch.zeros(1, 3, 2, 64, 80)
+    suite = MetricSuite(["psnr", "niqe"], weights_dir=tmp_path)
+    assert suite.score("small", clip, clip) == {"psnr": 100.0}
+    assert suite.report.skipped["niqe"] == "frames of small are 80x64; NIQE needs at least 192x192"
