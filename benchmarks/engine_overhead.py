@@ -36,9 +36,13 @@ def main() -> None:
         restore_file(engine, clip, Path(tmp) / "out.mp4")
         total = time.perf_counter() - start
     windows = len(engine.plan(args.frames).windows)
-    print(f"{args.frames} frames {args.size}px x4, {windows} windows: total {total:.2f} s, "
-          f"method.restore {engine.restore_seconds:.2f} s")
-    print(f"overhead ratio total / restore calls: {total / engine.restore_seconds:.3f} (target <= 1.10)")
+    print(
+        f"{args.frames} frames {args.size}px x4, {windows} windows: total {total:.2f} s, "
+        f"method.restore {engine.restore_seconds:.2f} s"
+    )
+    print(
+        f"overhead ratio total / restore calls: {total / engine.restore_seconds:.3f} (target <= 1.10)"
+    )
 
 
 if __name__ == "__main__":

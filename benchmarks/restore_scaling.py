@@ -31,7 +31,9 @@ def make_clip(path: Path, frames: int, size: int) -> None:
         stream.pix_fmt = "yuv420p"
         for t in range(frames):  # a texture panning across the frame
             img = np.ascontiguousarray(base[t % size : t % size + size, :size])
-            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+            for packet in stream.encode(
+                av.VideoFrame.from_ndarray(img, format="rgb24")
+            ):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
@@ -69,13 +71,28 @@ def main() -> None:
         for frames in (32, 256):
             clip = Path(tmp) / f"clip{frames}.mp4"
             make_clip(clip, frames, args.size)
-            cmd = [sys.executable, __file__, "--window", str(args.window), "--overlap", str(args.overlap),
-                   "--child", str(clip), str(Path(tmp) / f"out{frames}.mp4")]
-            results[frames] = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
+            cmd = [
+                sys.executable,
+                __file__,
+                "--window",
+                str(args.window),
+                "--overlap",
+                str(args.overlap),
+                "--child",
+                str(clip),
+                str(Path(tmp) / f"out{frames}.mp4"),
+            ]
+            results[frames] = json.loads(
+                subprocess.run(cmd, check=True, capture_output=True, text=True)
+                .stdout.strip()
+                .splitlines()[-1]
+            )
     small, large = results[32], results[256]
     for n, r in results.items():
         print(f"{n:4d} frames: {r['seconds']:.2f} s, peak RSS {r['rss_mib']:.0f} MiB")
-    print(f"peak RSS ratio 256/32: {large['rss_mib'] / small['rss_mib']:.3f} (target <= 1.2)")
+    print(
+        f"peak RSS ratio 256/32: {large['rss_mib'] / small['rss_mib']:.3f} (target <= 1.2)"
+    )
     print(f"time ratio 256/32: {large['seconds'] / small['seconds']:.2f} (target <= 9)")
 
 

@@ -70,7 +70,9 @@ def _json_args(hparams: dict[str, Any]) -> dict[str, Any]:
     return args
 
 
-def export_method(method: nn.Module, directory: str | Path, weights: str = "raw") -> Path:
+def export_method(
+    method: nn.Module, directory: str | Path, weights: str = "raw"
+) -> Path:
     """Write ``method``'s trained parts into ``directory`` (see the module docstring); returns it."""
     from vsr_core.lora import save_lora
 
@@ -87,7 +89,11 @@ def export_method(method: nn.Module, directory: str | Path, weights: str = "raw"
             if not adapters and not any(p.requires_grad for p in child.parameters()):
                 continue
             entry: dict[str, Any] = {"lora": {}}
-            if hasattr(child, "save_pretrained") and hasattr(child, "save_config") and not adapters:
+            if (
+                hasattr(child, "save_pretrained")
+                and hasattr(child, "save_config")
+                and not adapters
+            ):
                 child.save_pretrained(directory / name, safe_serialization=True)
                 entry["kind"] = "diffusers"
             else:
@@ -97,11 +103,21 @@ def export_method(method: nn.Module, directory: str | Path, weights: str = "raw"
                     child.save_config(directory / name)
                     entry["kind"] = "diffusers"
                 else:
-                    config = {"_class_name": type(child).__qualname__, "_module": type(child).__module__}
-                    (directory / name / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+                    config = {
+                        "_class_name": type(child).__qualname__,
+                        "_module": type(child).__module__,
+                    }
+                    (directory / name / "config.json").write_text(
+                        json.dumps(config, indent=2) + "\n"
+                    )
                     entry["kind"] = "module"
             for adapter in adapters:
-                save_lora(child, directory / _lora_folder(name, adapter), prefix=name, adapter_name=adapter)
+                save_lora(
+                    child,
+                    directory / _lora_folder(name, adapter),
+                    prefix=name,
+                    adapter_name=adapter,
+                )
                 entry["lora"][adapter] = _lora_folder(name, adapter)
             components[name] = entry
     record = {
@@ -114,7 +130,9 @@ def export_method(method: nn.Module, directory: str | Path, weights: str = "raw"
     return directory
 
 
-def load_exported(directory: str | Path, map_location: str | torch.device = "cpu") -> nn.Module:
+def load_exported(
+    directory: str | Path, map_location: str | torch.device = "cpu"
+) -> nn.Module:
     """Rebuild the method written by :func:`export_method` (in eval mode).
 
     Raises:
@@ -138,12 +156,18 @@ def load_exported(directory: str | Path, map_location: str | torch.device = "cpu
     for name, entry in record["components"].items():
         child = getattr(method, name, None)
         if not isinstance(child, nn.Module):
-            raise PretrainedError(f"{directory}: component '{name}' is not a submodule of {type(method).__name__}")
+            raise PretrainedError(
+                f"{directory}: component '{name}' is not a submodule of {type(method).__name__}"
+            )
         file = directory / name / WEIGHTS_NAME
         if not file.is_file():
             raise PretrainedError(f"{file} does not exist")
         state = load_file(str(file))
-        own = {k: k.replace(".base_layer.", ".") for k in child.state_dict() if not _is_lora_key(k)}
+        own = {
+            k: k.replace(".base_layer.", ".")
+            for k in child.state_dict()
+            if not _is_lora_key(k)
+        }
         missing = sorted(set(own.values()) - set(state))
         unexpected = sorted(set(state) - set(own.values()))
         if missing or unexpected:
@@ -165,17 +189,32 @@ def _apply_ema(method: nn.Module, ckpt: str) -> bool:
     state = method.state_dict()
     unknown = sorted(set(ema) - set(state))
     if unknown:
-        raise CheckpointError(f"{ckpt}: EMA weights name parameters the method lacks (e.g. {unknown[0]})")
+        raise CheckpointError(
+            f"{ckpt}: EMA weights name parameters the method lacks (e.g. {unknown[0]})"
+        )
     state.update({k: v.to(state[k].dtype) for k, v in ema.items()})
     method.load_state_dict(state)
     return True
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="vsr export", description="Write a checkpoint's trained parts as a diffusers-format folder.")
+    parser = argparse.ArgumentParser(
+        prog="vsr export",
+        description="Write a checkpoint's trained parts as a diffusers-format folder.",
+    )
     parser.add_argument("ckpt", help="checkpoint written by `vsr fit`")
-    parser.add_argument("-o", "--output", required=True, help="output folder (must not exist or be empty)")
-    parser.add_argument("--weights", choices=("ema", "raw"), default=None, help="default: ema when the checkpoint has it")
+    parser.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help="output folder (must not exist or be empty)",
+    )
+    parser.add_argument(
+        "--weights",
+        choices=("ema", "raw"),
+        default=None,
+        help="default: ema when the checkpoint has it",
+    )
     try:
         args = parser.parse_args(argv)
     except SystemExit as exit_:
@@ -192,21 +231,27 @@ def _run(args: argparse.Namespace) -> int:
 
     out = Path(args.output)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ConfigError(f"output '{out}' exists and is not an empty folder; choose a new one")
+        raise ConfigError(
+            f"output '{out}' exists and is not an empty folder; choose a new one"
+        )
     method = load_method(args.ckpt)
     weights = "raw"
     if args.weights != "raw":
         if _apply_ema(method, args.ckpt):
             weights = "ema"
         elif args.weights == "ema":
-            raise CheckpointError(f"{args.ckpt} has no EMA weights (train with the EMA callback); use --weights raw")
+            raise CheckpointError(
+                f"{args.ckpt} has no EMA weights (train with the EMA callback); use --weights raw"
+            )
     # Written next to the target and renamed at the end: a failed export leaves no half folder.
     tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
     try:
         try:
             tmp.mkdir(parents=True)
         except OSError as err:
-            raise ConfigError(f"cannot create '{tmp.parent}' ({err.strerror})") from None
+            raise ConfigError(
+                f"cannot create '{tmp.parent}' ({err.strerror})"
+            ) from None
         export_method(method, tmp, weights=weights)
         if out.exists():
             out.rmdir()

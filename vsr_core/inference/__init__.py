@@ -4,7 +4,10 @@ from vsr_core.inference.color import adain_color_fix, wavelet_color_fix
 from vsr_core.inference.engine import EngineOptions, RestoreEngine
 from vsr_core.inference.files import restore_file
 from vsr_core.inference.fusion import LinearCrossfade, WindowFusion, window_fusion_for
-from vsr_core.inference.prediction_writer import RestorePredictionWriter, VideoFilesDataModule
+from vsr_core.inference.prediction_writer import (
+    RestorePredictionWriter,
+    VideoFilesDataModule,
+)
 from vsr_core.inference.tiles import gaussian_weight, tile_starts
 from vsr_core.inference.windows import Window, WindowPlan, plan_windows, valid_length
 

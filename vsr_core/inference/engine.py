@@ -56,19 +56,32 @@ class RestoreEngine:
     ``restore_seconds`` accumulates the time spent inside the method's ``restore`` calls.
     """
 
-    def __init__(self, method: Any, options: EngineOptions | None = None, fusion: WindowFusion | None = None) -> None:
+    def __init__(
+        self,
+        method: Any,
+        options: EngineOptions | None = None,
+        fusion: WindowFusion | None = None,
+    ) -> None:
         self.method = method
         self.options = options or EngineOptions()
         if self.options.color_fix not in ("none", *COLOR_FIXES):
-            raise ConfigError(f"--color-fix must be one of none, {', '.join(COLOR_FIXES)}; got {self.options.color_fix!r}")
+            raise ConfigError(
+                f"--color-fix must be one of none, {', '.join(COLOR_FIXES)}; got {self.options.color_fix!r}"
+            )
         if self.options.precision not in ("fp32", "bf16"):
-            raise ConfigError(f"--precision must be bf16 or fp32, got {self.options.precision!r}")
+            raise ConfigError(
+                f"--precision must be bf16 or fp32, got {self.options.precision!r}"
+            )
         self.device = torch.device(self.options.device)
         self.fusion = fusion or window_fusion_for(method)
         self.scale = int(getattr(method, "scale", 1))
         self.frames_rule = tuple(getattr(method, "frames_rule", (1, 0)))
         self.window = self.options.window or int(getattr(method, "temporal_window", 16))
-        self.overlap = self.options.overlap if self.options.overlap is not None else self.window // 4
+        self.overlap = (
+            self.options.overlap
+            if self.options.overlap is not None
+            else self.window // 4
+        )
         self.multiple, self.min_size = method_size_rules(method)
         self.restore_seconds = 0.0
 
@@ -82,10 +95,14 @@ class RestoreEngine:
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def _call_method(self, lq: torch.Tensor, window: Window, plan: WindowPlan) -> torch.Tensor:
+    def _call_method(
+        self, lq: torch.Tensor, window: Window, plan: WindowPlan
+    ) -> torch.Tensor:
         start = time.perf_counter()
         with torch.inference_mode(), self._autocast():
-            out = self.fusion.restore_window(self.method, lq, window, plan, None, **self.options.sampling)
+            out = self.fusion.restore_window(
+                self.method, lq, window, plan, None, **self.options.sampling
+            )
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         self.restore_seconds += time.perf_counter() - start
@@ -96,7 +113,9 @@ class RestoreEngine:
             )
         return out.float()
 
-    def _restore_tiled(self, lq: torch.Tensor, window: Window, plan: WindowPlan) -> torch.Tensor:
+    def _restore_tiled(
+        self, lq: torch.Tensor, window: Window, plan: WindowPlan
+    ) -> torch.Tensor:
         tile = self.options.tile
         h, w = lq.shape[-2:]
         if not tile or (tile >= h and tile >= w):
@@ -114,31 +133,45 @@ class RestoreEngine:
                 total[y * s : (y + th) * s, x * s : (x + tw) * s] += weight
         return out / total
 
-    def restore_window(self, frames: torch.Tensor, window: Window, plan: WindowPlan) -> torch.Tensor:
+    def restore_window(
+        self, frames: torch.Tensor, window: Window, plan: WindowPlan
+    ) -> torch.Tensor:
         """``uint8 [L, h, w, 3]`` -> restored ``float [3, L, h*s, w*s]`` in [-1, 1] (padded, restored, cropped)."""
         lq = frames_to_tensor(frames).unsqueeze(0).to(self.device)
         h, w = lq.shape[-2:]
-        ph, pw = padded_size(h, self.multiple, self.min_size), padded_size(w, self.multiple, self.min_size)
+        ph, pw = (
+            padded_size(h, self.multiple, self.min_size),
+            padded_size(w, self.multiple, self.min_size),
+        )
         if self.options.tile:
             # Tiles must obey the size rules as well: pad to at least one (rule-sized) tile.
-            ph, pw = max(ph, min(self.options.tile, ph)), max(pw, min(self.options.tile, pw))
+            ph, pw = (
+                max(ph, min(self.options.tile, ph)),
+                max(pw, min(self.options.tile, pw)),
+            )
         restored = self._restore_tiled(pad_frames(lq, ph, pw), window, plan)
         restored = restored[..., : h * self.scale, : w * self.scale].clamp(-1, 1)
         if self.options.color_fix != "none":
             reference = upsample_frames(lq, self.scale).clamp(-1, 1)
-            restored = COLOR_FIXES[self.options.color_fix](restored, reference).clamp(-1, 1)
+            restored = COLOR_FIXES[self.options.color_fix](restored, reference).clamp(
+                -1, 1
+            )
         return restored[0]
 
     # ------------------------------------------------------------------ a whole video
 
-    def restore_frames(self, frames: Iterable[torch.Tensor], num_frames: int) -> Iterator[torch.Tensor]:
+    def restore_frames(
+        self, frames: Iterable[torch.Tensor], num_frames: int
+    ) -> Iterator[torch.Tensor]:
         """Yield the restored ``uint8 [H, W, 3]`` frames of a ``num_frames``-frame stream, in order."""
         plan = self.plan(num_frames)
         self.fusion.start(plan)
         if self.options.seed is not None:
             torch.manual_seed(self.options.seed)
         source = iter(frames)
-        inputs: deque[torch.Tensor] = deque()  # input frames first_input .. first_input + len - 1
+        inputs: deque[torch.Tensor] = (
+            deque()
+        )  # input frames first_input .. first_input + len - 1
         first_input = 0
         acc: torch.Tensor | None = None  # fused sums of output frames first_output ..
         acc_weight: torch.Tensor | None = None
@@ -164,15 +197,22 @@ class RestoreEngine:
                 acc_weight = torch.zeros(0)
             grow = window.end - (first_output + acc.shape[1])
             if grow > 0:
-                acc = torch.cat([acc, torch.zeros(3, grow, *restored.shape[-2:])], dim=1)
+                acc = torch.cat(
+                    [acc, torch.zeros(3, grow, *restored.shape[-2:])], dim=1
+                )
                 acc_weight = torch.cat([acc_weight, torch.zeros(grow)])
             a = window.start - first_output
             acc[:, a : a + window.length] += weighted
             acc_weight[a : a + window.length] += weights
-            final_until = plan.windows[i + 1].start if i + 1 < len(plan.windows) else window.end
+            final_until = (
+                plan.windows[i + 1].start if i + 1 < len(plan.windows) else window.end
+            )
             n_final = final_until - first_output
             if n_final > 0:
-                done = acc[:, :n_final] / acc_weight[:n_final].clamp_min(1e-12)[None, :, None, None]
+                done = (
+                    acc[:, :n_final]
+                    / acc_weight[:n_final].clamp_min(1e-12)[None, :, None, None]
+                )
                 for frame in tensor_to_frames(done):
                     if emitted < num_frames:
                         yield frame
@@ -184,7 +224,10 @@ class RestoreEngine:
                 first_input += 1
 
     def restore_video(
-        self, reader: Any, write: Callable[[torch.Tensor], None], on_frame: Callable[[], None] | None = None
+        self,
+        reader: Any,
+        write: Callable[[torch.Tensor], None],
+        on_frame: Callable[[], None] | None = None,
     ) -> int:
         """Restore every frame of a :class:`~vsr_core.data.video_io.VideoReader` (or folder reader) into ``write``.
 

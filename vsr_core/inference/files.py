@@ -27,8 +27,14 @@ def restore_file(
     try:
         if on_start is not None:
             on_start(reader.num_frames)
-        audio = os.fspath(source) if isinstance(reader, VideoReader) and reader.info.has_audio else None
-        with VideoWriter(Path(output), fps=reader.fps, crf=crf, audio_from=audio) as writer:
+        audio = (
+            os.fspath(source)
+            if isinstance(reader, VideoReader) and reader.info.has_audio
+            else None
+        )
+        with VideoWriter(
+            Path(output), fps=reader.fps, crf=crf, audio_from=audio
+        ) as writer:
             return engine.restore_video(reader, writer.write, on_frame)
     finally:
         reader.close()

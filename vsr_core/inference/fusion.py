@@ -32,7 +32,13 @@ class WindowFusion:
         """Called once per video before its first window (reset per-video state here)."""
 
     def restore_window(
-        self, method: Any, lq: torch.Tensor, window: Window, plan: WindowPlan, prompt: list[str] | None, **sampling: Any
+        self,
+        method: Any,
+        lq: torch.Tensor,
+        window: Window,
+        plan: WindowPlan,
+        prompt: list[str] | None,
+        **sampling: Any,
     ) -> torch.Tensor:
         return method.restore(lq, prompt=prompt, **sampling)
 
@@ -51,7 +57,8 @@ class LinearCrossfade(WindowFusion):
         o = window.overlap_after
         if o:
             w[window.length - o :] = torch.minimum(
-                w[window.length - o :], torch.arange(o, 0, -1, dtype=torch.float32) / (o + 1)
+                w[window.length - o :],
+                torch.arange(o, 0, -1, dtype=torch.float32) / (o + 1),
             )
         return w
 

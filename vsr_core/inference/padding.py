@@ -30,4 +30,6 @@ def pad_frames(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
 
 def method_size_rules(method: object) -> tuple[int, int]:
     """``(spatial_multiple, min_size)`` declared by a method (defaults ``(1, 1)``)."""
-    return int(getattr(method, "spatial_multiple", 1) or 1), int(getattr(method, "min_size", 1) or 1)
+    return int(getattr(method, "spatial_multiple", 1) or 1), int(
+        getattr(method, "min_size", 1) or 1
+    )

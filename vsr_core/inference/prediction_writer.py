@@ -50,7 +50,9 @@ class VideoFilesDataModule(pl.LightningDataModule):
     def predict_dataloader(self) -> DataLoader:
         from vsr_core.commands.restore import collect_inputs
 
-        return DataLoader(_Files(collect_inputs(self.inputs)), batch_size=1, collate_fn=_collate)
+        return DataLoader(
+            _Files(collect_inputs(self.inputs)), batch_size=1, collate_fn=_collate
+        )
 
 
 class RestorePredictionWriter(BasePredictionWriter):
@@ -76,18 +78,35 @@ class RestorePredictionWriter(BasePredictionWriter):
     ) -> None:
         super().__init__(write_interval="batch")
         self.output_dir = Path(output_dir)
-        self.options = dict(
-            window=window, overlap=overlap, tile=tile, tile_overlap=tile_overlap, color_fix=color_fix, seed=seed
-        )
+        self.options = {
+            "window": window,
+            "overlap": overlap,
+            "tile": tile,
+            "tile_overlap": tile_overlap,
+            "color_fix": color_fix,
+            "seed": seed,
+        }
         self.sampling = dict(sampling or {})
         self.crf = crf
         self.written: list[Path] = []
 
-    def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx) -> None:
+    def write_on_batch_end(
+        self,
+        trainer,
+        pl_module,
+        prediction,
+        batch_indices,
+        batch,
+        batch_idx,
+        dataloader_idx,
+    ) -> None:
         if not isinstance(batch, dict) or "path" not in batch:
             return
         sampling = {**(getattr(pl_module, "val_sampling", {}) or {}), **self.sampling}
-        engine = RestoreEngine(pl_module, EngineOptions(device=pl_module.device, sampling=sampling, **self.options))
+        engine = RestoreEngine(
+            pl_module,
+            EngineOptions(device=pl_module.device, sampling=sampling, **self.options),
+        )
         for path, key in zip(batch["path"], batch["key"]):
             target = self.output_dir / f"{key}.mp4"
             restore_file(engine, path, target, crf=self.crf)

@@ -18,7 +18,9 @@ def tile_starts(size: int, tile: int, overlap: int) -> list[int]:
     if tile >= size:
         return [0]
     if overlap >= tile:
-        raise ConfigError(f"--tile-overlap {overlap} must be smaller than --tile {tile}")
+        raise ConfigError(
+            f"--tile-overlap {overlap} must be smaller than --tile {tile}"
+        )
     step = tile - overlap
     starts = list(range(0, size - tile, step)) + [size - tile]
     return sorted(set(starts))

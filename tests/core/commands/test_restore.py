@@ -13,12 +13,13 @@ import torch
 from PIL import Image
 
 from vsr_core.commands.restore import main
-from vsr_core.data.video_io import VideoReader, VideoWriter, probe_video
+from vsr_core.data.video_io import VideoReader, probe_video
 
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory) -> Path:
     from reference.model import ReferenceVSR
+
     from vsr_core.testing import tiny_trainer
 
     root = tmp_path_factory.mktemp("ckpt")
@@ -30,7 +31,9 @@ def ckpt(tmp_path_factory) -> Path:
     return path
 
 
-def write_video(path: Path, frames: int, height: int = 24, width: int = 32, audio: bool = False) -> np.ndarray:
+def write_video(
+    path: Path, frames: int, height: int = 24, width: int = 32, audio: bool = False
+) -> np.ndarray:
     """A random ``frames``-frame H.264 clip at 24 fps (yuv444p for odd sizes), with silent AAC if ``audio``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(frames)
@@ -41,7 +44,9 @@ def write_video(path: Path, frames: int, height: int = 24, width: int = 32, audi
         stream.pix_fmt = "yuv420p" if height % 2 == 0 and width % 2 == 0 else "yuv444p"
         a_stream = container.add_stream("aac", rate=16000) if audio else None
         for img in data:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+            for packet in stream.encode(
+                av.VideoFrame.from_ndarray(img, format="rgb24")
+            ):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
@@ -56,18 +61,47 @@ def write_video(path: Path, frames: int, height: int = 24, width: int = 32, audi
     return data
 
 
-def test_restores_videos_and_frame_folders_keeping_count_fps_audio(ckpt, tmp_path, capsys):
+def test_restores_videos_and_frame_folders_keeping_count_fps_audio(
+    ckpt, tmp_path, capsys
+):
     write_video(tmp_path / "in" / "clip.mp4", 21, audio=True)
-    write_video(tmp_path / "in" / "one.mp4", 1, height=7, width=9)  # 1 frame, tiny odd size
+    write_video(
+        tmp_path / "in" / "one.mp4", 1, height=7, width=9
+    )  # 1 frame, tiny odd size
     folder = tmp_path / "in" / "frames"
     folder.mkdir()
     for i in range(3):
-        Image.fromarray(np.full((10, 12, 3), 40 * i, np.uint8)).save(folder / f"{i:03d}.png")
+        Image.fromarray(np.full((10, 12, 3), 40 * i, np.uint8)).save(
+            folder / f"{i:03d}.png"
+        )
     out = tmp_path / "out"
-    assert main([str(tmp_path / "in"), "--ckpt", str(ckpt), "-o", str(out), "--window", "8", "--overlap", "2", "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                str(tmp_path / "in"),
+                "--ckpt",
+                str(ckpt),
+                "-o",
+                str(out),
+                "--window",
+                "8",
+                "--overlap",
+                "2",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     assert sorted(os.listdir(out)) == ["clip.mp4", "frames.mp4", "one.mp4"]
     clip = probe_video(out / "clip.mp4")
-    assert (clip.frames, clip.fps, clip.width, clip.height, clip.has_audio) == (21, Fraction(24), 64, 48, True)
+    assert (clip.frames, clip.fps, clip.width, clip.height, clip.has_audio) == (
+        21,
+        Fraction(24),
+        64,
+        48,
+        True,
+    )
     one = probe_video(out / "one.mp4")
     assert (one.frames, one.width, one.height) == (1, 18, 14)
     frames = probe_video(out / "frames.mp4")
@@ -79,7 +113,19 @@ def test_restores_videos_and_frame_folders_keeping_count_fps_audio(ckpt, tmp_pat
 
 def test_same_command_gives_the_same_video(ckpt, tmp_path):
     write_video(tmp_path / "a.mp4", 9)
-    args = [str(tmp_path / "a.mp4"), "--ckpt", str(ckpt), "--device", "cpu", "--tile", "16", "--tile-overlap", "4", "--color-fix", "wavelet"]
+    args = [
+        str(tmp_path / "a.mp4"),
+        "--ckpt",
+        str(ckpt),
+        "--device",
+        "cpu",
+        "--tile",
+        "16",
+        "--tile-overlap",
+        "4",
+        "--color-fix",
+        "wavelet",
+    ]
     assert main([*args, "-o", str(tmp_path / "o1")]) == 0
     assert main([*args, "-o", str(tmp_path / "o2")]) == 0
     a = VideoReader(tmp_path / "o1" / "a.mp4").read_clip(0, 9)
@@ -90,7 +136,12 @@ def test_same_command_gives_the_same_video(ckpt, tmp_path):
 def run_error(argv, capsys) -> str:
     code = main(argv)
     err = capsys.readouterr().err.strip()
-    assert code != 0 and err.startswith("error: ") and "\n" not in err and "Traceback" not in err
+    assert (
+        code != 0
+        and err.startswith("error: ")
+        and "\n" not in err
+        and "Traceback" not in err
+    )
     return err
 
 
@@ -110,8 +161,12 @@ def test_bad_inputs_fail_with_one_line(ckpt, tmp_path, capsys):
     assert "steps" in run_error([str(good), *c, "--steps", "4"], capsys)
     blocked = tmp_path / "blocked"
     blocked.write_text("a file where the output directory should be")
-    assert "output directory" in run_error([str(good), "--ckpt", str(ckpt), "-o", str(blocked / "sub")], capsys)
-    assert not (tmp_path / "out").exists() or not any(p.suffix == ".mp4" for p in (tmp_path / "out").iterdir())
+    assert "output directory" in run_error(
+        [str(good), "--ckpt", str(ckpt), "-o", str(blocked / "sub")], capsys
+    )
+    assert not (tmp_path / "out").exists() or not any(
+        p.suffix == ".mp4" for p in (tmp_path / "out").iterdir()
+    )
 
 
 def test_checkpoint_of_an_uninstalled_plugin_names_it(ckpt, tmp_path, capsys):
@@ -119,7 +174,16 @@ def test_checkpoint_of_an_uninstalled_plugin_names_it(ckpt, tmp_path, capsys):
     checkpoint["vsr_method"]["class_path"] = "gonevsr.model.GoneVSR"
     torch.save(checkpoint, tmp_path / "gone.ckpt")
     write_video(tmp_path / "v.mp4", 2)
-    assert "gonevsr" in run_error([str(tmp_path / "v.mp4"), "--ckpt", str(tmp_path / "gone.ckpt"), "-o", str(tmp_path / "o")], capsys)
+    assert "gonevsr" in run_error(
+        [
+            str(tmp_path / "v.mp4"),
+            "--ckpt",
+            str(tmp_path / "gone.ckpt"),
+            "-o",
+            str(tmp_path / "o"),
+        ],
+        capsys,
+    )
 
 
 def test_ctrl_c_mid_video_leaves_no_file(ckpt, tmp_path, capsys, monkeypatch):
@@ -134,8 +198,22 @@ def test_ctrl_c_mid_video_leaves_no_file(ckpt, tmp_path, capsys, monkeypatch):
             raise KeyboardInterrupt
         return original(self, *args)
 
-    monkeypatch.setattr(engine.RestoreEngine, "restore_window", interrupt_on_second_window)
+    monkeypatch.setattr(
+        engine.RestoreEngine, "restore_window", interrupt_on_second_window
+    )
     write_video(tmp_path / "long.mp4", 30)
-    code = main([str(tmp_path / "long.mp4"), "--ckpt", str(ckpt), "-o", str(tmp_path / "o"), "--window", "8", "--device", "cpu"])
+    code = main(
+        [
+            str(tmp_path / "long.mp4"),
+            "--ckpt",
+            str(ckpt),
+            "-o",
+            str(tmp_path / "o"),
+            "--window",
+            "8",
+            "--device",
+            "cpu",
+        ]
+    )
     assert code == 130 and calls["n"] == 2
     assert os.listdir(tmp_path / "o") == []

@@ -2,7 +2,14 @@
 
 import torch
 
-from vsr_core.inference import EngineOptions, LinearCrossfade, RestoreEngine, WindowFusion, adain_color_fix, wavelet_color_fix
+from vsr_core.inference import (
+    EngineOptions,
+    LinearCrossfade,
+    RestoreEngine,
+    WindowFusion,
+    adain_color_fix,
+    wavelet_color_fix,
+)
 
 
 class Upscale:
@@ -17,9 +24,15 @@ class Upscale:
         self.shapes = []
 
     def restore(self, lq, prompt=None, **sampling):
-        assert (lq.shape[2] - 1) % 4 == 0 and lq.shape[-1] % 8 == 0 and lq.shape[-2] % 8 == 0
+        assert (
+            (lq.shape[2] - 1) % 4 == 0
+            and lq.shape[-1] % 8 == 0
+            and lq.shape[-2] % 8 == 0
+        )
         self.shapes.append(tuple(lq.shape))
-        return lq.repeat_interleave(2, dim=-1).repeat_interleave(2, dim=-2) + sampling.get("offset", 0.0)
+        return lq.repeat_interleave(2, dim=-1).repeat_interleave(
+            2, dim=-2
+        ) + sampling.get("offset", 0.0)
 
 
 def frames(n, h, w, seed=0):
@@ -41,7 +54,9 @@ def test_odd_sizes_any_length_exact_frames():
         method = Upscale()
         out = run(RestoreEngine(method, EngineOptions(overlap=4)), video)
         assert out.shape == (n, 26, 42, 3)
-        assert torch.equal(out, expected(video))  # cross-fade of identical windows is exact
+        assert torch.equal(
+            out, expected(video)
+        )  # cross-fade of identical windows is exact
         assert all(s[-2:] == (16, 24) for s in method.shapes)
 
 
@@ -100,4 +115,8 @@ def test_colour_fixes_take_the_reference_colour():
     fixed = adain_color_fix(restored, reference)
     assert torch.allclose(fixed.mean((-2, -1)), reference.mean((-2, -1)), atol=1e-5)
     flat = torch.full_like(restored, 0.3)
-    assert torch.allclose(wavelet_color_fix(flat, torch.full_like(flat, -0.2)), torch.full_like(flat, -0.2), atol=1e-5)
+    assert torch.allclose(
+        wavelet_color_fix(flat, torch.full_like(flat, -0.2)),
+        torch.full_like(flat, -0.2),
+        atol=1e-5,
+    )

@@ -10,13 +10,17 @@ from vsr_core.inference import RestorePredictionWriter, VideoFilesDataModule
 
 
 def _video(path, frames):
-    data = np.random.default_rng(frames).integers(0, 256, (frames, 16, 16, 3), dtype=np.uint8)
+    data = np.random.default_rng(frames).integers(
+        0, 256, (frames, 16, 16, 3), dtype=np.uint8
+    )
     with av.open(str(path), "w") as container:
         stream = container.add_stream("libx264", rate=25)
         stream.height = stream.width = 16
         stream.pix_fmt = "yuv420p"
         for img in data:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+            for packet in stream.encode(
+                av.VideoFrame.from_ndarray(img, format="rgb24")
+            ):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
@@ -24,6 +28,7 @@ def _video(path, frames):
 
 def test_trainer_predict_restores_every_file(tmp_path):
     from reference.model import ReferenceVSR
+
     from vsr_core.testing import tiny_trainer
 
     class FilePredicting(ReferenceVSR):
@@ -38,7 +43,10 @@ def test_trainer_predict_restores_every_file(tmp_path):
     _video(tmp_path / "in" / "b.mp4", 11)
     writer = RestorePredictionWriter(str(tmp_path / "out"), window=4, overlap=1)
     trainer = tiny_trainer(tmp_path, callbacks=[writer])
-    trainer.predict(FilePredicting(scale=2, channels=4, num_blocks=1), datamodule=VideoFilesDataModule([str(tmp_path / "in")]))
+    trainer.predict(
+        FilePredicting(scale=2, channels=4, num_blocks=1),
+        datamodule=VideoFilesDataModule([str(tmp_path / "in")]),
+    )
     frames = {p.name: probe_video(p).frames for p in writer.written}
     assert frames == {"a.mp4": 5, "b.mp4": 11}
     assert probe_video(tmp_path / "out" / "b.mp4").width == 32

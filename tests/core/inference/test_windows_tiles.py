@@ -20,7 +20,9 @@ def test_windows_cover_every_frame_with_valid_lengths(frames):
         assert (w.length - 1) % 4 == 0
         covered.update(range(w.start, w.end))
     assert covered == set(range(plan.padded_frames))
-    assert plan.padded_frames == (frames if frames > 17 else valid_length(frames, (4, 1)))
+    assert plan.padded_frames == (
+        frames if frames > 17 else valid_length(frames, (4, 1))
+    )
     for a, b in zip(plan.windows, plan.windows[1:]):
         assert a.end - b.start == a.overlap_after == b.overlap_before >= 4
 
