@@ -21,7 +21,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
 from vsr_core.errors import ConfigError, NonFiniteLossError
-from vsr_core.metrics import psnr, ssim
+from vsr_core.metrics import validation_scores
 
 ParamGroup = Iterable[nn.Parameter] | list[dict[str, Any]]
 
@@ -47,6 +47,10 @@ class VSRMethod(LightningModule, ABC):
     * ``temporal_window``: default number of frames per window for long-video inference.
     * ``frames_rule``: ``(multiple, remainder)``; a window must have ``multiple * k + remainder``
       frames (``(4, 1)`` for causal 3D VAEs, ``(1, 0)`` for any count).
+    * ``spatial_multiple`` / ``min_size``: LQ frame sizes the long-video engine pads to (a multiple
+      of ``spatial_multiple``, at least ``min_size``) and crops back afterwards.
+    * optional ``make_window_fusion()`` (own long-video scheme, see docs/inference.md) and
+      ``export_pretrained(directory)`` (own export layout for ``vsr export``).
 
     Args:
         scale: spatial upscaling factor ``s`` (1 for pure restoration).
@@ -64,6 +68,8 @@ class VSRMethod(LightningModule, ABC):
     fsdp_block_classes: ClassVar[tuple[type[nn.Module], ...]] = ()
     temporal_window: ClassVar[int] = 16
     frames_rule: ClassVar[tuple[int, int]] = (1, 0)
+    spatial_multiple: ClassVar[int] = 1
+    min_size: ClassVar[int] = 1
 
     def __init__(
         self,
@@ -157,7 +163,7 @@ class VSRMethod(LightningModule, ABC):
             )
         restored = restored.clamp(-1, 1)
         batch_size = hq.shape[0]
-        scores = {"psnr": psnr(restored, hq), "ssim": ssim(restored, hq)}
+        scores = validation_scores(restored, hq)  # psnr, ssim, warp_error, flicker; each [B]
         for name, value in scores.items():
             self.log(f"{stage}/{name}", value.mean(), batch_size=batch_size, sync_dist=True, prog_bar=name == "psnr")
         return {"lq": lq, "restored": restored, "hq": hq}
@@ -169,6 +175,10 @@ class VSRMethod(LightningModule, ABC):
         return self._evaluate(batch, "test")
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
+        if "path" in batch and "lq" not in batch:
+            # Whole video files (vsr predict): RestorePredictionWriter streams them through the
+            # long-video engine, which calls `restore` window by window.
+            return batch
         restored = self.restore(batch["lq"], prompt=batch.get("prompt"), **self.val_sampling).clamp(-1, 1)
         return {"restored": restored, "key": batch.get("key")}
 
