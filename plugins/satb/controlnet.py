@@ -10,12 +10,16 @@ with :meth:`from_pretrained` and saves with :meth:`save_pretrained` in that layo
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.loaders import PeftAdapterMixin
-from diffusers.models.embeddings import CogVideoXPatchEmbed, TimestepEmbedding, Timesteps
+from diffusers.models.embeddings import (
+    CogVideoXPatchEmbed,
+    TimestepEmbedding,
+    Timesteps,
+)
 from diffusers.models.modeling_utils import ModelMixin
 from diffusers.models.transformers.cogvideox_transformer_3d import CogVideoXBlock
 from torch import nn
@@ -44,7 +48,7 @@ class SATBControlNet(ModelMixin, ConfigMixin, PeftAdapterMixin):
     """
 
     _supports_gradient_checkpointing = True
-    _no_split_modules = ["CogVideoXBlock", "CogVideoXPatchEmbed"]
+    _no_split_modules: ClassVar[list[str]] = ["CogVideoXBlock", "CogVideoXPatchEmbed"]
 
     @register_to_config
     def __init__(
@@ -173,6 +177,8 @@ class SATBControlNet(ModelMixin, ConfigMixin, PeftAdapterMixin):
             if torch.is_grad_enabled() and self.gradient_checkpointing:
                 hidden, text = self._gradient_checkpointing_func(block, hidden, text, emb, image_rotary_emb, None)
             else:
-                hidden, text = block(hidden_states=hidden, encoder_hidden_states=text, temb=emb, image_rotary_emb=image_rotary_emb)
+                hidden, text = block(
+                    hidden_states=hidden, encoder_hidden_states=text, temb=emb, image_rotary_emb=image_rotary_emb
+                )
             states.append(hidden * conditioning_scale)
         return tuple(states)

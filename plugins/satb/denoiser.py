@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from diffusers.configuration_utils import register_to_config
-from diffusers.models.transformers.cogvideox_transformer_3d import CogVideoXTransformer3DModel
+from diffusers.models.transformers.cogvideox_transformer_3d import (
+    CogVideoXTransformer3DModel,
+)
 
 from satb.connector import Connector
 from satb.control_embed import ControlPatchEmbed
@@ -57,7 +59,7 @@ class LQConditionedTransformer(CogVideoXTransformer3DModel):
     """
 
     _supports_gradient_checkpointing = True
-    _no_split_modules = ["CogVideoXBlock", "CogVideoXPatchEmbed", "Connector"]
+    _no_split_modules: ClassVar[list[str]] = ["CogVideoXBlock", "CogVideoXPatchEmbed", "Connector"]
 
     @register_to_config
     def __init__(

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 
 def diffusion_loss(v_pred: torch.Tensor, v_target: torch.Tensor) -> torch.Tensor:
@@ -27,19 +25,23 @@ def ddc_loss(features_pred: Sequence[torch.Tensor], features_gt: Sequence[torch.
     return torch.stack(losses).mean()
 
 
-@contextmanager
-def frozen(*modules: nn.Module | None) -> Iterator[None]:
-    """Run a forward with the modules' parameters excluded from autograd ("F_d is detached", Eq. 6).
+def input_only_loss(source: torch.Tensor, loss_fn: Callable[[torch.Tensor], torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """A loss of a model's output that trains what produced ``source`` but not the model ("F_d is detached", Eq. 6).
 
-    Parameters are marked ``requires_grad=False`` for the duration, so the graph built inside has
-    no edges to them: a loss computed from it back-propagates into the *inputs* only (here: the
-    predictor output) and leaves the denoiser's gradients untouched. Restored on exit.
+    ``loss_fn(probe)`` runs the model on a leaf copy of ``source``; only ``∂loss/∂probe`` is taken
+    (``torch.autograd.grad``, so no parameter of the model receives a gradient) and sent back
+    into ``source``'s graph through a zero-valued surrogate. Nothing about the model is toggled,
+    so activation checkpointing recomputes exactly what it saved, and FSDP2 hooks run as usual.
+
+    Returns:
+        ``(value, surrogate)``: the loss value (detached) and a scalar that is 0 in the forward
+        pass and carries ``∂loss/∂source`` in the backward pass. Add ``λ·(value + surrogate)``.
     """
-    params = [p for m in modules if m is not None for p in m.parameters() if p.requires_grad]
-    for p in params:
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p in params:
-            p.requires_grad_(True)
+    probe = source.detach().requires_grad_(True)
+    with torch.enable_grad():
+        loss = loss_fn(probe)
+    if not (source.requires_grad and loss.requires_grad):
+        return loss.detach(), source.new_zeros(())
+    (grad,) = torch.autograd.grad(loss, probe)
+    surrogate = (source * grad.to(source.dtype)).sum()
+    return loss.detach(), surrogate - surrogate.detach()

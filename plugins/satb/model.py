@@ -23,13 +23,18 @@ from lightning.pytorch.utilities import rank_zero_info
 from satb.controlnet import SATBControlNet
 from satb.denoiser import LQConditionedTransformer
 from satb.finetune import DEFAULT_LORA_TARGETS, add_lora, apply_trainability, check_mode
-from satb.losses import ddc_loss, diffusion_loss, frozen
+from satb.losses import ddc_loss, diffusion_loss, input_only_loss
 from satb.predictor import PARAMETERIZATIONS, AuxiliaryPredictor
 from satb.presets import get_preset
 from satb.rotary import rotary_embeddings
-from satb.schedule import BLEND_KINDS, jump_start_timesteps, sample_training_timesteps, satb_blend
+from satb.schedule import (
+    BLEND_KINDS,
+    jump_start_timesteps,
+    sample_training_timesteps,
+    satb_blend,
+)
 from satb.text import POSITIVE_TEMPLATE, PromptEncoder
-from satb.video_ops import pad_frames, pad_latent_frames, pad_spatial, upsample_bicubic, wavelet_color_fix
+from satb.video_ops import pad_frames, pad_latent_frames
 from satb.weights import (
     EXTRA_MODULES,
     LORA_FOLDERS,
@@ -40,9 +45,15 @@ from satb.weights import (
 )
 from vsr_core.diffusion import DDPMSchedule, sample
 from vsr_core.errors import ConfigError, PretrainedError
+from vsr_core.inference.color import wavelet_color_fix
+from vsr_core.inference.padding import pad_frames as pad_spatial
+from vsr_core.inference.padding import padded_size
 from vsr_core.latent import CogVideoXCodec, LatentCodec, PixelUnshuffleCodec
 from vsr_core.latent.diffusers_vae import as_dtype
 from vsr_core.method import VSRMethod
+from vsr_core.video_ops import upsample_frames
+
+DENOISER_OUTPUTS = ("v", "x0", "lq_residual")
 
 
 class SATBVR(VSRMethod):
@@ -72,7 +83,8 @@ class SATBVR(VSRMethod):
         ddc_blocks: denoiser blocks whose outputs are Φ of Eq. 6 (negative counts from the end);
             default the blocks at 1/4, 1/2, 3/4 of the depth and the last.
         diff_grad_to_predictor: let L_diff back-propagate into the predictor through x_b (Eq. 4).
-        predictor_parameterization: ``v_at_lq`` (the release) or ``x0``.
+        predictor_parameterization: ``v_at_lq`` (the release; default with a pretrained or
+            full-size base), ``x0``, or ``residual`` (``x_p = x_lq + F``; the tiny preset's).
         predictor_timestep: fixed timestep the predictor reads (399 in the release); ``None`` = τ_s.
         tau_max: τ_s is drawn from ``{0..tau_max-1}``; default all training timesteps (Sec. 3.3).
         lora_rank, lora_alpha, lora_targets: LoRA of predictor and denoiser.
@@ -85,11 +97,16 @@ class SATBVR(VSRMethod):
         color_fix: wavelet color correction against the upsampled input (the release does it).
         sampler: ``dpmsolver++`` (diffusers' DPM-Solver++, Sec. 4.1) or ``cogvideox_dpm`` (the
             stochastic CogVideoX DPM-Solver++ variant the release's inference uses).
+        denoiser_output: what the denoiser transformer outputs, always converted to v for Eq. 5 and
+            the solver: ``v`` (CogVideoX's v-prediction; default with a pretrained or full-size
+            base), ``x0`` (a clean estimate) or ``lq_residual`` (``x0 = x_lq + F``; the tiny
+            preset's, whose random base gets a zero-initialized output layer, so an untrained
+            tiny model restores exactly the bicubic upsampling and training starts from there).
         vae_tile_size, vae_tile_overlap: spatial tiling of the VAE in pixels.
     """
 
     fsdp_block_classes = (CogVideoXBlock,)
-    temporal_window = 33
+    temporal_window = 81
     frames_rule = (4, 1)
 
     def __init__(
@@ -107,7 +124,7 @@ class SATBVR(VSRMethod):
         ddc_weight: float = 1.0,
         ddc_blocks: list[int] | None = None,
         diff_grad_to_predictor: bool = True,
-        predictor_parameterization: str = "v_at_lq",
+        predictor_parameterization: str | None = None,
         predictor_timestep: int | None = 399,
         tau_max: int | None = None,
         lora_rank: int = 64,
@@ -121,6 +138,7 @@ class SATBVR(VSRMethod):
         guidance_scale: float = 1.0,
         color_fix: bool = True,
         sampler: str = "dpmsolver++",
+        denoiser_output: str | None = None,
         vae_tile_size: int | None = None,
         vae_tile_overlap: int = 0,
         optimizer: OptimizerCallable | None = None,
@@ -142,10 +160,13 @@ class SATBVR(VSRMethod):
         spec = get_preset(preset)
         if blend not in BLEND_KINDS:
             raise ConfigError(f"blend must be one of {', '.join(BLEND_KINDS)}; got {blend!r}")
+        # A random tiny base gets the preset's output parameterizations; a real base keeps CogVideoX's.
+        random_tiny = preset == "tiny" and not pretrained
+        predictor_parameterization = predictor_parameterization or (spec.predictor_parameterization if random_tiny else "v_at_lq")
         if predictor_parameterization not in PARAMETERIZATIONS:
             raise ConfigError(f"predictor_parameterization must be one of {', '.join(PARAMETERIZATIONS)}")
         # A random tiny base has nothing worth keeping frozen; a pretrained or full-size base gets LoRA.
-        default_mode = "full" if preset == "tiny" and not pretrained else "lora"
+        default_mode = "full" if random_tiny else "lora"
         self.denoiser_mode = check_mode("denoiser_finetune", denoiser_finetune or default_mode)
         self.predictor_mode = check_mode("predictor_finetune", predictor_finetune or default_mode, ("lora", "full"))
         self.blend = blend
@@ -160,6 +181,14 @@ class SATBVR(VSRMethod):
         if sampler not in ("dpmsolver++", "cogvideox_dpm"):
             raise ConfigError(f"sampler must be dpmsolver++ or cogvideox_dpm, got {sampler!r}")
         self.sampler = sampler
+        default_output = spec.denoiser_output if random_tiny else "v"
+        if default_output == "lq_residual" and not lq_condition:
+            default_output = "x0"  # the LQ latent must not reach an unconditioned denoiser (Tab. 2 a, b)
+        self.denoiser_output = denoiser_output or default_output
+        if self.denoiser_output not in DENOISER_OUTPUTS:
+            raise ConfigError(f"denoiser_output must be one of {', '.join(DENOISER_OUTPUTS)}; got {denoiser_output!r}")
+        if self.denoiser_output == "lq_residual" and not lq_condition:
+            raise ConfigError("denoiser_output=lq_residual feeds the LQ latent to the denoiser; it needs lq_condition=true")
         self._said_frames = False
         dtype = as_dtype(torch_dtype)
         release = check_release_folder(satb_weights, lq_condition, use_predictor) if satb_weights else None
@@ -175,6 +204,8 @@ class SATBVR(VSRMethod):
         self.codec = self._build_codec(spec, pretrained, vae_tile_size, vae_tile_overlap)
         c = self.codec
         self.frames_rule = (c.temporal_factor, 1) if c.causal else (c.temporal_factor, 0)
+        # Long videos: 81-frame windows at full size (the release's 80-frame temporal tiles), 17 on the tiny CPU preset.
+        self.temporal_window = 81 if preset == "real" or pretrained else 17
 
         # The base transformer: pretrained, or the preset's shapes with random weights.
         if pretrained:
@@ -233,6 +264,8 @@ class SATBVR(VSRMethod):
                 if not parameter.requires_grad:
                     parameter.data = parameter.data.to(dtype)
         self.ddc_blocks = self._ddc_blocks(ddc_blocks)
+        if not pretrained and release is None:
+            self._zero_residual_heads()
 
     # ------------------------------------------------------------------ construction helpers
 
@@ -242,7 +275,7 @@ class SATBVR(VSRMethod):
             return CogVideoXCodec.from_pretrained(pretrained, **options)
         if spec.codec == "cogvideox":
             return CogVideoXCodec.real("cogvideox1.5-5b", **options)
-        return PixelUnshuffleCodec(factor=spec.codec_factor, **options)
+        return PixelUnshuffleCodec(factor=spec.codec_factor, scaling=spec.codec_scaling, **options)
 
     def _build_prompts(
         self, mode: str, pretrained: str | None, release: Path | None, spec: Any, ignore_prompts: bool
@@ -254,7 +287,9 @@ class SATBVR(VSRMethod):
         if mode == "t5":
             if not pretrained:
                 raise ConfigError("text_encoder=t5 needs pretrained= a folder with text_encoder/ and tokenizer/")
-            return PromptEncoder.from_folder(pretrained, cfg.text_embed_dim, spec.text_tokens, ignore_prompts, cfg.max_text_seq_length)
+            return PromptEncoder.from_folder(
+                pretrained, cfg.text_embed_dim, spec.text_tokens, ignore_prompts, cfg.max_text_seq_length
+            )
         if mode == "precomputed":
             if release is None:
                 raise ConfigError("text_encoder=precomputed needs satb_weights= the folder with prompt_embeds.pt")
@@ -292,6 +327,18 @@ class SATBVR(VSRMethod):
                 load_module_file(getattr(self.denoiser, name), release / f"{name}.pt")
             if (release / LORA_FOLDERS["controlnet"]).is_dir():
                 load_lora(self.controlnet, release / LORA_FOLDERS["controlnet"])
+
+    def _zero_residual_heads(self) -> None:
+        # Residual outputs of a random base start at zero: predictor x_p = x_lq, denoiser x0 = x_lq.
+        heads = []
+        if self.denoiser_output == "lq_residual":
+            heads.append(self.denoiser.proj_out)
+        if self.predictor is not None and self.predictor.parameterization == "residual":
+            heads.append(self.predictor.transformer.proj_out)
+        for head in heads:
+            if head.weight.device.type != "meta":
+                torch.nn.init.zeros_(head.weight)
+                torch.nn.init.zeros_(head.bias)
 
     def _ddc_blocks(self, blocks: list[int] | None) -> list[int]:
         depth = self.transformer_config.num_layers
@@ -338,9 +385,9 @@ class SATBVR(VSRMethod):
         return self.controlnet(x_t, text, t, x_lq, rotary)
 
     def _denoise(self, x_t: torch.Tensor, t: torch.Tensor, x_lq: torch.Tensor, text: torch.Tensor, rotary: Any) -> torch.Tensor:
-        """``F_d(x_t, x_lq, t)``: v-prediction of the LQ-conditioned denoiser."""
+        """``F_d(x_t, x_lq, t)``: v-prediction of the LQ-conditioned denoiser (Eq. 5's F_d)."""
         control = self._control(x_t, t, x_lq, text, rotary)
-        return self.denoiser(
+        out = self.denoiser(
             x_t,
             text,
             t,
@@ -348,8 +395,15 @@ class SATBVR(VSRMethod):
             control_hidden_states=control,
             image_rotary_emb=rotary,
         )
+        if self.denoiser_output == "v":
+            return out
+        # The network's output is a clean-latent estimate (or its offset from x_lq); Eq. 5 compares v's.
+        x0 = out.to(x_t.dtype) + (x_lq if self.denoiser_output == "lq_residual" else 0)
+        return self.schedule.v_from_x0(x_t, x0, t)
 
-    def _features(self, x_t: torch.Tensor, t: torch.Tensor, x_lq: torch.Tensor, text: torch.Tensor, rotary: Any) -> list[torch.Tensor]:
+    def _features(
+        self, x_t: torch.Tensor, t: torch.Tensor, x_lq: torch.Tensor, text: torch.Tensor, rotary: Any
+    ) -> list[torch.Tensor]:
         """Φ(x_t, x_lq, t) of Eq. 6: the denoiser's states after ``ddc_blocks``."""
         control = self._control(x_t, t, x_lq, text, rotary)
         return self.denoiser.block_features(
@@ -375,11 +429,14 @@ class SATBVR(VSRMethod):
     # ------------------------------------------------------------------ training (Sec. 3.3)
 
     def compute_losses(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        """``{"diff": L_diff (Eq. 5), "ddc": L_ddc (Eq. 6, when enabled), "total": Eq. 7}`` for one batch."""
+        """``{"diff": L_diff (Eq. 5), "ddc": L_ddc (Eq. 6, when enabled), "total": Eq. 7}`` for one batch.
+
+        ``ddc`` is the (detached) loss value; its gradient to the predictor is inside ``total``.
+        """
         hq = self._training_frames(batch["hq"])
         lq = self._training_frames(batch["lq"])
         x_gt, _ = self._encode(hq)
-        x_lq, _ = self._encode(upsample_bicubic(lq, self.scale))
+        x_lq, _ = self._encode(upsample_frames(lq, self.scale))
         b = x_gt.shape[0]
         generator = self.step_generator(device=x_gt.device)
         tau_s, t = sample_training_timesteps(b, self.tau_max, generator, x_gt.device)
@@ -396,13 +453,16 @@ class SATBVR(VSRMethod):
         total = losses["diff"]
 
         if self.ddc_weight > 0 and self.predictor is not None:
-            # Eq. 6: same ε and τ_s for both; the denoiser is a fixed feature extractor here.
+            # Eq. 6: same ε and τ_s for both; the denoiser is a fixed feature extractor whose
+            # gradient reaches the predictor through its input only.
             with torch.no_grad():
                 target = self._features(self.schedule.add_noise(x_gt, noise, tau_s), tau_s, x_lq, text, rotary)
-            with frozen(self.denoiser, self.controlnet):
-                pred = self._features(self.schedule.add_noise(x_p, noise, tau_s), tau_s, x_lq, text, rotary)
-            losses["ddc"] = ddc_loss(pred, target)
-            total = total + self.ddc_weight * losses["ddc"]  # Eq. 7
+            l_ddc, to_predictor = input_only_loss(
+                self.schedule.add_noise(x_p, noise, tau_s),
+                lambda probe: ddc_loss(self._features(probe, tau_s, x_lq, text, rotary), target),
+            )
+            losses["ddc"] = l_ddc
+            total = total + self.ddc_weight * (l_ddc + to_predictor)  # Eq. 7
         losses["total"] = total
         return losses
 
@@ -459,10 +519,10 @@ class SATBVR(VSRMethod):
         valid = self.codec.valid_frames(frames)
         self._say_frames_once(frames, valid)
 
-        up = upsample_bicubic(pad_frames(lq, valid), self.scale)
+        up = upsample_frames(pad_frames(lq, valid), self.scale)
         reference = up
         multiple = self.codec.spatial_factor * self.transformer_config.patch_size
-        x_lq, prepended = self._encode(pad_spatial(up, multiple))
+        x_lq, prepended = self._encode(pad_spatial(up, padded_size(up.shape[-2], multiple), padded_size(up.shape[-1], multiple)))
         rotary = self._rotary(x_lq)
         suffix = POSITIVE_TEMPLATE if self.prompt_template else ""
         text = self._text(prompt, b, x_lq, suffix)
@@ -491,7 +551,7 @@ class SATBVR(VSRMethod):
         video = self._decode(x, prepended)[:, :, :frames, : h * self.scale, : w * self.scale]
         use_color_fix = self.color_fix if color_fix is None else color_fix
         if use_color_fix:
-            video = wavelet_color_fix(video, reference[:, :, :frames])
+            video = wavelet_color_fix(video, reference[:, :, :frames]).clamp(-1, 1)
         return video.clamp(-1, 1)
 
     # ------------------------------------------------------------------ checkpoints
@@ -514,7 +574,5 @@ class SATBVR(VSRMethod):
             allowed = self._reloadable_keys()
             missing = [k for k in result.missing_keys if k not in allowed]
             if missing or result.unexpected_keys:
-                raise RuntimeError(
-                    f"SATBVR state dict mismatch: missing {missing[:5]}, unexpected {result.unexpected_keys[:5]}"
-                )
+                raise RuntimeError(f"SATBVR state dict mismatch: missing {missing[:5]}, unexpected {result.unexpected_keys[:5]}")
         return result

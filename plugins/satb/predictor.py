@@ -10,6 +10,9 @@ resampled afterwards, not predicted. Two output parameterizations:
   denoising of the LQ latent — a meaningful start. With ``timestep=None`` the predictor reads
   ``τ_s`` instead (the paper's ``F_p(x_lq, τ_s)``).
 * ``x0``: the transformer output is ``x_p`` directly.
+* ``residual``: ``x_p = x_lq + output`` — the offset correction of Sec. 3.2 taken literally. The
+  tiny preset uses it with a zero-initialized output layer, so its random predictor starts at
+  ``x_lq`` (Table 2 (f)'s starting point) instead of at noise.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-PARAMETERIZATIONS = ("v_at_lq", "x0")
+PARAMETERIZATIONS = ("v_at_lq", "x0", "residual")
 
 
 class AuxiliaryPredictor(nn.Module):
@@ -55,5 +58,7 @@ class AuxiliaryPredictor(nn.Module):
         )[0]
         if self.parameterization == "x0":
             return out
+        if self.parameterization == "residual":
+            return x_lq + out.to(x_lq.dtype)
         # x_lq plays the noisy sample x_t at t: x0 = √ᾱ_t x_t − √(1−ᾱ_t) v (the release's get_velocity call).
         return schedule.x0_from_v(x_lq, out.to(x_lq.dtype), t)

@@ -7,7 +7,7 @@ supplies the SATB-specific extras (ControlNet depth, connector and LQ-embedding 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from vsr_core.errors import ConfigError
@@ -45,12 +45,14 @@ COGVIDEOX15_5B_TRANSFORMER: dict[str, Any] = {
     "use_rotary_positional_embeddings": True,
 }
 
-#: The tiny transformer: same block type, RoPE and 2-frame temporal patches, 2 heads x 16 dims
-#: (16 is the smallest head width CogVideoX's 3D RoPE splits evenly over t/h/w).
+#: The tiny transformer: same block type, RoPE and 2x2x2 patches, 6 heads x 16 dims (16 is the
+#: smallest head width CogVideoX's 3D RoPE splits evenly over t/h/w). Its width, 96, equals the
+#: values in one patch of the tiny codec's latent (2x2x2 x 12 channels): narrower tokens could not
+#: even carry the input through, let alone restore detail.
 TINY_TRANSFORMER: dict[str, Any] = {
     **COGVIDEOX15_5B_TRANSFORMER,
     "attention_head_dim": 16,
-    "num_attention_heads": 2,
+    "num_attention_heads": 6,
     "num_layers": 2,
     "max_text_seq_length": 4,
     "sample_frames": 9,
@@ -72,7 +74,12 @@ class Preset:
         control_hidden_channels, control_groups: LQ patch-embedding width and GroupNorm groups.
         codec: ``"cogvideox"`` (3D causal VAE, 4x8x8) or ``"pixel_unshuffle"`` (weight-free).
         codec_factor: spatial factor of the weight-free codec.
+        codec_scaling: latent scale of the weight-free codec (pixels in [-1, 1] have a standard
+            deviation near 0.5; x2 gives latents of about unit variance, as VAE latents are
+            scaled for, so the noise schedule has the SNRs it was designed with).
         text_tokens: length of the empty-prompt embedding used without a text encoder.
+        predictor_parameterization, denoiser_output: output parameterizations of a randomly
+            initialized base (a pretrained CogVideoX always uses ``v_at_lq`` and ``v``).
     """
 
     transformer: dict[str, Any]
@@ -83,8 +90,10 @@ class Preset:
     control_groups: tuple[int, int]
     codec: str
     codec_factor: int = 8
+    codec_scaling: float = 1.0
     text_tokens: int = 226
-    extras: dict[str, Any] = field(default_factory=dict)
+    predictor_parameterization: str = "v_at_lq"
+    denoiser_output: str = "v"
 
 
 PRESETS: dict[str, Preset] = {
@@ -102,13 +111,16 @@ PRESETS: dict[str, Preset] = {
     "tiny": Preset(
         transformer=TINY_TRANSFORMER,
         controlnet_layers=1,
-        connector_heads=2,
-        connector_dim=16,
-        control_hidden_channels=16,
+        connector_heads=6,
+        connector_dim=32,
+        control_hidden_channels=24,
         control_groups=(4, 8),
         codec="pixel_unshuffle",
-        codec_factor=4,
+        codec_factor=2,
+        codec_scaling=2.0,
         text_tokens=4,
+        predictor_parameterization="residual",
+        denoiser_output="lq_residual",
     ),
 }
 

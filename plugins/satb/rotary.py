@@ -12,10 +12,10 @@ def _crop_region(grid: tuple[int, int], base_width: int, base_height: int) -> tu
     # CogVideoX 1.0: the token grid is resized into the training grid keeping its aspect ratio, centred.
     h, w = grid
     if h / w > base_height / base_width:
-        resize_h, resize_w = base_height, int(round(base_height / h * w))
+        resize_h, resize_w = base_height, round(base_height / h * w)
     else:
-        resize_w, resize_h = base_width, int(round(base_width / w * h))
-    top, left = int(round((base_height - resize_h) / 2.0)), int(round((base_width - resize_w) / 2.0))
+        resize_w, resize_h = base_width, round(base_width / w * h)
+    top, left = round((base_height - resize_h) / 2.0), round((base_width - resize_w) / 2.0)
     return (top, left), (top + resize_h, left + resize_w)
 
 

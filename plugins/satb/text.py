@@ -94,7 +94,9 @@ class PromptEncoder(nn.Module):
         tokenizer = AutoTokenizer.from_pretrained(root / "tokenizer")
         encoder = T5EncoderModel.from_pretrained(root / "text_encoder")
         if encoder.config.d_model != text_dim:
-            raise PretrainedError(f"{root / 'text_encoder'} has width {encoder.config.d_model}, the transformer expects {text_dim}")
+            raise PretrainedError(
+                f"{root / 'text_encoder'} has width {encoder.config.d_model}, the transformer expects {text_dim}"
+            )
         return cls("t5", text_dim, text_tokens, ignore_prompts, tokenizer, encoder, max_length=max_length)
 
     @classmethod
@@ -127,7 +129,12 @@ class PromptEncoder(nn.Module):
     @torch.no_grad()
     def _t5(self, prompts: list[str], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
         ids = self.tokenizer(
-            prompts, padding="max_length", max_length=self.max_length, truncation=True, add_special_tokens=True, return_tensors="pt"
+            prompts,
+            padding="max_length",
+            max_length=self.max_length,
+            truncation=True,
+            add_special_tokens=True,
+            return_tensors="pt",
         ).input_ids
         encoder = self.text_encoder
         return encoder(ids.to(next(encoder.parameters()).device))[0].to(device=device, dtype=dtype)

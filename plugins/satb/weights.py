@@ -143,7 +143,9 @@ def save_release(method: Any, folder: str | Path) -> Path:
     root = Path(folder)
     root.mkdir(parents=True, exist_ok=True)
     if method.denoiser_mode != "lora" or (method.predictor is not None and method.predictor_mode != "lora"):
-        raise PretrainedError("the release layout stores LoRA adapters; train with denoiser_finetune=lora and predictor_finetune=lora")
+        raise PretrainedError(
+            "the release layout stores LoRA adapters; train with denoiser_finetune=lora and predictor_finetune=lora"
+        )
     save_lora(method.denoiser, root / LORA_FOLDERS["denoiser"])
     if method.predictor is not None:
         save_lora(method.predictor.transformer, root / LORA_FOLDERS["predictor"])

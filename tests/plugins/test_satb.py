@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import pytest
 import torch
-
 from satb import SATBVR
+
 from vsr_core.errors import ConfigError
 from vsr_core.testing import MethodConformance
 
@@ -14,9 +16,9 @@ TINY = {"scale": 4, "preset": "tiny", "learning_rate": 5e-4}
 
 class TestSATBConformance(MethodConformance):
     method_class = SATBVR
-    init_args = TINY
+    init_args: ClassVar[dict] = TINY
     config_file = "plugins/satb/configs/tiny.yaml"
-    restore_kwargs = {"num_steps": 2}
+    restore_kwargs: ClassVar[dict] = {"num_steps": 2}
 
 
 def make_batch(frames: int = 5, size: int = 32, batch: int = 2, seed: int = 0) -> dict:
@@ -33,16 +35,29 @@ def grads(module: torch.nn.Module | None) -> list[torch.Tensor]:
 
 
 def test_ddc_gradients_reach_predictor_not_denoiser() -> None:
-    torch.manual_seed(0)
-    method = SATBVR(**TINY)
-    losses = method.compute_losses(make_batch())
+    """Eq. 6 with F_d detached: DDC changes the predictor's gradients and nothing else."""
+
+    def gradients(ddc_weight: float) -> tuple[dict, dict]:
+        torch.manual_seed(0)
+        method = SATBVR(**TINY, ddc_weight=ddc_weight, diff_grad_to_predictor=False)
+        losses = method.compute_losses(make_batch())
+        losses["total"].backward()
+        split = {"predictor": {}, "rest": {}}
+        for name, p in method.named_parameters():
+            if p.requires_grad:
+                split["predictor" if name.startswith("predictor.") else "rest"][name] = p.grad
+        return split["predictor"], split["rest"], losses
+
+    predictor_ddc, rest_ddc, losses = gradients(1.0)
+    predictor_none, rest_none, _ = gradients(0.0)
     assert set(losses) == {"diff", "ddc", "total"} and losses["ddc"] > 0
-    losses["ddc"].backward()
-    assert grads(method.denoiser) == [] and grads(method.controlnet) == []
-    predictor_grads = grads(method.predictor)
-    assert predictor_grads and any(g.abs().sum() > 0 for g in predictor_grads)
-    # The denoiser's trainable flags are restored after the detached DDC pass.
-    assert all(p.requires_grad for p in method.controlnet.parameters())
+    assert all(g is None for g in predictor_none.values())  # L_diff alone cannot reach it here
+    assert any(g is not None and g.abs().sum() > 0 for g in predictor_ddc.values())
+    for name, grad in rest_ddc.items():  # the denoiser and ControlNet get exactly L_diff's gradients
+        if grad is None:
+            assert rest_none[name] is None, name
+        else:
+            torch.testing.assert_close(grad, rest_none[name], msg=name)
 
 
 def test_diffusion_loss_trains_all_and_can_stop_at_the_predictor() -> None:
@@ -91,6 +106,18 @@ def test_table_2_ablations_train_and_restore(row: str, options: dict) -> None:
     assert any(p.grad is not None for p in method.parameters() if p.requires_grad)
     out = method.eval().restore(make_batch()["lq"], num_steps=1)
     assert out.shape == (2, 3, 5, 32, 32)
+
+
+@pytest.mark.parametrize("steps", [1, 5])
+def test_untrained_tiny_model_restores_the_bicubic_upsampling(steps: int) -> None:
+    """Tiny preset: zero-initialized residual heads give x_p = x_lq and x0 = x_lq at every step."""
+    from vsr_core.video_ops import upsample_frames
+
+    method = SATBVR(**TINY).eval()
+    assert method.denoiser_output == "lq_residual" and method.predictor.parameterization == "residual"
+    lq = make_batch()["lq"]
+    out = method.restore(lq, num_steps=steps, seed=0, color_fix=False)
+    torch.testing.assert_close(out, upsample_frames(lq, 4), atol=1e-4, rtol=0)
 
 
 @pytest.mark.parametrize("sampler", ["dpmsolver++", "cogvideox_dpm"])
@@ -149,6 +176,9 @@ def test_prompts_without_text_encoder() -> None:
         ({"tau_max": 5000}, "tau_max"),
         ({"ddc_blocks": [7]}, "ddc_blocks"),
         ({"sampler": "euler"}, "sampler"),
+        ({"denoiser_output": "eps"}, "denoiser_output"),
+        ({"denoiser_output": "lq_residual", "lq_condition": False}, "lq_condition"),
+        ({"predictor_parameterization": "noise"}, "predictor_parameterization"),
     ],
 )
 def test_bad_configuration(options: dict, message: str) -> None:

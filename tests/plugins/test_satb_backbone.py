@@ -6,7 +6,6 @@ import pytest
 import torch
 from diffusers import CogVideoXTransformer3DModel
 from diffusers.models.embeddings import CogVideoXPatchEmbed
-
 from satb.connector import Connector
 from satb.control_embed import patchify
 from satb.controlnet import SATBControlNet
@@ -86,7 +85,16 @@ def test_connector_is_identity_at_init_and_maps_states() -> None:
 
 def test_control_patchify_matches_cogvideox_token_order() -> None:
     """The LQ embedding's projection sees the same (C, p_t, p, p) features as CogVideoX1.5's patch embedding."""
-    embed = CogVideoXPatchEmbed(patch_size=2, patch_size_t=2, in_channels=3, embed_dim=16, text_embed_dim=4, bias=False, use_positional_embeddings=False, use_learned_positional_embeddings=False)
+    embed = CogVideoXPatchEmbed(
+        patch_size=2,
+        patch_size_t=2,
+        in_channels=3,
+        embed_dim=16,
+        text_embed_dim=4,
+        bias=False,
+        use_positional_embeddings=False,
+        use_learned_positional_embeddings=False,
+    )
     latents = torch.randn(1, 4, 3, 6, 8)
     text = torch.zeros(1, 0, 4)
     expected = embed(text, latents)
@@ -101,7 +109,7 @@ def test_block_features_stop_early_and_match_full_run(base) -> None:
     states = controlnet(x, text, t, lq, rotary)
     first = denoiser.block_features(x, text, t, [0], lq, states, rotary)
     both = denoiser.block_features(x, text, t, [0, -1], lq, states, rotary)
-    assert len(first) == 1 and len(both) == 2 and first[0].shape == (2, 2 * 4 * 4, 32)
+    assert len(first) == 1 and len(both) == 2 and first[0].shape == (2, 2 * 4 * 4, 96)
     torch.testing.assert_close(first[0], both[0])
 
 

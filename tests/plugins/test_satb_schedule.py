@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from satb.schedule import (
     TABLE4_TIMESTEPS,
     blend_weight,
@@ -13,6 +12,7 @@ from satb.schedule import (
     satb_blend,
     snr,
 )
+
 from vsr_core.diffusion import DDPMSchedule
 from vsr_core.errors import ConfigError
 
@@ -112,7 +112,9 @@ def test_eq_29_marginal_has_native_variance(scheduler) -> None:
     tau, t = torch.tensor([399]), torch.tensor([150])
     x_b = satb_blend(x_gt, x_p, tau, t, scheduler)
     a_t = scheduler.alphas_cumprod[150].double().item()
-    samples = torch.stack([scheduler.add_noise(x_b.double(), torch.randn(1, n, generator=g, dtype=torch.float64), t) for _ in range(8)])
+    samples = torch.stack(
+        [scheduler.add_noise(x_b.double(), torch.randn(1, n, generator=g, dtype=torch.float64), t) for _ in range(8)]
+    )
     residual = samples - a_t**0.5 * x_b.double()
     assert residual.mean().abs().item() < 3e-3
     assert residual.var().item() == pytest.approx(1 - a_t, rel=1e-2)

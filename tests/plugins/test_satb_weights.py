@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 from diffusers import CogVideoXDDIMScheduler, CogVideoXTransformer3DModel
-
 from satb import SATBVR
 from satb.presets import COGVIDEOX15_5B_TRANSFORMER, get_preset
-from satb.weights import EXTRA_MODULES, save_release
+from satb.weights import save_release
+
 from vsr_core.diffusion.scheduler_config import PRESETS
 from vsr_core.errors import PretrainedError
 from vsr_core.latent import CogVideoXCodec
@@ -140,7 +140,9 @@ def test_frozen_pretrained_weights_stay_out_of_checkpoints(cogvideox_folder: Pat
     assert not any(k.endswith("base_layer.weight") for k in saved) and any(".lora_A." in k for k in saved)
     fresh = SATBVR(pretrained=str(cogvideox_folder), lora_rank=4)
     fresh.load_state_dict(checkpoint["state_dict"])
-    torch.testing.assert_close(fresh.eval().restore(lq_clip(), num_steps=1, seed=0), method.eval().restore(lq_clip(), num_steps=1, seed=0))
+    torch.testing.assert_close(
+        fresh.eval().restore(lq_clip(), num_steps=1, seed=0), method.eval().restore(lq_clip(), num_steps=1, seed=0)
+    )
     del checkpoint["state_dict"][next(k for k in saved if ".lora_A." in k)]
     with pytest.raises(RuntimeError, match="missing"):
         fresh.load_state_dict(checkpoint["state_dict"])
@@ -177,7 +179,9 @@ def test_real_preset_matches_cogvideox15_5b_on_meta() -> None:
     d, head, time_dim, layers = 3072, cfg["attention_head_dim"], cfg["time_embed_dim"], cfg["num_layers"]
     assert cfg["num_attention_heads"] * head == d
     patch_in = cfg["in_channels"] * cfg["patch_size"] ** 2 * cfg["patch_size_t"]
-    embeddings = (patch_in * d + d) + (cfg["text_embed_dim"] * d + d) + (d * time_dim + time_dim) + (time_dim * time_dim + time_dim)
+    embeddings = (
+        (patch_in * d + d) + (cfg["text_embed_dim"] * d + d) + (d * time_dim + time_dim) + (time_dim * time_dim + time_dim)
+    )
     head_out = 2 * d + (time_dim * 2 * d + 2 * d) + 2 * d + (d * patch_in + patch_in)
     base = embeddings + layers * block_parameters(d, head, time_dim) + head_out
     assert base == 5_570_676_352  # CogVideoX1.5-5B's transformer: 5.57 B parameters
