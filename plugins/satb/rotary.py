@@ -40,14 +40,16 @@ def rotary_embeddings(
             device=device,
         )
     else:
-        # CogVideoX 1.5: positions are slices of a fixed maximal grid (sample_height/width // p).
+        # CogVideoX 1.5: positions are the first rows/columns of a maximal grid (sample size // p);
+        # a larger frame extends that grid (its first positions are unchanged) instead of failing.
+        max_size = (max(config.sample_height // p, grid[0]), max(config.sample_width // p, grid[1]))
         cos, sin = get_3d_rotary_pos_embed(
             embed_dim=config.attention_head_dim,
             crops_coords=None,
             grid_size=grid,
             temporal_size=(latent_frames + pt - 1) // pt,
             grid_type="slice",
-            max_size=(config.sample_height // p, config.sample_width // p),
+            max_size=max_size,
             device=device,
         )
     return cos.to(device), sin.to(device)

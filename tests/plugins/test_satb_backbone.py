@@ -133,3 +133,13 @@ def test_odd_latent_frames_need_padding(base) -> None:
     padded, extra = pad_latent_frames(z, 2)
     assert extra == 1 and padded.shape[1] == 4 and torch.equal(padded[:, 0], z[:, 0]) and torch.equal(padded[:, 1:], z)
     assert pad_latent_frames(padded, 2)[1] == 0
+
+
+def test_rotary_grid_beyond_the_sample_size_extends_it(base) -> None:
+    p = base.config.patch_size
+    small = rotary_embeddings(base.config, 2, 8, 8, torch.device("cpu"))
+    large = rotary_embeddings(base.config, 2, base.config.sample_height + 8, 8, torch.device("cpu"))
+    rows = base.config.sample_height // p + 4
+    assert large[0].shape == (rows * 4, base.config.attention_head_dim)
+    # The first rows keep their positions: the top-left 4x4 tokens of frame 0 agree.
+    torch.testing.assert_close(large[0][:16], small[0][:16])
