@@ -78,6 +78,10 @@ def test_pretrained_folder_loads_with_lora_and_t5(cogvideox_folder: Path) -> Non
     assert lora_only and all(".lora_" in n for n in lora_only)
     out = method.eval().restore(lq_clip(), prompt=["a cat video"], num_steps=2, guidance_scale=6.0, seed=0)
     assert out.shape == (1, 3, 5, 16, 16) and torch.isfinite(out).all()
+    # 7 frames are not 4k+1: padded to 9 by repeating the last frame, cropped back, said once.
+    assert not method._said_frames
+    out = method.restore(lq_clip(frames=7, size=3), num_steps=1, seed=0)
+    assert out.shape == (1, 3, 7, 12, 12) and method._said_frames
 
 
 def test_release_layout_round_trip(cogvideox_folder: Path, tmp_path: Path) -> None:
