@@ -2,11 +2,13 @@
 
 Lightning refuses a checkpoint whose ``_class_path`` it cannot import, and a method class is only
 importable once its plugin is loaded. :func:`load_method` loads the plugins first, finds the class
-the checkpoint was written by, and names the missing plugin when it is not installed.
+the checkpoint was written by, and names the missing plugin when it is not installed. It also
+accepts a ``vsr export`` folder (a directory holding ``vsr_method.json``, see :mod:`vsr_core.export`).
 """
 
 from __future__ import annotations
 
+import contextvars
 import importlib
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,17 @@ import torch
 from vsr_core.errors import CheckpointError
 from vsr_core.method import VSRMethod
 from vsr_core.plugins import load_plugins
+
+_LOADING_CHECKPOINT = contextvars.ContextVar("vsr_loading_checkpoint", default=False)
+
+
+def loading_checkpoint() -> bool:
+    """True while :func:`load_method` constructs a method whose checkpoint state dict is loaded next.
+
+    A method may skip reading ``pretrained=`` weights then: the checkpoint carries them (and the
+    folder they came from may be gone). Weights a checkpoint does not hold must still be read.
+    """
+    return _LOADING_CHECKPOINT.get()
 
 
 def checkpoint_class_path(checkpoint: dict[str, Any]) -> str | None:
@@ -27,28 +40,39 @@ def checkpoint_class_path(checkpoint: dict[str, Any]) -> str | None:
     return hparams.get("_class_path")
 
 
-def import_method_class(path: str) -> type[VSRMethod]:
+def import_method_class(path: str, source: str = "the checkpoint") -> type[VSRMethod]:
+    """The method class named ``path`` (``module.Class``); CheckpointError naming the plugin if absent.
+
+    ``source`` says what named it, for the message (a checkpoint, an export folder).
+    """
     module_name, _, name = path.rpartition(".")
     try:
         cls = getattr(importlib.import_module(module_name), name)
     except (ImportError, AttributeError) as err:
         plugin = module_name.split(".")[0]
         raise CheckpointError(
-            f"the checkpoint was written by method '{path}' from plugin '{plugin}', which is not installed "
+            f"{source} was written by method '{path}' from plugin '{plugin}', which is not installed "
             f"or failed to import ({err}); install it (see `vsr plugins`)"
         ) from None
     if not (isinstance(cls, type) and issubclass(cls, VSRMethod)):
-        raise CheckpointError(f"the checkpoint names '{path}', which is not a VSRMethod")
+        raise CheckpointError(f"{source} names '{path}', which is not a VSRMethod")
     return cls
 
 
 def load_method(path: str | Path, map_location: str | torch.device = "cpu", strict: bool = True) -> VSRMethod:
-    """Rebuild the method stored in a Lightning checkpoint, in eval mode.
+    """Rebuild the method stored in a Lightning checkpoint or a ``vsr export`` folder, in eval mode.
 
     Raises:
-        CheckpointError: the file is missing or unreadable, or its plugin is not installed.
+        CheckpointError: the file is missing or unreadable, a folder is not an export, or the
+            method's plugin is not installed.
+        PretrainedError: an export folder's weights are missing or do not fit the method.
     """
     path = Path(path)
+    if path.is_dir():
+        from vsr_core.export import load_exported, read_export_record
+
+        read_export_record(path, error=CheckpointError)  # a folder without vsr_method.json: one line
+        return load_exported(path, map_location=map_location)
     if not path.is_file():
         raise CheckpointError(f"checkpoint '{path}' does not exist")
     load_plugins(warn=False)
@@ -61,5 +85,9 @@ def load_method(path: str | Path, map_location: str | torch.device = "cpu", stri
     if class_path is None:
         raise CheckpointError(f"checkpoint '{path}' was not written by a vsr method (no method class recorded)")
     cls = import_method_class(class_path)
-    method = cls.load_from_checkpoint(path, map_location=map_location, strict=strict)
+    token = _LOADING_CHECKPOINT.set(True)
+    try:
+        method = cls.load_from_checkpoint(path, map_location=map_location, strict=strict)
+    finally:
+        _LOADING_CHECKPOINT.reset(token)
     return method.eval()

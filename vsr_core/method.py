@@ -70,6 +70,9 @@ class VSRMethod(LightningModule, ABC):
     frames_rule: ClassVar[tuple[int, int]] = (1, 0)
     spatial_multiple: ClassVar[int] = 1
     min_size: ClassVar[int] = 1
+    #: The init argument that reads a ``vsr export`` folder of this class (e.g. ``"pretrained"``);
+    #: ``load_method(folder)`` passes the folder there. ``None``: the core loads the components.
+    export_init_arg: ClassVar[str | None] = None
 
     def __init__(
         self,

@@ -15,6 +15,8 @@ import torch.nn.functional as F
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 
+from vsr_core.checkpoint import loading_checkpoint
+from vsr_core.export import load_exported_weights
 from vsr_core.latent import PixelUnshuffleCodec
 from vsr_core.method import VSRMethod
 from vsr_core.video_ops import upsample_frames
@@ -60,10 +62,14 @@ class ReferenceVSR(VSRMethod):
         channels: width of the residual network.
         num_blocks: number of 3D residual blocks.
         latent_factor: spatial factor of the weight-free pixel-unshuffle codec.
+        pretrained: a ``vsr export`` folder of a ReferenceVSR with the same sizes; its weights are
+            loaded at construction (fine-tuning starts from them). When a checkpoint is loaded
+            (``load_method``) the checkpoint's weights are used and the folder is not read.
     """
 
     fsdp_block_classes = (ResidualBlock3D,)
     temporal_window = 16
+    export_init_arg = "pretrained"
 
     def __init__(
         self,
@@ -71,6 +77,7 @@ class ReferenceVSR(VSRMethod):
         channels: int = 32,
         num_blocks: int = 2,
         latent_factor: int = 2,
+        pretrained: str | None = None,
         optimizer: OptimizerCallable | None = None,
         learning_rate: float = 1e-3,
         lr_scheduler: LRSchedulerCallable | None = None,
@@ -89,6 +96,8 @@ class ReferenceVSR(VSRMethod):
         )
         self.codec = PixelUnshuffleCodec(factor=latent_factor)
         self.net = LatentResidualNet(self.codec.latent_channels, channels, num_blocks)
+        if pretrained is not None and not loading_checkpoint():
+            load_exported_weights(self, pretrained)
 
     def restore(self, lq: torch.Tensor, prompt: list[str] | None = None, **sampling: Any) -> torch.Tensor:
         upsampled = upsample_frames(lq, self.scale)

@@ -1,4 +1,4 @@
-"""``vsr restore INPUT... --ckpt CKPT``: restore videos or frame folders of any length into mp4 files."""
+"""``vsr restore INPUT... --ckpt CKPT|EXPORT_DIR``: restore videos or frame folders of any length into mp4 files."""
 
 from __future__ import annotations
 
@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="INPUT",
         help="video files, frame folders, or directories of them",
     )
-    p.add_argument("--ckpt", required=True, help="checkpoint written by `vsr fit`")
+    p.add_argument("--ckpt", required=True, help="checkpoint written by `vsr fit`, or a `vsr export` folder")
     p.add_argument(
         "-o",
         "--output",

@@ -1,4 +1,7 @@
-"""`vsr export`: a checkpoint as a diffusers-format folder that loads back with identical weights."""
+"""`vsr export` (the command): a checkpoint as a folder that loads back with identical weights; `vsr restore --ckpt FOLDER`.
+
+The library (layouts, pretrained=, bad folders) is tested in tests/core/test_export.py.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +10,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
-from vsr_core.commands.export import export_method, load_exported, main
+from vsr_core.commands.export import main
+from vsr_core.export import load_exported
 
 
 @pytest.fixture
@@ -80,25 +83,38 @@ def test_ema_weights_are_exported_by_default(trained, tmp_path, capsys):
     assert not (tmp_path / "x").exists()
 
 
-def test_lora_adapter_is_exported_in_diffusers_format_and_reloaded(tmp_path):
-    from reference.model import ReferenceVSR
+def test_restore_reads_an_export_folder_like_its_checkpoint(trained, tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
 
-    from vsr_core.lora import LORA_WEIGHT_NAME, add_lora
+    from vsr_core.commands.restore import main as restore
+    from vsr_core.data.video_io import VideoReader
 
-    torch.manual_seed(1)
-    method = ReferenceVSR(scale=2, channels=4, num_blocks=1)
-    add_lora(
-        method.net, rank=2, target_modules=["conv1", "conv2"], init_lora_weights=False
-    )
-    export_method(method, tmp_path / "lora")
-    assert (tmp_path / "lora" / "net_lora" / LORA_WEIGHT_NAME).is_file()
-    base = set(
-        load_file(
-            str(tmp_path / "lora" / "net" / "diffusion_pytorch_model.safetensors")
-        )
-    )
-    assert not any("lora" in k for k in base) and "blocks.0.conv1.weight" in base
-    loaded = load_exported(tmp_path / "lora")
-    lq = torch.rand(1, 3, 3, 8, 8) * 2 - 1
-    assert torch.allclose(method.eval().restore(lq), loaded.restore(lq), atol=1e-6)
-    assert "default" in loaded.net.peft_config
+    ckpt, _ = trained
+    assert main([str(ckpt), "-o", str(tmp_path / "export")]) == 0
+    (tmp_path / "clip").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(5):
+        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(tmp_path / "clip" / f"{i:03d}.png")
+    common = [str(tmp_path / "clip"), "--device", "cpu"]
+    assert restore([*common, "--ckpt", str(ckpt), "-o", str(tmp_path / "from_ckpt")]) == 0
+    assert restore([*common, "--ckpt", str(tmp_path / "export"), "-o", str(tmp_path / "from_export")]) == 0
+    a = VideoReader(tmp_path / "from_ckpt" / "clip.mp4").read_clip(0, 5)
+    b = VideoReader(tmp_path / "from_export" / "clip.mp4").read_clip(0, 5)
+    assert a.shape == (5, 32, 32, 3) and torch.equal(a, b)
+    # a folder that is not an export: one line naming vsr_method.json
+    (tmp_path / "plain").mkdir()
+    capsys.readouterr()
+    assert restore([*common, "--ckpt", str(tmp_path / "plain"), "-o", str(tmp_path / "x")]) != 0
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and "vsr_method.json" in err
+
+
+def test_an_export_folder_can_be_exported_again(trained, tmp_path, capsys):
+    ckpt, method = trained
+    assert main([str(ckpt), "-o", str(tmp_path / "a")]) == 0
+    assert main([str(tmp_path / "a"), "-o", str(tmp_path / "b")]) == 0
+    copy = load_exported(tmp_path / "b")
+    assert torch.equal(copy.net.stem.weight, method.net.stem.weight)
+    assert main([str(tmp_path / "a"), "-o", str(tmp_path / "c"), "--weights", "ema"]) != 0
+    assert "--weights applies to checkpoints" in capsys.readouterr().err
