@@ -37,11 +37,10 @@ from satb.text import POSITIVE_TEMPLATE, PromptEncoder
 from satb.video_ops import pad_frames, pad_latent_frames
 from satb.weights import (
     EXTRA_MODULES,
-    LORA_FOLDERS,
     check_release_folder,
     load_base_transformer,
-    load_lora,
-    load_module_file,
+    load_release_parts,
+    save_release,
 )
 from vsr_core.diffusion import DDPMSchedule, sample
 from vsr_core.errors import ConfigError, PretrainedError
@@ -191,7 +190,7 @@ class SATBVR(VSRMethod):
             raise ConfigError("denoiser_output=lq_residual feeds the LQ latent to the denoiser; it needs lq_condition=true")
         self._said_frames = False
         dtype = as_dtype(torch_dtype)
-        release = check_release_folder(satb_weights, lq_condition, use_predictor) if satb_weights else None
+        release = check_release_folder(satb_weights, lq_condition, use_predictor, type(self)) if satb_weights else None
 
         # Noise schedule of the base model (v-prediction, zero terminal SNR).
         self.schedule = DDPMSchedule.from_pretrained(pretrained) if pretrained else DDPMSchedule("cogvideox")
@@ -318,15 +317,8 @@ class SATBVR(VSRMethod):
         return controlnet
 
     def _load_release_modules(self, release: Path) -> None:
-        """LoRA adapters and extra modules of the release (Sec. 3.2 components, authors' layout)."""
-        load_lora(self.denoiser, release / LORA_FOLDERS["denoiser"])
-        if self.predictor is not None:
-            load_lora(self.predictor.transformer, release / LORA_FOLDERS["predictor"])
-        if self.controlnet is not None:
-            for name in EXTRA_MODULES:
-                load_module_file(getattr(self.denoiser, name), release / f"{name}.pt")
-            if (release / LORA_FOLDERS["controlnet"]).is_dir():
-                load_lora(self.controlnet, release / LORA_FOLDERS["controlnet"])
+        """LoRA adapters and extra modules of the release (authors' layout), full weights of a ``vsr export``."""
+        self._release_full_parts = load_release_parts(self, release)
 
     def _zero_residual_heads(self) -> None:
         # Residual outputs of a random base start at zero: predictor x_p = x_lq, denoiser x0 = x_lq.
@@ -576,3 +568,14 @@ class SATBVR(VSRMethod):
             if missing or result.unexpected_keys:
                 raise RuntimeError(f"SATBVR state dict mismatch: missing {missing[:5]}, unexpected {result.unexpected_keys[:5]}")
         return result
+
+    # ------------------------------------------------------------------ export
+
+    export_init_arg = "satb_weights"
+
+    def export_pretrained(self, directory: str | Path) -> None:
+        """``vsr export`` hook: the release layout plus full ``transformer/`` / ``predictor/`` where needed.
+
+        ``SATBVR(satb_weights=directory)`` (with the same other arguments) reads it back.
+        """
+        save_release(self, directory, full=True)

@@ -13,6 +13,19 @@ The release (``chenxx89/SATB-VR`` on the hub) sits beside a CogVideoX1.5-5B diff
 LoRA files are diffusers LoRA safetensors with un-prefixed peft keys
 (``transformer_blocks.0.attn1.to_q.lora_A.weight``); a ``transformer.`` prefix is accepted too.
 Every load checks names and shapes and raises :class:`PretrainedError` naming what is missing.
+
+``vsr export`` of an :class:`~satb.SATBVR` (its ``export_pretrained`` hook, :func:`save_release`
+with ``full=True``) writes a superset of this layout that ``satb_weights=`` reads back::
+
+      transformer/config.json + diffusion_pytorch_model.safetensors  full denoiser weights (base blocks,
+                                                                     connectors, control_patch_embed)
+      predictor/config.json + diffusion_pytorch_model.safetensors    full predictor transformer
+      vsr_method.json                                                the method record (vsr_core.export)
+
+A full folder is written for a part that trained fully (``denoiser_finetune`` /
+``predictor_finetune`` ``full`` or ``none``) or whose base is not a pretrained file (the random
+tiny preset); its LoRA (if any) goes to ``lora_*/`` as in the release. When loading, a full folder
+is read first and replaces the ``lora_*`` file as the required part.
 """
 
 from __future__ import annotations
@@ -29,10 +42,19 @@ from safetensors.torch import load_file
 from torch import nn
 
 from vsr_core.errors import PretrainedError
+from vsr_core.export import (
+    adapter_names,
+    check_export_class,
+    is_export_folder,
+    load_component,
+    save_component,
+)
 from vsr_core.pretrained import resolve_pretrained
 
 LORA_FILE = "pytorch_lora_weights.safetensors"
 LORA_FOLDERS = {"denoiser": "lora_transformer", "predictor": "lora_predictor", "controlnet": "lora_controlnet"}
+#: Full-weight folders of a ``vsr export`` (parts that trained fully or have no pretrained base).
+FULL_FOLDERS = {"denoiser": "transformer", "predictor": "predictor"}
 EXTRA_MODULES = ("connectors", "control_patch_embed")
 PROMPT_FILES = ("prompt_embeds.pt", "negative_prompt_embeds.pt")
 _METADATA_KEY = "lora_adapter_metadata"
@@ -48,19 +70,33 @@ def load_base_transformer(pretrained: str, dtype: torch.dtype | None = None) -> 
     return CogVideoXTransformer3DModel.from_pretrained(folder, torch_dtype=dtype)
 
 
-def check_release_folder(folder: str, need_controlnet: bool, need_predictor: bool) -> Path:
-    """The release folder, after checking every file the configured model will read exists."""
+def has_full_weights(root: Path, part: str) -> bool:
+    """Whether ``root`` holds a full-weight folder (``transformer/`` or ``predictor/``) for ``part``."""
+    return (root / FULL_FOLDERS[part] / "config.json").is_file()
+
+
+def check_release_folder(
+    folder: str, need_controlnet: bool, need_predictor: bool, method_class: type | None = None
+) -> Path:
+    """The release (or ``vsr export``) folder, after checking every file the configured model will read exists.
+
+    A full-weight ``transformer/`` or ``predictor/`` folder stands in for the LoRA file of that
+    part. With ``method_class``, an export folder must have been written by that class.
+    """
     root = Path(folder).expanduser()
     if not root.is_dir():
         raise PretrainedError(f"SATB-VR weights folder {folder} does not exist")
-    wanted = ["lora_transformer/" + LORA_FILE]
+    if method_class is not None and is_export_folder(root):
+        check_export_class(root, method_class)
+    wanted = []
+    for part, needed in (("denoiser", True), ("predictor", need_predictor)):
+        if needed and not has_full_weights(root, part):
+            wanted.append((f"{LORA_FOLDERS[part]}/{LORA_FILE}", f" (or full weights in {FULL_FOLDERS[part]}/)"))
     if need_controlnet:
-        wanted += ["controlnet/config.json", *(f"{name}.pt" for name in EXTRA_MODULES)]
-    if need_predictor:
-        wanted.append("lora_predictor/" + LORA_FILE)
-    for relative in wanted:
+        wanted += [("controlnet/config.json", ""), *((f"{name}.pt", "") for name in EXTRA_MODULES)]
+    for relative, alternative in wanted:
         if not (root / relative).is_file():
-            raise PretrainedError(f"{folder} is not an SATB-VR weights folder: {relative} is missing")
+            raise PretrainedError(f"{folder} is not an SATB-VR weights folder: {relative} is missing{alternative}")
     if need_controlnet and not any((root / "controlnet").glob("*.safetensors")):
         raise PretrainedError(f"{folder}/controlnet has no weights (diffusion_pytorch_model.safetensors)")
     return root
@@ -131,30 +167,72 @@ def save_module_file(module: nn.Module, path: Path) -> None:
     torch.save({k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}, path)
 
 
-def save_release(method: Any, folder: str | Path) -> Path:
+def _parts(method: Any) -> list[tuple[str, nn.Module, str]]:
+    parts = [("denoiser", method.denoiser, method.denoiser_mode)]
+    if method.predictor is not None:
+        parts.append(("predictor", method.predictor.transformer, method.predictor_mode))
+    return parts
+
+
+def load_release_parts(method: Any, release: Path) -> set[str]:
+    """Load a checked release (or export) folder into a constructed ``SATBVR``; returns the parts read from full folders.
+
+    Per part: the full-weight folder if present (names and shapes checked), then its LoRA file
+    (required when there is no full folder). Then the extra modules and the ControlNet's LoRA.
+    """
+    full = set()
+    for part, module, _ in _parts(method):
+        if has_full_weights(release, part):
+            load_component(module, release / FULL_FOLDERS[part])
+            full.add(part)
+        if part not in full or (release / LORA_FOLDERS[part]).is_dir():
+            load_lora(module, release / LORA_FOLDERS[part])
+    if method.controlnet is not None:
+        # from_pretrained leaves the ControlNet's tensors at the file buffer's offsets, which are not
+        # 64-byte aligned: CPU kernels then round differently. Fresh copies restore bit-identically.
+        for parameter in method.controlnet.parameters():
+            parameter.data = parameter.data.clone()
+        for name in EXTRA_MODULES:
+            load_module_file(getattr(method.denoiser, name), release / f"{name}.pt")
+        if (release / LORA_FOLDERS["controlnet"]).is_dir():
+            load_lora(method.controlnet, release / LORA_FOLDERS["controlnet"])
+    return full
+
+
+def save_release(method: Any, folder: str | Path, full: bool = False) -> Path:
     """Write ``method``'s trained parts in the authors' release layout (see the module docstring).
 
-    The layout stores LoRA adapters only, so the denoiser and predictor must be LoRA fine-tuned.
-    The ControlNet config is written under the release's class name (``CogVideoXControlnet``) so
-    the authors' code reads it as well.
+    The authors' layout stores LoRA adapters only, so without ``full`` the denoiser and predictor
+    must be LoRA fine-tuned. ``full=True`` (what ``vsr export`` writes) adds ``transformer/`` /
+    ``predictor/`` with the full weights of a part that trained fully, has no pretrained base, or
+    was itself read from a full folder. The ControlNet config is written under the release's class
+    name (``CogVideoXControlnet``) so the authors' code reads it as well.
     """
     from satb.text import POSITIVE_TEMPLATE
 
     root = Path(folder)
     root.mkdir(parents=True, exist_ok=True)
-    if method.denoiser_mode != "lora" or (method.predictor is not None and method.predictor_mode != "lora"):
+    if not full and (method.denoiser_mode != "lora" or (method.predictor is not None and method.predictor_mode != "lora")):
         raise PretrainedError(
             "the release layout stores LoRA adapters; train with denoiser_finetune=lora and predictor_finetune=lora"
         )
-    save_lora(method.denoiser, root / LORA_FOLDERS["denoiser"])
-    if method.predictor is not None:
-        save_lora(method.predictor.transformer, root / LORA_FOLDERS["predictor"])
+    pretrained_base = bool(method.hparams.get("pretrained"))
+    read_full = getattr(method, "_release_full_parts", set())
+    for part, module, mode in _parts(method):
+        if full and (mode != "lora" or not pretrained_base or part in read_full):
+            save_component(module, root / FULL_FOLDERS[part])
+        if adapter_names(module):
+            save_lora(module, root / LORA_FOLDERS[part])
+        elif not full:
+            raise PretrainedError(f"the {part} has no LoRA adapter to write in the release layout; export with full=True")
     if method.controlnet is not None:
-        method.controlnet.save_pretrained(root / "controlnet")
+        save_component(method.controlnet, root / "controlnet")
         config_file = root / "controlnet" / "config.json"
         config = json.loads(config_file.read_text())
         config["_class_name"] = "CogVideoXControlnet"
         config_file.write_text(json.dumps(config, indent=2, sort_keys=True))
+        if adapter_names(method.controlnet):
+            save_lora(method.controlnet, root / LORA_FOLDERS["controlnet"])
         for name in EXTRA_MODULES:
             save_module_file(getattr(method.denoiser, name), root / f"{name}.pt")
     encoder = method.prompt_encoder

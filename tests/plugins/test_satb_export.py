@@ -1,0 +1,122 @@
+"""SATB-VR `vsr export`: the release layout plus full-weight folders, read back by satb_weights= and load_method."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from satb import SATBVR
+from satb.weights import FULL_FOLDERS, LORA_FILE, LORA_FOLDERS
+from test_satb_weights import cogvideox_folder  # noqa: F401 (the tiny CogVideoX folder fixture)
+
+from vsr_core.checkpoint import load_method
+from vsr_core.errors import PretrainedError
+from vsr_core.export import METHOD_FILE, WEIGHTS_NAME, export_method
+
+RELEASE_FILES = ("controlnet/config.json", "controlnet/diffusion_pytorch_model.safetensors", "connectors.pt", "control_patch_embed.pt")
+
+
+def perturb(method: SATBVR, only_trainable: bool = False) -> None:
+    g = torch.Generator().manual_seed(7)
+    with torch.no_grad():
+        for p in method.parameters():
+            if p.requires_grad or not only_trainable:
+                p.add_(torch.randn(p.shape, generator=g) * 0.05)
+
+
+def lq_clip() -> torch.Tensor:
+    return torch.rand(1, 3, 5, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1
+
+
+def files(folder: Path) -> set[str]:
+    return {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()}
+
+
+def assert_identical(a: SATBVR, b: SATBVR) -> None:
+    sa, sb = a.state_dict(), b.state_dict()
+    assert set(sa) == set(sb)
+    for key, value in sa.items():
+        assert torch.equal(value, sb[key]), key
+    assert {n for n, p in a.named_parameters() if p.requires_grad} == {n for n, p in b.named_parameters() if p.requires_grad}
+    lq = lq_clip()
+    assert torch.equal(a.eval().restore(lq, num_steps=2, seed=0), b.eval().restore(lq, num_steps=2, seed=0))
+
+
+def test_tiny_full_fine_tune_exports_full_folders_and_loads_back_bit_identical(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    method = SATBVR()  # tiny preset: denoiser and predictor train fully
+    assert method.denoiser_mode == "full" and method.predictor_mode == "full"
+    perturb(method)
+    folder = export_method(method, tmp_path / "export")
+    assert files(folder) == {
+        METHOD_FILE,
+        *RELEASE_FILES,
+        "transformer/config.json",
+        f"transformer/{WEIGHTS_NAME}",
+        "predictor/config.json",
+        f"predictor/{WEIGHTS_NAME}",
+    }
+    record = json.loads((folder / METHOD_FILE).read_text())
+    assert record["class_path"] == "satb.model.SATBVR" and record["layout"] == "method"
+    config = json.loads((folder / "transformer/config.json").read_text())
+    assert config["_class_name"] == "LQConditionedTransformer" and config["enable_connector"] is True
+    assert_identical(method, SATBVR(satb_weights=str(folder)))
+    loaded = load_method(folder)
+    assert loaded.hparams["satb_weights"] == str(folder)
+    assert_identical(method, loaded)
+
+
+def test_lora_on_a_random_base_exports_base_and_adapter(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    method = SATBVR(denoiser_finetune="lora", predictor_finetune="lora", lora_rank=4)
+    perturb(method)  # the random base too: it is not in any pretrained file
+    folder = export_method(method, tmp_path / "export")
+    for part in ("denoiser", "predictor"):
+        assert (folder / FULL_FOLDERS[part] / WEIGHTS_NAME).is_file()
+        assert (folder / LORA_FOLDERS[part] / LORA_FILE).is_file()
+    assert_identical(method, load_method(folder))
+
+
+def test_lora_on_a_pretrained_base_is_exactly_the_release_layout(cogvideox_folder: Path, tmp_path: Path) -> None:  # noqa: F811
+    torch.manual_seed(0)
+    method = SATBVR(pretrained=str(cogvideox_folder), lora_rank=4)
+    perturb(method, only_trainable=True)
+    folder = export_method(method, tmp_path / "export")
+    assert files(folder) == {
+        METHOD_FILE,
+        *RELEASE_FILES,
+        f"lora_transformer/{LORA_FILE}",
+        f"lora_predictor/{LORA_FILE}",
+        "prompt_embeds.pt",
+        "negative_prompt_embeds.pt",
+    }
+    loaded = load_method(folder)
+    assert loaded.prompt_encoder.mode == "t5"  # rebuilt from the recorded pretrained= folder
+    assert_identical(method, loaded)
+
+
+def test_bad_export_folders_fail_in_one_line(tmp_path: Path) -> None:
+    from reference.model import ReferenceVSR
+
+    reference = export_method(ReferenceVSR(scale=4, channels=4, num_blocks=1), tmp_path / "reference")
+    with pytest.raises(PretrainedError, match="reference.model.ReferenceVSR, not satb.model.SATBVR"):
+        SATBVR(satb_weights=str(reference))
+
+    torch.manual_seed(0)
+    folder = export_method(SATBVR(), tmp_path / "export")
+    weights = folder / "transformer" / WEIGHTS_NAME
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(PretrainedError, match="cannot be read") as err:
+        load_method(folder)
+    assert "\n" not in str(err.value)
+    shutil.rmtree(folder / "transformer")
+    with pytest.raises(PretrainedError, match=r"lora_transformer/pytorch_lora_weights.safetensors is missing \(or full"):
+        SATBVR(satb_weights=str(folder))
+    # an export of another configuration: the weights that do not fit are named
+    torch.manual_seed(0)
+    full = export_method(SATBVR(), tmp_path / "full")
+    with pytest.raises(PretrainedError, match="does not fit LQConditionedTransformer: 0 missing and .* unexpected"):
+        SATBVR(satb_weights=str(full), lq_condition=False, denoiser_output="x0")
