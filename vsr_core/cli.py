@@ -206,6 +206,18 @@ def _print_overview() -> None:
     print("\nExample: vsr fit --model reference.ReferenceVSR")
 
 
+def vsr_error_cause(err: BaseException) -> VSRError | None:
+    """The first :class:`VSRError` in ``err``'s chain of causes and contexts, if any."""
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        if isinstance(current, VSRError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``vsr`` console script; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -237,6 +249,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except ValueError as err:
+        # jsonargparse wraps an error raised while instantiating the model (a bad pretrained=
+        # folder, ...) into a ValueError listing the Union subtypes; show the VSRError inside.
+        cause = vsr_error_cause(err)
+        if cause is None:
+            raise
+        print(f"error: {cause}", file=sys.stderr)
+        return cause.exit_code
 
 
 if __name__ == "__main__":
