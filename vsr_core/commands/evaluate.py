@@ -2,7 +2,8 @@
 
 Clips are video files or frame folders directly inside each directory, paired by name (file stem
 or folder name). Without GT_DIR only no-reference and temporal metrics run. Each clip is decoded
-whole (evaluation clips are short test sequences); metrics run frame-wise in small chunks.
+whole (evaluation clips are short test sequences); image metrics run frame-wise in small chunks,
+``dover`` on the whole clip.
 """
 
 from __future__ import annotations
@@ -74,11 +75,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=list(DEFAULT_METRICS),
         choices=ALL_METRICS,
         metavar="NAME",
-        help=f"metrics to compute (default: all of {', '.join(DEFAULT_METRICS)})",
+        help=f"metrics to compute (default: all of {', '.join(DEFAULT_METRICS)}); "
+        "dover scores each whole clip (overall + dover_technical/dover_aesthetic) and needs DOVER.pth in --weights-dir",
     )
     parser.add_argument("--y-channel", action="store_true", help="PSNR/SSIM on the BT.601 Y channel")
     parser.add_argument("--crop-border", type=int, default=0, help="pixels cropped on each side for PSNR/SSIM")
-    parser.add_argument("--weights-dir", help="local directory with metric weights (default: pyiqa cache); nothing is downloaded")
+    parser.add_argument(
+        "--weights-dir", help="local directory with metric weights, DOVER.pth included (default: pyiqa cache); nothing is downloaded"
+    )
     parser.add_argument("--device", default="cpu", help="device for learned metrics")
     parser.add_argument("-o", "--output", help="where metrics.csv/json go (default: RESTORED_DIR)")
     return parser

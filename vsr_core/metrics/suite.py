@@ -3,6 +3,8 @@
 Clips are ``[1,3,T,H,W]`` tensors in ``[-1,1]`` (restored, and ground truth for full-reference
 metrics). A metric that cannot run (weights missing, or no ground truth for a full-reference
 metric) is listed in :attr:`MetricSuite.skipped` with the reason and never produces a number.
+Video metrics (``dover``) score the whole clip at once and may add sub-scores to the row
+(``dover_technical``, ``dover_aesthetic``).
 """
 
 from __future__ import annotations
@@ -17,13 +19,16 @@ from pathlib import Path
 import torch
 
 from vsr_core.errors import ConfigError
+from vsr_core.metrics.dover import create_dover_metric
 from vsr_core.metrics.fidelity import psnr, ssim
 from vsr_core.metrics.iqa import FULL_REFERENCE, LOWER_IS_BETTER, NO_REFERENCE, MissingWeights, create_iqa_metric
 from vsr_core.metrics.temporal import default_flow_estimator, flicker, warping_error
 
 TEMPORAL = ("warp_error", "flicker")
-ALL_METRICS = ("psnr", "ssim", *FULL_REFERENCE, *NO_REFERENCE, *TEMPORAL)
-DEFAULT_METRICS = ("psnr", "ssim", "lpips", "dists", "niqe", "musiq", "clipiqa", "maniqa", "warp_error", "flicker")
+# No-reference metrics that score a whole clip (not frame by frame).
+VIDEO_NO_REFERENCE = ("dover",)
+ALL_METRICS = ("psnr", "ssim", *FULL_REFERENCE, *NO_REFERENCE, *VIDEO_NO_REFERENCE, *TEMPORAL)
+DEFAULT_METRICS = ("psnr", "ssim", "lpips", "dists", "niqe", "musiq", "clipiqa", "maniqa", "dover", "warp_error", "flicker")
 NEEDS_GT = {"psnr", "ssim", *FULL_REFERENCE}
 
 
@@ -96,7 +101,7 @@ class MetricSuite:
     Args:
         metrics: names from :data:`ALL_METRICS`.
         y_channel / crop_border: PSNR/SSIM protocol (BT.601 Y on [16,235], pixels cropped per side).
-        weights_dir: local directory with pyiqa weights (default pyiqa's cache); nothing is downloaded.
+        weights_dir: local directory with pyiqa weights and ``DOVER.pth`` (default pyiqa's cache); nothing is downloaded.
         device: where learned metrics run.
         has_gt: False for no-reference evaluation; full-reference metrics are then skipped.
     """
@@ -116,6 +121,7 @@ class MetricSuite:
         self.y_channel, self.crop_border, self.device = y_channel, crop_border, device
         self.report = Report()
         self._iqa: dict = {}
+        self._dover = None
         self.metrics: list[str] = []
         for name in metrics:
             if name in NEEDS_GT and not has_gt:
@@ -124,6 +130,12 @@ class MetricSuite:
             if name in (*FULL_REFERENCE, *NO_REFERENCE):
                 try:
                     self._iqa[name] = create_iqa_metric(name, weights_dir, device)
+                except MissingWeights as missing:
+                    self.report.skipped[name] = f"weights not found: {missing.path}"
+                    continue
+            if name == "dover":
+                try:  # a file that is there but is not DOVER.pth raises PretrainedError: stop, don't skip
+                    self._dover = create_dover_metric(weights_dir, device)
                 except MissingWeights as missing:
                     self.report.skipped[name] = f"weights not found: {missing.path}"
                     continue
@@ -165,6 +177,13 @@ class MetricSuite:
                 value = warping_error(restored, self._flow, flow_video=gt).item()
             elif name == "flicker":
                 value = flicker(restored).item()
+            elif name == "dover":
+                scores = self._dover(restored)  # {"dover", "dover_technical", "dover_aesthetic"}
+                bad = {k: v for k, v in scores.items() if not math.isfinite(v)}
+                if bad:
+                    raise ValueError(f"metric dover returned {bad} on {clip}")
+                row.update(scores)
+                continue
             elif name == "niqe" and min(restored.shape[-2:]) < 192:
                 # NIQE fits 96x96 patches at two scales; smaller frames have no patch to score.
                 self._skip(name, f"frames of {clip} are {restored.shape[-1]}x{restored.shape[-2]}; NIQE needs at least 192x192")

@@ -63,3 +63,18 @@ def test_unmatched_and_mismatched_clips_fail_with_one_line(dirs, tmp_path, capsy
     (tmp_path / "empty").mkdir()
     assert vsr_main(["evaluate", str(tmp_path / "empty")]) != 0
     assert "no videos" in capsys.readouterr().err
+
+
+def test_dover_without_weights_is_skipped_and_a_wrong_file_stops_with_one_line(dirs, tmp_path, capsys):
+    out, _ = dirs
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    assert vsr_main(["evaluate", str(out), "--metrics", "flicker", "dover", "--weights-dir", str(weights)]) == 0
+    data = json.loads((out / "metrics.json").read_text())
+    assert data["skipped"]["dover"] == f"weights not found: {weights}/DOVER.pth" and "dover" not in data["mean"]
+    printed = "".join(capsys.readouterr().out.split())  # rich wraps long lines at the terminal width
+    assert "".join(f"SKIPPED dover: weights not found: {weights}/DOVER.pth".split()) in printed
+    torch.save({"x": torch.zeros(1)}, weights / "DOVER.pth")
+    assert vsr_main(["evaluate", str(out), "--metrics", "dover", "--weights-dir", str(weights)]) != 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "missing key technical_backbone.patch_embed.proj.weight" in err
