@@ -29,7 +29,9 @@ from satb.presets import get_preset
 from satb.rotary import rotary_embeddings
 from satb.schedule import (
     BLEND_KINDS,
+    TIMESTEP_SAMPLINGS,
     jump_start_timesteps,
+    sample_jump_start_timesteps,
     sample_training_timesteps,
     satb_blend,
 )
@@ -85,7 +87,12 @@ class SATBVR(VSRMethod):
         predictor_parameterization: ``v_at_lq`` (the release; default with a pretrained or
             full-size base), ``x0``, or ``residual`` (``x_p = x_lq + F``; the tiny preset's).
         predictor_timestep: fixed timestep the predictor reads (399 in the release); ``None`` = τ_s.
-        tau_max: τ_s is drawn from ``{0..tau_max-1}``; default all training timesteps (Sec. 3.3).
+        tau_max: τ_s is drawn from ``{0..tau_max-1}``; default all training timesteps (Sec. 3.3), or
+            just above the highest start timestep with ``timestep_sampling=jump_start``.
+        timestep_sampling: ``paper`` (τ_s ~ U{0..tau_max−1}, t ~ U{0..τ_s}, Sec. 3.3) or
+            ``jump_start`` (τ_s = t = the solver's start timestep for a step count drawn from
+            ``train_step_counts``; the tiny preset's, see docs/methods/satb.md).
+        train_step_counts: step counts whose start timesteps ``jump_start`` trains at (default 1 and 5).
         lora_rank, lora_alpha, lora_targets: LoRA of predictor and denoiser.
         controlnet_layers: blocks copied into the ControlNet (preset default: 6 for ``real``).
         text_encoder: ``auto`` / ``t5`` / ``precomputed`` / ``none``.
@@ -126,6 +133,8 @@ class SATBVR(VSRMethod):
         predictor_parameterization: str | None = None,
         predictor_timestep: int | None = 399,
         tau_max: int | None = None,
+        timestep_sampling: str = "paper",
+        train_step_counts: list[int] | None = None,
         lora_rank: int = 64,
         lora_alpha: float | None = None,
         lora_targets: list[str] | None = None,
@@ -196,7 +205,13 @@ class SATBVR(VSRMethod):
         self.schedule = DDPMSchedule.from_pretrained(pretrained) if pretrained else DDPMSchedule("cogvideox")
         if self.schedule.prediction_type != "v_prediction":
             raise PretrainedError(f"{pretrained}/scheduler is not a v-prediction schedule; SATB-VR needs CogVideoX's")
-        self.tau_max = tau_max or self.schedule.num_train_timesteps
+        if timestep_sampling not in TIMESTEP_SAMPLINGS:
+            raise ConfigError(f"timestep_sampling must be one of {', '.join(TIMESTEP_SAMPLINGS)}; got {timestep_sampling!r}")
+        self.timestep_sampling = timestep_sampling
+        self.train_step_counts = list(train_step_counts or [1, 5])
+        highest_start = max(jump_start_timesteps(n)[0] for n in self.train_step_counts)
+        default_tau_max = highest_start + 1 if timestep_sampling == "jump_start" else self.schedule.num_train_timesteps
+        self.tau_max = tau_max or default_tau_max
         if not 1 <= self.tau_max <= self.schedule.num_train_timesteps:
             raise ConfigError(f"tau_max must be in [1, {self.schedule.num_train_timesteps}], got {tau_max}")
 
@@ -431,7 +446,10 @@ class SATBVR(VSRMethod):
         x_lq, _ = self._encode(upsample_frames(lq, self.scale))
         b = x_gt.shape[0]
         generator = self.step_generator(device=x_gt.device)
-        tau_s, t = sample_training_timesteps(b, self.tau_max, generator, x_gt.device)
+        if self.timestep_sampling == "jump_start":
+            tau_s, t = sample_jump_start_timesteps(b, self.train_step_counts, generator, x_gt.device)
+        else:
+            tau_s, t = sample_training_timesteps(b, self.tau_max, generator, x_gt.device)
         noise = torch.randn(x_gt.shape, generator=generator, device=x_gt.device, dtype=x_gt.dtype)
         text = self._text(batch.get("prompt"), b, x_gt)
         rotary = self._rotary(x_gt)

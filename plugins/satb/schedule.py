@@ -167,3 +167,30 @@ def sample_training_timesteps(
     u = torch.rand(batch_size, generator=generator, device=gen_device, dtype=torch.float64)
     t = torch.floor(u * (tau_s + 1).double()).long().clamp_max(tau_s)
     return tau_s.to(device), t.to(device)
+
+
+TIMESTEP_SAMPLINGS: tuple[str, ...] = ("paper", "jump_start")
+
+
+def sample_jump_start_timesteps(
+    batch_size: int,
+    step_counts: list[int],
+    generator: torch.Generator | None = None,
+    device: torch.device | str = "cpu",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``τ_s = t =`` the first timestep of :func:`jump_start_timesteps` ``(n)``, ``n ~ U(step_counts)``.
+
+    Not the paper's sampling (that is :func:`sample_training_timesteps`): it trains the denoiser only
+    at the points where the solver starts (``x_b = x_p`` there by Eq. 4), which is what a model with
+    little capacity and a few minutes of training needs to beat its input (docs/methods/satb.md).
+
+    Returns:
+        ``(tau_s, t)``, two equal ``[batch_size]`` long tensors on ``device``.
+    """
+    if not step_counts:
+        raise ConfigError("train_step_counts must name at least one step count, e.g. [1, 5]")
+    starts = torch.tensor([jump_start_timesteps(n)[0] for n in step_counts], dtype=torch.long)
+    gen_device = generator.device if generator is not None else torch.device(device)
+    pick = torch.randint(0, len(starts), (batch_size,), generator=generator, device=gen_device)
+    tau_s = starts[pick.cpu()].to(device)
+    return tau_s, tau_s.clone()

@@ -146,6 +146,21 @@ def test_bad_steps() -> None:
     assert method.restore(lq, num_steps=3).shape[2] == 5  # 299 < 300 is fine
 
 
+def test_jump_start_sampling_trains_the_denoiser_where_the_solver_starts() -> None:
+    torch.manual_seed(0)
+    method = SATBVR(**TINY, timestep_sampling="jump_start", train_step_counts=[1, 5], ddc_weight=0.0)
+    assert method.tau_max == 400  # the trained range ends just above the highest start point
+    seen: list[int] = []
+    original = method._denoise
+    method._denoise = lambda x, t, *rest: seen.extend(t.tolist()) or original(x, t, *rest)
+    for step in range(6):
+        torch.manual_seed(step)  # step_generator keys on the run seed; without a trainer the step is 0
+        method.compute_losses(make_batch(frames=1, size=16, batch=2, seed=step))
+    assert set(seen) <= {199, 399} and len(set(seen)) == 2
+    with pytest.raises(ConfigError, match="trained range"):
+        SATBVR(**TINY, timestep_sampling="jump_start", train_step_counts=[1]).eval().restore(make_batch()["lq"], num_steps=5)
+
+
 def test_restore_is_seeded_and_crops_odd_sizes() -> None:
     torch.manual_seed(0)
     method = SATBVR(**TINY).eval()
@@ -176,6 +191,8 @@ def test_prompts_without_text_encoder() -> None:
         ({"tau_max": 5000}, "tau_max"),
         ({"ddc_blocks": [7]}, "ddc_blocks"),
         ({"sampler": "euler"}, "sampler"),
+        ({"timestep_sampling": "uniform"}, "timestep_sampling"),
+        ({"timestep_sampling": "jump_start", "train_step_counts": [500]}, "between 1 and"),
         ({"denoiser_output": "eps"}, "denoiser_output"),
         ({"denoiser_output": "lq_residual", "lq_condition": False}, "lq_condition"),
         ({"predictor_parameterization": "noise"}, "predictor_parameterization"),

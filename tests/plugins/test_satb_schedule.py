@@ -8,6 +8,7 @@ from satb.schedule import (
     TABLE4_TIMESTEPS,
     blend_weight,
     jump_start_timesteps,
+    sample_jump_start_timesteps,
     sample_training_timesteps,
     satb_blend,
     snr,
@@ -145,3 +146,17 @@ def test_training_timesteps_distribution() -> None:
     assert t.float().mean().item() == pytest.approx(249.75, abs=10)  # E[t] = E[τ]/2
     g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
     assert all(torch.equal(a, b) for a, b in zip(sample_training_timesteps(5, 400, g1), sample_training_timesteps(5, 400, g2)))
+
+
+def test_jump_start_training_timesteps_are_the_solver_start_points() -> None:
+    g = torch.Generator().manual_seed(0)
+    tau, t = sample_jump_start_timesteps(4000, [1, 5], g)
+    assert torch.equal(tau, t)  # x_b = x_p: the denoiser sees what the solver's first step sees
+    assert set(tau.tolist()) == {199, 399}
+    assert (tau == 399).float().mean().item() == pytest.approx(0.5, abs=0.03)
+    tau, _ = sample_jump_start_timesteps(10, [3], g)
+    assert tau.tolist() == [299] * 10
+    with pytest.raises(ConfigError, match="train_step_counts"):
+        sample_jump_start_timesteps(2, [], g)
+    with pytest.raises(ConfigError, match="between 1 and"):
+        sample_jump_start_timesteps(2, [0], g)
