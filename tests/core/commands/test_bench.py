@@ -7,7 +7,15 @@ import torch
 from torch import nn
 
 from vsr_core.cli import main as vsr_main
-from vsr_core.commands.bench import _check_frames, _params_on_meta, build_method, device_peak_tflops, materialize
+from vsr_core.commands.bench import (
+    _check_frames,
+    _params_on_meta,
+    build_method,
+    build_parser,
+    device_peak_tflops,
+    materialize,
+    run_bench,
+)
 from vsr_core.errors import ConfigError
 
 
@@ -33,6 +41,20 @@ def test_bench_reference_on_cpu_prints_medians(capsys):
     out = capsys.readouterr().out
     for key in ("s/frame", "frames/s", "s/step", "clips/s", "peak_mem_gib"):
         assert key in out
+
+
+def test_flop_rate_and_mfu_against_a_given_peak_on_cpu():
+    args = build_parser().parse_args(
+        ["--model", "reference.ReferenceVSR", "--frames", "5", "--height", "32", "--width", "32"]
+        + ["--repeats", "1", "--warmup", "0", "--peak-tflops", "0.5"]
+    )
+    rows = {row["mode"]: row for row in run_bench(args)}
+    for mode in ("infer", "train"):
+        assert rows[mode]["TFLOP/s"] > 0
+        assert rows[mode]["MFU"] == pytest.approx(rows[mode]["TFLOP/s"] / 0.5)
+    seconds = rows["infer"]["s/frame"] * 5
+    # a training step (forward + backward) does at least twice the work of an inference pass
+    assert rows["train"]["TFLOP/s"] * rows["train"]["s/step"] > 2 * rows["infer"]["TFLOP/s"] * seconds
 
 
 def test_preset_on_method_without_presets_is_one_line_error(capsys):
