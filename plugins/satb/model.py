@@ -83,7 +83,8 @@ class SATBVR(VSRMethod):
         ddc_weight: λ of Eq. 7; 0 disables DDC (Table 2 (g)).
         ddc_blocks: denoiser blocks whose outputs are Φ of Eq. 6 (negative counts from the end);
             default the blocks at 1/4, 1/2, 3/4 of the depth and the last.
-        diff_grad_to_predictor: let L_diff back-propagate into the predictor through x_b (Eq. 4).
+        diff_grad_to_predictor: let L_diff back-propagate into the predictor through x_b (Eq. 4);
+            default ``True``, except ``False`` for the randomly initialized tiny preset.
         predictor_parameterization: ``v_at_lq`` (the release; default with a pretrained or
             full-size base), ``x0``, or ``residual`` (``x_p = x_lq + F``; the tiny preset's).
         predictor_timestep: fixed timestep the predictor reads (399 in the release); ``None`` = τ_s.
@@ -91,7 +92,8 @@ class SATBVR(VSRMethod):
             just above the highest start timestep with ``timestep_sampling=jump_start``.
         timestep_sampling: ``paper`` (τ_s ~ U{0..tau_max−1}, t ~ U{0..τ_s}, Sec. 3.3) or
             ``jump_start`` (τ_s = t = the solver's start timestep for a step count drawn from
-            ``train_step_counts``; the tiny preset's, see docs/methods/satb.md).
+            ``train_step_counts``; default for the randomly initialized tiny preset only, see
+            docs/methods/satb.md).
         train_step_counts: step counts whose start timesteps ``jump_start`` trains at (default 1 and 5).
         lora_rank, lora_alpha, lora_targets: LoRA of predictor and denoiser.
         controlnet_layers: blocks copied into the ControlNet (preset default: 6 for ``real``).
@@ -129,11 +131,11 @@ class SATBVR(VSRMethod):
         predictor_finetune: str | None = None,
         ddc_weight: float = 1.0,
         ddc_blocks: list[int] | None = None,
-        diff_grad_to_predictor: bool = True,
+        diff_grad_to_predictor: bool | None = None,
         predictor_parameterization: str | None = None,
         predictor_timestep: int | None = 399,
         tau_max: int | None = None,
-        timestep_sampling: str = "paper",
+        timestep_sampling: str | None = None,
         train_step_counts: list[int] | None = None,
         lora_rank: int = 64,
         lora_alpha: float | None = None,
@@ -181,6 +183,8 @@ class SATBVR(VSRMethod):
         self.use_predictor = use_predictor
         self.lq_condition = lq_condition
         self.ddc_weight = float(ddc_weight) if use_predictor else 0.0
+        if diff_grad_to_predictor is None:
+            diff_grad_to_predictor = spec.diff_grad_to_predictor if random_tiny else True
         self.diff_grad_to_predictor = diff_grad_to_predictor
         self.prompt_template = prompt_template
         self.num_steps = num_steps
@@ -205,6 +209,7 @@ class SATBVR(VSRMethod):
         self.schedule = DDPMSchedule.from_pretrained(pretrained) if pretrained else DDPMSchedule("cogvideox")
         if self.schedule.prediction_type != "v_prediction":
             raise PretrainedError(f"{pretrained}/scheduler is not a v-prediction schedule; SATB-VR needs CogVideoX's")
+        timestep_sampling = timestep_sampling or (spec.timestep_sampling if random_tiny else "paper")
         if timestep_sampling not in TIMESTEP_SAMPLINGS:
             raise ConfigError(f"timestep_sampling must be one of {', '.join(TIMESTEP_SAMPLINGS)}; got {timestep_sampling!r}")
         self.timestep_sampling = timestep_sampling

@@ -80,6 +80,8 @@ class Preset:
         text_tokens: length of the empty-prompt embedding used without a text encoder.
         predictor_parameterization, denoiser_output: output parameterizations of a randomly
             initialized base (a pretrained CogVideoX always uses ``v_at_lq`` and ``v``).
+        timestep_sampling, diff_grad_to_predictor: training defaults of a randomly initialized
+            base (a pretrained CogVideoX always uses the paper's ``paper`` sampling and ``True``).
     """
 
     transformer: dict[str, Any]
@@ -94,6 +96,8 @@ class Preset:
     text_tokens: int = 226
     predictor_parameterization: str = "v_at_lq"
     denoiser_output: str = "v"
+    timestep_sampling: str = "paper"
+    diff_grad_to_predictor: bool = True
 
 
 PRESETS: dict[str, Preset] = {
@@ -121,6 +125,8 @@ PRESETS: dict[str, Preset] = {
         text_tokens=4,
         predictor_parameterization="residual",
         denoiser_output="lq_residual",
+        timestep_sampling="jump_start",
+        diff_grad_to_predictor=False,
     ),
 }
 

@@ -62,7 +62,7 @@ def test_ddc_gradients_reach_predictor_not_denoiser() -> None:
 
 def test_diffusion_loss_trains_all_and_can_stop_at_the_predictor() -> None:
     torch.manual_seed(0)
-    method = SATBVR(**TINY, ddc_weight=0.0)
+    method = SATBVR(**TINY, ddc_weight=0.0, diff_grad_to_predictor=True)
     losses = method.compute_losses(make_batch())
     assert "ddc" not in losses
     losses["total"].backward()
@@ -148,8 +148,10 @@ def test_bad_steps() -> None:
 
 def test_jump_start_sampling_trains_the_denoiser_where_the_solver_starts() -> None:
     torch.manual_seed(0)
-    method = SATBVR(**TINY, timestep_sampling="jump_start", train_step_counts=[1, 5], ddc_weight=0.0)
+    method = SATBVR(**TINY, ddc_weight=0.0)  # a random tiny base defaults to jump_start, [1, 5]
+    assert method.timestep_sampling == "jump_start" and not method.diff_grad_to_predictor
     assert method.tau_max == 400  # the trained range ends just above the highest start point
+    assert SATBVR(**TINY, timestep_sampling="paper").tau_max == 1000
     seen: list[int] = []
     original = method._denoise
     method._denoise = lambda x, t, *rest: seen.extend(t.tolist()) or original(x, t, *rest)
