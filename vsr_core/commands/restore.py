@@ -162,7 +162,10 @@ def _progress():
         def render(self, task):
             from rich.text import Text
 
-            speed = task.finished_speed or task.speed
+            # Frames arrive in bursts (one window at a time): rich's recent-sample rate would show
+            # the burst's rate, so this is the average since the file started.
+            elapsed = task.finished_time or task.elapsed
+            speed = task.completed / elapsed if elapsed and task.completed else None
             return Text(f"{speed:.2f} frames/s" if speed else "-- frames/s")
 
     return Progress(
