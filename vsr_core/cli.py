@@ -43,7 +43,7 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, Ri
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from vsr_core.callbacks import ThroughputMonitor, VideoSampleLogger
+from vsr_core.callbacks import StepProgressBar, ThroughputMonitor, VideoSampleLogger
 from vsr_core.commands import EXTRA_COMMANDS
 from vsr_core.data import VideoDataModule
 from vsr_core.errors import CheckpointError, VSRError
@@ -67,7 +67,7 @@ def trainer_defaults() -> dict[str, Any]:
         "log_every_n_steps": 10,
         "logger": lazy_instance(TensorBoardLogger, save_dir=DEFAULT_RUN_DIR, name=DEFAULT_LOGGER_NAME),
         # Always added; `checkpoint` and `samples` are configurable instead (--checkpoint.*, --samples.*).
-        "callbacks": [RichProgressBar(), LearningRateMonitor(logging_interval="step"), ThroughputMonitor()],
+        "callbacks": [StepProgressBar(), LearningRateMonitor(logging_interval="step"), ThroughputMonitor()],
     }
 
 
