@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import av
 import numpy as np
@@ -31,6 +32,9 @@ import torch
 from PIL import Image, ImageOps
 
 from vsr_core.errors import VideoError
+
+if TYPE_CHECKING:
+    from typing_extensions import Self  # typing.Self needs Python 3.11
 
 PathLike = str | os.PathLike
 
@@ -324,25 +328,14 @@ class _TimestampMismatch(Exception):
     """Decoded frame timestamps do not match the demuxed packets' (internal signal)."""
 
 
-class VideoReader:
-    """Random clip access and streaming over one video file (PyAV).
+class _FrameSource:
+    """What both readers share: ``fps``/``height``/``width`` from ``info``, ``len()``, ``with``."""
 
-    ``read_clip(start, T, stride)`` returns ``uint8 [T, H, W, 3]`` (RGB, upright); ``iter_frames()``
-    yields ``uint8 [H, W, 3]`` one at a time so a long video is never held in memory.
-    ``threads`` is FFmpeg's decoder thread count (0 = FFmpeg picks; 1 suits data-loader workers).
-    """
+    info: VideoInfo
 
-    def __init__(self, path: PathLike, threads: int = 0) -> None:
-        self.path = os.fspath(path)
-        self.info = _probe_file(self.path)
-        self._threads = threads
-        self._container = None
-        self._stream = None
-
-    # -- properties ----------------------------------------------------------------------------
     @property
     def num_frames(self) -> int:
-        return self.info.frames
+        raise NotImplementedError
 
     @property
     def fps(self) -> Fraction:
@@ -357,6 +350,35 @@ class VideoReader:
         return self.info.width
 
     def __len__(self) -> int:
+        return self.num_frames
+
+    def close(self) -> None:
+        """Release what the reader holds open (nothing, unless a subclass says otherwise)."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class VideoReader(_FrameSource):
+    """Random clip access and streaming over one video file (PyAV).
+
+    ``read_clip(start, T, stride)`` returns ``uint8 [T, H, W, 3]`` (RGB, upright); ``iter_frames()``
+    yields ``uint8 [H, W, 3]`` one at a time so a long video is never held in memory.
+    ``threads`` is FFmpeg's decoder thread count (0 = FFmpeg picks; 1 suits data-loader workers).
+    """
+
+    def __init__(self, path: PathLike, threads: int = 0) -> None:
+        self.path = os.fspath(path)
+        self.info = _probe_file(self.path)
+        self._threads = threads
+        self._container = None
+        self._stream = None
+
+    @property
+    def num_frames(self) -> int:
         return self.info.frames
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -373,12 +395,6 @@ class VideoReader:
             self._container.close()
             self._container = None
             self._stream = None
-
-    def __enter__(self) -> VideoReader:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     def __del__(self) -> None:  # a reader dropped without close() must not leak its file
         with contextlib.suppress(Exception):  # interpreter shutdown may have torn PyAV down already
@@ -488,7 +504,7 @@ class VideoReader:
             raise VideoError(f"{self.path}: no frame could be decoded; the file is empty or corrupt")
 
 
-class FrameFolderReader:
+class FrameFolderReader(_FrameSource):
     """A folder of numbered images (png/jpg/...; natural sort) read like a video.
 
     Same API as :class:`VideoReader`: ``read_clip`` -> ``uint8 [T, H, W, 3]``, ``iter_frames`` ->
@@ -503,30 +519,6 @@ class FrameFolderReader:
     @property
     def num_frames(self) -> int:
         return len(self.files)
-
-    @property
-    def fps(self) -> Fraction:
-        return self.info.fps
-
-    @property
-    def height(self) -> int:
-        return self.info.height
-
-    @property
-    def width(self) -> int:
-        return self.info.width
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def close(self) -> None:
-        """Nothing stays open between reads; present for API symmetry with :class:`VideoReader`."""
-
-    def __enter__(self) -> FrameFolderReader:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     def _frame(self, i: int) -> np.ndarray:
         img = _load_image(self.files[i])
