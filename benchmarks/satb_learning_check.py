@@ -60,7 +60,7 @@ def evaluate(method: SATBVR, datamodule: VideoDataModule, steps: list[int], seed
         add("bicubic", upsample_frames(lq, method.scale), hq)
         for n in steps:
             with torch.no_grad():
-                add(f"SATB-VR {n} step{'s' if n > 1 else ''}", method.restore(lq, num_steps=n, seed=seed + index), hq)
+                add(f"SATB-VR {n} step{'s' if n > 1 else ''}", method.restore(lq, num_inference_steps=n, generator=torch.Generator().manual_seed(seed + index)), hq)
     return {name: {k: sum(v) / len(v) for k, v in row.items()} for name, row in scores.items()}
 
 

@@ -27,7 +27,6 @@ Other methods are constructed from ``init_args`` and get the weights through
 
 from __future__ import annotations
 
-import inspect
 import json
 from pathlib import Path
 from typing import Any
@@ -271,14 +270,13 @@ def load_exported_weights(method: nn.Module, folder: str | Path) -> dict[str, An
 
 
 def _construct(cls: type, args: dict[str, Any], folder: Path) -> nn.Module:
-    parameters = inspect.signature(cls.__init__).parameters
-    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
-        unknown = sorted(set(args) - set(parameters))
-        if unknown:
-            raise PretrainedError(
-                f"{folder / METHOD_FILE}: {cls.__name__} has no init argument '{unknown[0]}' "
-                "(exported by another version of its plugin?)"
-            )
+    accepted = cls.init_argument_names()
+    unknown = sorted(set(args) - set(accepted))
+    if unknown:
+        raise PretrainedError(
+            f"{folder / METHOD_FILE}: {cls.__name__} has no init argument '{unknown[0]}' "
+            "(exported by another version of its plugin?)"
+        )
     return cls(**args)
 
 

@@ -10,6 +10,7 @@ checkpointing — comes from here, so every method gets it the same way.
 from __future__ import annotations
 
 import hashlib
+import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from typing import Any, ClassVar
@@ -22,8 +23,14 @@ from torch import nn
 
 from vsr_core.errors import ConfigError, NonFiniteLossError
 from vsr_core.metrics import validation_scores
+from vsr_core.options import plain_hyperparameters
+
+__all__ = ["STANDARD_SAMPLING_ARGUMENTS", "ParamGroup", "VSRMethod"]
 
 ParamGroup = Iterable[nn.Parameter] | list[dict[str, Any]]
+
+#: Keyword arguments every ``restore`` takes (diffusers' names); anything else is method-specific.
+STANDARD_SAMPLING_ARGUMENTS = ("num_inference_steps", "guidance_scale", "generator")
 
 
 class VSRMethod(LightningModule, ABC):
@@ -38,17 +45,30 @@ class VSRMethod(LightningModule, ABC):
     * ``training_step(batch, batch_idx)``: automatic optimization (return the loss) or manual
       (set ``self.automatic_optimization = False`` and step ``self.optimizers()``). Report losses
       through :meth:`log_losses`, which also stops training on NaN/inf.
-    * :meth:`restore`: ``lq [B,3,T,h,w] -> [B,3,T,h*s,w*s]`` for one temporal window.
+    * :meth:`restore`: ``lq [B,3,T,h,w] -> [B,3,T,h*s,w*s]`` for one temporal window, with the
+      sampling vocabulary every method shares: ``num_inference_steps``, ``guidance_scale``,
+      ``generator`` (diffusers' names), plus method-specific keyword options.
 
-    Class attributes read by the core:
+    A plugin's ``__init__`` takes its own arguments and passes the core's through
+    ``**kwargs`` (jsonargparse resolves them to the arguments below, so ``--model.help`` and
+    ``--print_config`` still list them)::
+
+        def __init__(self, scale: int = 4, width: int = 16, **kwargs: Any) -> None:
+            super().__init__(scale=scale, **kwargs)
+
+    Attributes read by the core (class attributes; a method may also define them as properties):
 
     * ``fsdp_block_classes``: the transformer/UNet block classes that FSDP2 shards one by one and
       that activation checkpointing wraps.
     * ``temporal_window``: default number of frames per window for long-video inference.
     * ``frames_rule``: ``(multiple, remainder)``; a window must have ``multiple * k + remainder``
-      frames (``(4, 1)`` for causal 3D VAEs, ``(1, 0)`` for any count).
+      frames (``(4, 1)`` for causal 3D VAEs, ``(1, 0)`` for any count). Default: the rule of the
+      method's ``codec`` (a :class:`~vsr_core.latent.LatentCodec` attribute), else ``(1, 0)``.
     * ``spatial_multiple`` / ``min_size``: LQ frame sizes the long-video engine pads to (a multiple
-      of ``spatial_multiple``, at least ``min_size``) and crops back afterwards.
+      of ``spatial_multiple``, at least ``min_size``) and crops back afterwards. Default
+      ``spatial_multiple``: the codec's ``spatial_factor`` divided by ``scale`` (rounded up), else 1.
+    * ``tiny_init_args``: the init arguments of the method's smallest configuration (CPU, seconds);
+      the test suite's every-method smoke test and ``vsr bench --dry-run`` build it.
     * optional ``make_window_fusion()`` (own long-video scheme, see docs/inference.md) and
       ``export_pretrained(directory)`` (own export layout for ``vsr export``).
 
@@ -62,14 +82,13 @@ class VSRMethod(LightningModule, ABC):
             for methods with several optimizers (see :meth:`parameter_groups`).
         gradient_checkpointing: recompute the activations of ``fsdp_block_classes`` in backward.
         val_sampling: keyword arguments passed to :meth:`restore` in validation and test
-            (e.g. ``{"num_steps": 1}``).
+            (e.g. ``{"num_inference_steps": 1}``).
     """
 
     fsdp_block_classes: ClassVar[tuple[type[nn.Module], ...]] = ()
     temporal_window: ClassVar[int] = 16
-    frames_rule: ClassVar[tuple[int, int]] = (1, 0)
-    spatial_multiple: ClassVar[int] = 1
     min_size: ClassVar[int] = 1
+    tiny_init_args: ClassVar[dict[str, Any]] = {}
     #: The init argument that reads a ``vsr export`` folder of this class (e.g. ``"pretrained"``);
     #: ``load_method(folder)`` passes the folder there. ``None``: the core loads the components.
     export_init_arg: ClassVar[str | None] = None
@@ -96,14 +115,82 @@ class VSRMethod(LightningModule, ABC):
         self.val_sampling = dict(val_sampling or {})
         self._model_configured = False
         # Called here so every method records its full init arguments (Lightning collects the
-        # arguments of each __init__ up the super() chain) for checkpoints and exports.
+        # arguments of each __init__ up the super() chain) for checkpoints and exports; option
+        # groups are stored as plain dicts so checkpoints load with torch.load(weights_only=True).
         self.save_hyperparameters()
+        plain = plain_hyperparameters(dict(self.hparams))
+        self.hparams.update(plain)
+
+    # ------------------------------------------------------------------ size rules
+
+    @property
+    def frames_rule(self) -> tuple[int, int]:
+        """Frame counts a window may have (see the class docstring); the codec's rule by default."""
+        codec = self._codec()
+        return tuple(codec.frames_rule) if codec is not None else (1, 0)
+
+    @property
+    def spatial_multiple(self) -> int:
+        """LQ sizes are padded to a multiple of this; by default what the codec's downsampling needs."""
+        codec = self._codec()
+        if codec is None:
+            return 1
+        return max(1, -(-int(codec.spatial_factor) // self.scale))
+
+    def _codec(self) -> Any:
+        from vsr_core.latent import LatentCodec
+
+        codec = self._modules.get("codec")
+        return codec if isinstance(codec, LatentCodec) else None
 
     # ------------------------------------------------------------------ what a method implements
 
     @abstractmethod
-    def restore(self, lq: torch.Tensor, prompt: list[str] | None = None, **sampling: Any) -> torch.Tensor:
-        """Restore one temporal window: ``[B,3,T,h,w]`` in [-1,1] -> ``[B,3,T,h*scale,w*scale]``."""
+    def restore(
+        self,
+        lq: torch.Tensor,
+        prompt: list[str] | None = None,
+        *,
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Restore one temporal window: ``[B,3,T,h,w]`` in [-1,1] -> ``[B,3,T,h*scale,w*scale]``.
+
+        Args:
+            lq: the low-quality window.
+            prompt: ``B`` captions (``None`` or ``""``: no caption).
+            num_inference_steps: denoiser evaluations; ``None`` takes the method's default.
+            guidance_scale: classifier-free guidance; ``None`` takes the method's default.
+            generator: source of the sampling noise (reproducible restores).
+
+        A method adds its own keyword-only options after these (listed by
+        :meth:`sampling_arguments`, set with ``vsr restore --sample KEY=VALUE``).
+        """
+
+    @classmethod
+    def init_argument_names(cls) -> list[str]:
+        """Every init argument the class accepts, following ``**kwargs`` up to the base classes."""
+        names: list[str] = []
+        for klass in cls.__mro__:
+            init = klass.__dict__.get("__init__")
+            if init is None:
+                continue
+            params = inspect.signature(init).parameters.values()
+            names += [p.name for p in params if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+            if klass is VSRMethod or not any(p.kind is p.VAR_KEYWORD for p in params):
+                break
+        return list(dict.fromkeys(names))
+
+    @classmethod
+    def sampling_arguments(cls) -> dict[str, inspect.Parameter]:
+        """The keyword arguments ``restore`` takes besides ``lq`` and ``prompt``, by name."""
+        params = inspect.signature(cls.restore).parameters
+        return {
+            name: p
+            for name, p in params.items()
+            if name not in ("self", "lq", "prompt") and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+        }
 
     def parameter_groups(self) -> dict[str, ParamGroup]:
         """The parameters each optimizer trains, by name; one optimizer per entry, in order.

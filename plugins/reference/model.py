@@ -8,14 +8,14 @@ untrained model returns exactly the bicubic upsampling and training can only imp
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 
 from vsr_core.checkpoint import loading_checkpoint
+from vsr_core.errors import ConfigError
 from vsr_core.export import load_exported_weights
 from vsr_core.latent import PixelUnshuffleCodec
 from vsr_core.method import VSRMethod
@@ -70,6 +70,7 @@ class ReferenceVSR(VSRMethod):
     fsdp_block_classes = (ResidualBlock3D,)
     temporal_window = 16
     export_init_arg = "pretrained"
+    tiny_init_args: ClassVar[dict[str, Any]] = {"scale": 4, "channels": 8, "num_blocks": 1}
 
     def __init__(
         self,
@@ -78,28 +79,29 @@ class ReferenceVSR(VSRMethod):
         num_blocks: int = 2,
         latent_factor: int = 2,
         pretrained: str | None = None,
-        optimizer: OptimizerCallable | None = None,
         learning_rate: float = 1e-3,
-        lr_scheduler: LRSchedulerCallable | None = None,
-        optimizer_overrides: dict[str, dict[str, Any]] | None = None,
-        gradient_checkpointing: bool = False,
-        val_sampling: dict[str, Any] | None = None,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            scale=scale,
-            optimizer=optimizer,
-            learning_rate=learning_rate,
-            lr_scheduler=lr_scheduler,
-            optimizer_overrides=optimizer_overrides,
-            gradient_checkpointing=gradient_checkpointing,
-            val_sampling=val_sampling,
-        )
+        # The core's arguments (optimizer, lr_scheduler, ...) pass through **kwargs; jsonargparse
+        # still lists them under --model.help. learning_rate is repeated for its own default.
+        super().__init__(scale=scale, learning_rate=learning_rate, **kwargs)
         self.codec = PixelUnshuffleCodec(factor=latent_factor)
         self.net = LatentResidualNet(self.codec.latent_channels, channels, num_blocks)
         if pretrained is not None and not loading_checkpoint():
             load_exported_weights(self, pretrained)
 
-    def restore(self, lq: torch.Tensor, prompt: list[str] | None = None, **sampling: Any) -> torch.Tensor:
+    def restore(
+        self,
+        lq: torch.Tensor,
+        prompt: list[str] | None = None,
+        *,
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """``[B,3,T,h,w] -> [B,3,T,h*s,w*s]`` in one deterministic pass (no steps, no guidance, no noise)."""
+        if num_inference_steps not in (None, 1):
+            raise ConfigError(f"ReferenceVSR restores in one pass; num_inference_steps={num_inference_steps} does not apply")
         upsampled = upsample_frames(lq, self.scale)
         z = self.codec.encode(upsampled)
         return self.codec.decode(z + self.net(z))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from diffusers import CogVideoXTransformer3DModel
@@ -60,7 +60,7 @@ DENOISER_OUTPUTS = ("v", "x0", "lq_residual")
 class SATBVR(VSRMethod):
     """SATB-VR: few-step video restoration with an auxiliary predictor, SATB and the DDC loss.
 
-    ``restore(lq [B,3,T,h,w], prompt, num_steps)`` → ``[B,3,T,h*scale,w*scale]`` in ``[-1, 1]``;
+    ``restore(lq [B,3,T,h,w], prompt, num_inference_steps=...)`` → ``[B,3,T,h*scale,w*scale]`` in ``[-1, 1]``;
     any ``T`` (padded to the codec's frame rule and cropped back). Components: ``predictor`` (F_p),
     ``denoiser`` (main transformer of F_d), ``controlnet`` (LQ branch of F_d), ``codec``,
     ``prompt_encoder``, ``schedule``.
@@ -116,6 +116,7 @@ class SATBVR(VSRMethod):
     fsdp_block_classes = (CogVideoXBlock,)
     temporal_window = 81
     frames_rule = (4, 1)
+    tiny_init_args: ClassVar[dict[str, Any]] = {"scale": 4, "preset": "tiny", "learning_rate": 5e-4, "num_steps": 2}
 
     def __init__(
         self,
@@ -508,26 +509,26 @@ class SATBVR(VSRMethod):
         self,
         lq: torch.Tensor,
         prompt: list[str] | None = None,
-        num_steps: int | None = None,
+        *,
+        num_inference_steps: int | None = None,
         guidance_scale: float | None = None,
+        generator: torch.Generator | None = None,
         color_fix: bool | None = None,
-        seed: int | None = None,
-        steps: int | None = None,
         sampler: str | None = None,
     ) -> torch.Tensor:
         """Restore one window: ``[B,3,T,h,w]`` → ``[B,3,T,h*scale,w*scale]`` in ``[-1, 1]``.
 
         Args:
-            num_steps: denoiser evaluations (Table 4 schedule; ``steps`` is an alias). Default
-                the model's ``num_steps``.
+            num_inference_steps: denoiser evaluations (Table 4 schedule). Default the model's ``num_steps``.
             guidance_scale: classifier-free guidance (> 1 enables it; needs a text encoder or
                 precomputed embeddings).
+            generator: source of the jump-start noise and of the stochastic solver's noise
+                (default: the global RNG).
             color_fix: wavelet color correction against the upsampled input.
-            seed: seed of the jump-start noise (default: the global RNG).
             sampler: ``dpmsolver++`` (diffusers' DPM-Solver++, the default) or ``cogvideox_dpm``
                 (CogVideoX's stochastic DPM-Solver++ the release samples with).
         """
-        steps_wanted = num_steps if num_steps is not None else steps if steps is not None else self.num_steps
+        steps_wanted = self.num_steps if num_inference_steps is None else num_inference_steps
         timesteps = self._check_steps(steps_wanted)
         guidance = self.guidance_scale if guidance_scale is None else guidance_scale
         b, _, frames, h, w = lq.shape
@@ -545,10 +546,11 @@ class SATBVR(VSRMethod):
         if cfg:
             text = torch.cat([self.prompt_encoder.negative_embeddings(b, x_lq.device, x_lq.dtype), text])
 
-        generator = torch.Generator(device=x_lq.device).manual_seed(seed) if seed is not None else None
         tau_s = torch.full((b,), timesteps[0], device=x_lq.device, dtype=torch.long)
         x_p = self._predict(x_lq, tau_s, text[-b:], rotary)
-        noise = torch.randn(x_p.shape, generator=generator, device=x_p.device, dtype=x_p.dtype)
+        # Drawn where the generator lives (a CPU generator also seeds a CUDA restore), then moved.
+        noise_device = generator.device if generator is not None else x_p.device
+        noise = torch.randn(x_p.shape, generator=generator, device=noise_device, dtype=x_p.dtype).to(x_p.device)
         x = self.schedule.add_noise(x_p, noise, tau_s)  # Eq. 3: resampled noise on the predictor output
 
         def velocity(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

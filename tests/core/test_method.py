@@ -9,13 +9,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reference import ReferenceVSR
 from vsr_core.errors import ConfigError, NonFiniteLossError
-from vsr_core.testing import SyntheticDataModule, tiny_trainer
+from vsr_core.testing import BoringMethod, SyntheticDataModule, tiny_trainer
 
 
-class NaNAtStepTwo(ReferenceVSR):
-    """Reference method whose loss turns NaN at global step 2."""
+class NaNAtStepTwo(BoringMethod):
+    """Boring method whose loss turns NaN at global step 2."""
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         loss = F.l1_loss(self.restore(batch["lq"]), batch["hq"])
@@ -24,7 +23,7 @@ class NaNAtStepTwo(ReferenceVSR):
         return bad
 
 
-class TwoOptimizers(ReferenceVSR):
+class TwoOptimizers(BoringMethod):
     """A GAN-shaped method: manual optimization over two parameter groups."""
 
     def __init__(self, **kwargs: Any) -> None:
@@ -50,36 +49,35 @@ class TwoOptimizers(ReferenceVSR):
 
 
 def test_non_finite_loss_stops_with_step_and_name(tmp_path):
-    method = NaNAtStepTwo(channels=4, num_blocks=1)
+    method = NaNAtStepTwo(width=4)
     trainer = tiny_trainer(tmp_path, max_steps=5, limit_val_batches=0)
     with pytest.raises(NonFiniteLossError, match=r"step 2: loss 'l1' is nan"):
         trainer.fit(method, datamodule=SyntheticDataModule(num_clips=8, frames=3, size=16))
 
 
 def test_one_optimizer_per_parameter_group_with_overrides(tmp_path):
-    method = TwoOptimizers(channels=4, num_blocks=1, learning_rate=1e-3, optimizer_overrides={"critic": {"lr": 1e-5}})
+    method = TwoOptimizers(width=4, learning_rate=1e-3, optimizer_overrides={"critic": {"lr": 1e-5}})
     critic_before = method.critic.weight.detach().clone()
-    head_before = method.net.head.weight.detach().clone()
+    head_before = method.net[2].weight.detach().clone()
     trainer = tiny_trainer(tmp_path, max_steps=4, limit_val_batches=0)
     trainer.fit(method, datamodule=SyntheticDataModule(num_clips=4, frames=3, size=16))
     generator_opt, critic_opt = method.optimizers()
     assert generator_opt.param_groups[0]["lr"] == 1e-3
     assert critic_opt.param_groups[0]["lr"] == 1e-5
     assert not torch.equal(method.critic.weight, critic_before)
-    assert not torch.equal(method.net.head.weight, head_before)
+    assert not torch.equal(method.net[2].weight, head_before)
     assert {id(p) for p in critic_opt.param_groups[0]["params"]} == {id(p) for p in method.critic.parameters()}
 
 
 def test_unknown_override_group_is_a_config_error():
-    method = ReferenceVSR(channels=4, num_blocks=1, optimizer_overrides={"discriminator": {"lr": 1.0}})
+    method = BoringMethod(width=4, optimizer_overrides={"discriminator": {"lr": 1.0}})
     with pytest.raises(ConfigError, match="has parameter groups \\['model'\\]"):
         method.configure_optimizers()
 
 
 def test_optimizer_callable_and_scheduler_are_used():
-    method = ReferenceVSR(
-        channels=4,
-        num_blocks=1,
+    method = BoringMethod(
+        width=4,
         optimizer=lambda params: torch.optim.SGD(params, lr=0.5),
         lr_scheduler=lambda opt: torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5),
     )
@@ -89,7 +87,7 @@ def test_optimizer_callable_and_scheduler_are_used():
 
 
 def test_step_generator_depends_on_step_and_stream_only():
-    method = ReferenceVSR(channels=4, num_blocks=1)
+    method = BoringMethod(width=4)
     a = torch.randn(4, generator=method.step_generator(stream=0))
     b = torch.randn(4, generator=method.step_generator(stream=0))
     c = torch.randn(4, generator=method.step_generator(stream=1))
@@ -98,14 +96,14 @@ def test_step_generator_depends_on_step_and_stream_only():
 
 
 def test_parameter_report_counts_frozen_and_trainable():
-    method = ReferenceVSR(channels=4, num_blocks=1)
-    method.net.stem.requires_grad_(False)
+    method = BoringMethod(width=4)
+    method.net[0].requires_grad_(False)
     total, trainable = method.parameter_report()["net"]
-    stem = sum(p.numel() for p in method.net.stem.parameters())
+    stem = sum(p.numel() for p in method.net[0].parameters())
     assert total == sum(p.numel() for p in method.net.parameters())
     assert trainable == total - stem
 
 
 def test_invalid_scale_is_a_config_error():
     with pytest.raises(ConfigError, match="scale must be a positive integer"):
-        ReferenceVSR(scale=0)
+        BoringMethod(scale=0)

@@ -9,10 +9,18 @@ from vsr_core.plugins import available_methods, discover_plugins, resolve_method
 
 GOOD = '''
 """A good fake plugin."""
-from reference.model import ReferenceVSR
+from vsr_core.testing import BoringMethod
 
-class FakeGoodVSR(ReferenceVSR):
+class FakeGoodVSR(BoringMethod):
     """Fake method used by the plugin tests."""
+'''
+
+SUBMODULE = '''
+"""A plugin whose class lives in a submodule and is re-exported by the package."""
+from vsr_core.testing import BoringMethod
+
+class FakeDeepVSR(BoringMethod):
+    """Another fake method."""
 '''
 
 BROKEN = '''
@@ -20,26 +28,38 @@ import this_module_does_not_exist_anywhere
 '''
 
 
-def test_in_tree_reference_plugin_is_discovered():
-    plugins = discover_plugins()
-    assert "reference" in plugins
-    info = plugins["reference"]
-    assert info.error is None and info.distribution == "vsr"
-    assert "reference.ReferenceVSR" in available_methods()
+@pytest.fixture
+def good_plugins(fake_plugins):
+    site = fake_plugins({"fake_good": GOOD, "fake_deep": ""})
+    # fake_deep is a package: its class lives in fake_deep/impl.py and __init__ re-exports it
+    (site / "fake_deep.py").unlink()
+    (site / "fake_deep").mkdir()
+    (site / "fake_deep" / "impl.py").write_text(SUBMODULE)
+    (site / "fake_deep" / "__init__.py").write_text("from fake_deep.impl import FakeDeepVSR\n__all__ = ['FakeDeepVSR']\n")
+    return site
 
 
-def test_short_and_full_names_resolve():
-    assert resolve_method("reference.ReferenceVSR") == "reference.ReferenceVSR"
-    assert resolve_method("ReferenceVSR") == "reference.ReferenceVSR"
-    assert resolve_method("reference.model.ReferenceVSR") == "reference.ReferenceVSR"
+def test_fake_plugin_is_discovered_with_its_distribution(good_plugins):
+    info = discover_plugins()["fake_good"]
+    assert info.error is None and info.distribution == "fakeplugins" and info.version == "1.2.3"
+    assert [c.__name__ for c in info.methods] == ["FakeGoodVSR"]
+    assert "fake_good.FakeGoodVSR" in available_methods()
 
 
-def test_unknown_name_lists_methods_and_suggests():
+def test_short_and_full_names_resolve(good_plugins):
+    assert resolve_method("fake_good.FakeGoodVSR") == "fake_good.FakeGoodVSR"
+    assert resolve_method("FakeGoodVSR") == "fake_good.FakeGoodVSR"
+    # a class defined in a submodule is named by the package that exports it
+    assert resolve_method("FakeDeepVSR") == "fake_deep.FakeDeepVSR"
+    assert resolve_method("fake_deep.impl.FakeDeepVSR") == "fake_deep.FakeDeepVSR"
+
+
+def test_unknown_name_lists_methods_and_suggests(good_plugins):
     with pytest.raises(PluginError) as err:
-        resolve_method("ReferenceVRS")
+        resolve_method("FakeGodVSR")
     message = str(err.value)
-    assert "Did you mean 'ReferenceVSR'" in message or "Did you mean 'reference.ReferenceVSR'" in message
-    assert "reference.ReferenceVSR" in message and "\n" not in message
+    assert "Did you mean 'FakeGoodVSR'" in message or "Did you mean 'fake_good.FakeGoodVSR'" in message
+    assert "fake_good.FakeGoodVSR" in message and "\n" not in message
 
 
 def test_broken_plugin_is_reported_and_others_still_work(fake_plugins):
@@ -47,9 +67,6 @@ def test_broken_plugin_is_reported_and_others_still_work(fake_plugins):
     plugins = discover_plugins()
     assert plugins["fake_broken"].error.startswith("ModuleNotFoundError")
     assert plugins["fake_good"].error is None
-    assert [c.__name__ for c in plugins["fake_good"].methods] == ["FakeGoodVSR"]
-    assert plugins["fake_good"].version == "1.2.3"
     assert resolve_method("FakeGoodVSR") == "fake_good.FakeGoodVSR"
-    assert resolve_method("ReferenceVSR") == "reference.ReferenceVSR"
     with pytest.raises(PluginError, match="plugin 'fake_broken' is installed but failed to import: ModuleNotFoundError"):
         resolve_method("fake_broken.Anything")

@@ -57,3 +57,13 @@ def test_example_plugin_installs_lists_and_trains(tmp_path: Path) -> None:
     tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(package / "tests")],
                            env=env, capture_output=True, text=True, cwd=tmp_path)
     assert tests.returncode == 0, tests.stdout[-3000:]
+
+    # vsr's every-method smoke test covers the newly installed plugin with no edit.
+    smoke = Path(__file__).resolve().parents[1] / "plugins" / "test_every_method.py"
+    every = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(smoke), "-k", "sharpvsr"],
+                           env=env, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2])
+    assert every.returncode == 0, every.stdout[-3000:]
+    assert "passed" in every.stdout and "Test_sharpvsr_SharpVSR" not in every.stdout  # quiet: counts only
+    collected = subprocess.run([sys.executable, "-m", "pytest", "--co", "-q", "-p", "no:cacheprovider", str(smoke)],
+                               env=env, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2])
+    assert "Test_sharpvsr_SharpVSR::test_fit_steps_update_trainable_parameters" in collected.stdout

@@ -1,18 +1,15 @@
-"""The reference plugin passes the conformance kit and starts exactly at bicubic upsampling."""
+"""The reference plugin starts exactly at bicubic upsampling and fine-tunes from an export.
+
+Its conformance-kit run is in tests/plugins/test_every_method.py, with every other installed method.
+"""
 
 from __future__ import annotations
 
 import torch
 
 from reference import ReferenceVSR
-from vsr_core.testing import MethodConformance, SyntheticClips
+from vsr_core.testing import SyntheticClips
 from vsr_core.video_ops import upsample_frames
-
-
-class TestReferenceConformance(MethodConformance):
-    method_class = ReferenceVSR
-    init_args = {"scale": 4, "channels": 8, "num_blocks": 1}
-    config_file = "plugins/reference/configs/tiny.yaml"
 
 
 def test_untrained_model_returns_bicubic_upsampling():

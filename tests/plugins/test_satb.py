@@ -1,24 +1,18 @@
-"""SATB-VR method tests: conformance kit, training-step properties, ablations, restore options."""
+"""SATB-VR method tests: training-step properties, ablations, restore options.
+
+The conformance kit runs for SATB-VR in tests/plugins/test_every_method.py (``SATBVR.tiny_init_args``).
+"""
 
 from __future__ import annotations
 
-from typing import ClassVar
 
 import pytest
 import torch
 from satb import SATBVR
 
 from vsr_core.errors import ConfigError
-from vsr_core.testing import MethodConformance
 
 TINY = {"scale": 4, "preset": "tiny", "learning_rate": 5e-4}
-
-
-class TestSATBConformance(MethodConformance):
-    method_class = SATBVR
-    init_args: ClassVar[dict] = TINY
-    config_file = "plugins/satb/configs/tiny.yaml"
-    restore_kwargs: ClassVar[dict] = {"num_steps": 2}
 
 
 def make_batch(frames: int = 5, size: int = 32, batch: int = 2, seed: int = 0) -> dict:
@@ -104,7 +98,7 @@ def test_table_2_ablations_train_and_restore(row: str, options: dict) -> None:
     losses["total"].backward()
     assert torch.isfinite(losses["total"])
     assert any(p.grad is not None for p in method.parameters() if p.requires_grad)
-    out = method.eval().restore(make_batch()["lq"], num_steps=1)
+    out = method.eval().restore(make_batch()["lq"], num_inference_steps=1)
     assert out.shape == (2, 3, 5, 32, 32)
 
 
@@ -116,7 +110,7 @@ def test_untrained_tiny_model_restores_the_bicubic_upsampling(steps: int) -> Non
     method = SATBVR(**TINY).eval()
     assert method.denoiser_output == "lq_residual" and method.predictor.parameterization == "residual"
     lq = make_batch()["lq"]
-    out = method.restore(lq, num_steps=steps, seed=0, color_fix=False)
+    out = method.restore(lq, num_inference_steps=steps, generator=torch.Generator().manual_seed(0), color_fix=False)
     torch.testing.assert_close(out, upsample_frames(lq, 4), atol=1e-4, rtol=0)
 
 
@@ -129,7 +123,7 @@ def test_steps_are_chosen_at_restore_time(steps: int, sampler: str) -> None:
     original = method._denoise
     method._denoise = lambda x, t, *rest: calls.append(int(t[0])) or original(x, t, *rest)
     lq = make_batch()["lq"]
-    out = method.restore(lq, num_steps=steps, seed=0, sampler=sampler)
+    out = method.restore(lq, num_inference_steps=steps, generator=torch.Generator().manual_seed(0), sampler=sampler)
     assert torch.isfinite(out).all()
     from satb.schedule import jump_start_timesteps
 
@@ -140,10 +134,10 @@ def test_bad_steps() -> None:
     method = SATBVR(**TINY, tau_max=300).eval()
     lq = make_batch()["lq"]
     with pytest.raises(ConfigError, match="steps"):
-        method.restore(lq, num_steps=0)
+        method.restore(lq, num_inference_steps=0)
     with pytest.raises(ConfigError, match="trained range"):
-        method.restore(lq, num_steps=5)  # starts at 399 >= tau_max
-    assert method.restore(lq, num_steps=3).shape[2] == 5  # 299 < 300 is fine
+        method.restore(lq, num_inference_steps=5)  # starts at 399 >= tau_max
+    assert method.restore(lq, num_inference_steps=3).shape[2] == 5  # 299 < 300 is fine
 
 
 def test_jump_start_sampling_trains_the_denoiser_where_the_solver_starts() -> None:
@@ -160,27 +154,27 @@ def test_jump_start_sampling_trains_the_denoiser_where_the_solver_starts() -> No
         method.compute_losses(make_batch(frames=1, size=16, batch=2, seed=step))
     assert set(seen) <= {199, 399} and len(set(seen)) == 2
     with pytest.raises(ConfigError, match="trained range"):
-        SATBVR(**TINY, timestep_sampling="jump_start", train_step_counts=[1]).eval().restore(make_batch()["lq"], num_steps=5)
+        SATBVR(**TINY, timestep_sampling="jump_start", train_step_counts=[1]).eval().restore(make_batch()["lq"], num_inference_steps=5)
 
 
 def test_restore_is_seeded_and_crops_odd_sizes() -> None:
     torch.manual_seed(0)
     method = SATBVR(**TINY).eval()
     lq = torch.rand(1, 3, 3, 5, 7) * 2 - 1  # 3 frames (odd latent count), 20x28 output (pads to 32)
-    a = method.restore(lq, num_steps=2, seed=3)
-    b = method.restore(lq, num_steps=2, seed=3)
+    a = method.restore(lq, num_inference_steps=2, generator=torch.Generator().manual_seed(3))
+    b = method.restore(lq, num_inference_steps=2, generator=torch.Generator().manual_seed(3))
     assert a.shape == (1, 3, 3, 20, 28) and torch.equal(a, b)
-    assert not torch.equal(a, method.restore(lq, num_steps=2, seed=4))
+    assert not torch.equal(a, method.restore(lq, num_inference_steps=2, generator=torch.Generator().manual_seed(4)))
 
 
 def test_prompts_without_text_encoder() -> None:
     lq = make_batch(batch=1)["lq"]
     strict = SATBVR(**TINY, ignore_prompts=False).eval()
     with pytest.raises(ConfigError, match="no text encoder"):
-        strict.restore(lq, prompt=["a cat"], num_steps=1)
-    assert strict.restore(lq, prompt=[""], num_steps=1).shape[0] == 1
+        strict.restore(lq, prompt=["a cat"], num_inference_steps=1)
+    assert strict.restore(lq, prompt=[""], num_inference_steps=1).shape[0] == 1
     lenient = SATBVR(**TINY).eval()
-    assert lenient.restore(lq, prompt=["a cat"], num_steps=1).shape[0] == 1
+    assert lenient.restore(lq, prompt=["a cat"], num_inference_steps=1).shape[0] == 1
 
 
 @pytest.mark.parametrize(

@@ -76,11 +76,11 @@ def test_pretrained_folder_loads_with_lora_and_t5(cogvideox_folder: Path) -> Non
     assert trainable == {"predictor", "denoiser", "controlnet"}
     lora_only = [n for n, p in method.predictor.named_parameters() if p.requires_grad]
     assert lora_only and all(".lora_" in n for n in lora_only)
-    out = method.eval().restore(lq_clip(), prompt=["a cat video"], num_steps=2, guidance_scale=6.0, seed=0)
+    out = method.eval().restore(lq_clip(), prompt=["a cat video"], num_inference_steps=2, guidance_scale=6.0, generator=torch.Generator().manual_seed(0))
     assert out.shape == (1, 3, 5, 16, 16) and torch.isfinite(out).all()
     # 7 frames are not 4k+1: padded to 9 by repeating the last frame, cropped back, said once.
     assert not method._said_frames
-    out = method.restore(lq_clip(frames=7, size=3), num_steps=1, seed=0)
+    out = method.restore(lq_clip(frames=7, size=3), num_inference_steps=1, generator=torch.Generator().manual_seed(0))
     assert out.shape == (1, 3, 7, 12, 12) and method._said_frames
 
 
@@ -115,8 +115,8 @@ def test_release_layout_round_trip(cogvideox_folder: Path, tmp_path: Path) -> No
     for name, value in ours.items():
         torch.testing.assert_close(theirs[name], value, msg=name)
     lq = lq_clip()
-    a = first.eval().restore(lq, num_steps=2, seed=0)
-    b = second.eval().restore(lq, num_steps=2, seed=0)
+    a = first.eval().restore(lq, num_inference_steps=2, generator=torch.Generator().manual_seed(0))
+    b = second.eval().restore(lq, num_inference_steps=2, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(a, b)
 
 
@@ -145,7 +145,7 @@ def test_frozen_pretrained_weights_stay_out_of_checkpoints(cogvideox_folder: Pat
     fresh = SATBVR(pretrained=str(cogvideox_folder), lora_rank=4)
     fresh.load_state_dict(checkpoint["state_dict"])
     torch.testing.assert_close(
-        fresh.eval().restore(lq_clip(), num_steps=1, seed=0), method.eval().restore(lq_clip(), num_steps=1, seed=0)
+        fresh.eval().restore(lq_clip(), num_inference_steps=1, generator=torch.Generator().manual_seed(0)), method.eval().restore(lq_clip(), num_inference_steps=1, generator=torch.Generator().manual_seed(0))
     )
     del checkpoint["state_dict"][next(k for k in saved if ".lora_A." in k)]
     with pytest.raises(RuntimeError, match="missing"):

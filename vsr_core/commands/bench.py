@@ -28,6 +28,7 @@ from torch import nn
 
 from vsr_core.checkpoint import import_method_class
 from vsr_core.errors import ConfigError
+from vsr_core.frames import frames_at_least, frames_at_most
 from vsr_core.method import VSRMethod
 from vsr_core.plugins import resolve_method
 
@@ -178,8 +179,8 @@ def _count_flops(fn: Callable[[], Any]) -> int:
 
 def _check_frames(method: VSRMethod, frames: int) -> None:
     multiple, remainder = method.frames_rule
-    if frames < 1 or frames % multiple != remainder % multiple:
-        ok = max(remainder, (frames - remainder) // multiple * multiple + remainder)
+    if frames < 1 or frames_at_least(frames, method.frames_rule) != frames:
+        ok = frames_at_most(frames, method.frames_rule)
         raise ConfigError(
             f"{type(method).__name__} needs frames = {multiple}k+{remainder} (e.g. {ok} or {ok + multiple}), got {frames}"
         )

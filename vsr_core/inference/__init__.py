@@ -9,7 +9,7 @@ from vsr_core.inference.prediction_writer import (
     VideoFilesDataModule,
 )
 from vsr_core.inference.tiles import gaussian_weight, tile_starts
-from vsr_core.inference.windows import Window, WindowPlan, plan_windows, valid_length
+from vsr_core.inference.windows import Window, WindowPlan, plan_windows
 
 __all__ = [
     "EngineOptions",
@@ -25,7 +25,6 @@ __all__ = [
     "plan_windows",
     "restore_file",
     "tile_starts",
-    "valid_length",
     "wavelet_color_fix",
     "window_fusion_for",
 ]

@@ -12,23 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from vsr_core.errors import ConfigError
-
-
-def valid_length(n: int, frames_rule: tuple[int, int]) -> int:
-    """The smallest ``multiple * k + remainder >= max(n, 1)`` (``k >= 0``)."""
-    multiple, remainder = frames_rule
-    n = max(n, 1, remainder)
-    k = -(-(n - remainder) // multiple)
-    return multiple * k + remainder
-
-
-def floor_valid_length(n: int, frames_rule: tuple[int, int]) -> int:
-    """The largest valid length ``<= n`` (at least the smallest valid length)."""
-    multiple, remainder = frames_rule
-    if n < max(remainder, 1):
-        return valid_length(1, frames_rule)
-    length = multiple * ((n - remainder) // multiple) + remainder
-    return length if length >= 1 else valid_length(1, frames_rule)
+from vsr_core.frames import frames_at_least, frames_at_most
 
 
 @dataclass(frozen=True)
@@ -72,10 +56,10 @@ def plan_windows(
         raise ConfigError(f"--window must be >= 1, got {window}")
     if overlap < 0:
         raise ConfigError(f"--overlap must be >= 0, got {overlap}")
-    length = floor_valid_length(window, frames_rule)
+    length = frames_at_most(window, frames_rule)
     if num_frames <= length:
         # One window: shrink it to the shortest valid length that holds the whole video.
-        length = valid_length(num_frames, frames_rule)
+        length = frames_at_least(num_frames, frames_rule)
         return WindowPlan(num_frames, length, (Window(0, 0, length, 0, 0),))
     if overlap >= length:
         raise ConfigError(

@@ -17,7 +17,6 @@ only for the encoder). Gradients still flow *through* a frozen codec to its inpu
 
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from fractions import Fraction
@@ -26,6 +25,7 @@ import torch
 from torch import nn
 
 from vsr_core.errors import ConfigError
+from vsr_core.frames import frames_at_least
 from vsr_core.latent.tiling import tiled_apply
 
 
@@ -107,14 +107,16 @@ class LatentCodec(nn.Module, ABC):
         return self
 
     # ----------------------------------------------------------------- frame rules
+    @property
+    def frames_rule(self) -> tuple[int, int]:
+        """``(temporal_factor, 1)`` for causal 3D VAEs (``4k+1``), ``(temporal_factor, 0)`` otherwise."""
+        return (self.temporal_factor, 1 if self.causal else 0)
+
     def valid_frames(self, n: int) -> int:
         """Smallest frame count >= ``n`` the codec accepts (``4k+1`` for causal 3D VAEs)."""
         if n < 1:
             raise ConfigError(f"a clip needs at least 1 frame, got {n}")
-        tf = self.temporal_factor
-        if self.causal:
-            return 1 + tf * math.ceil((n - 1) / tf)
-        return tf * math.ceil(n / tf)
+        return frames_at_least(n, self.frames_rule)
 
     def latent_frames(self, n: int) -> int:
         """Latent frame count ``t`` for ``n`` pixel frames (``n`` rounded up by :meth:`valid_frames`)."""

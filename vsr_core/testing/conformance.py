@@ -25,15 +25,9 @@ import torch
 from lightning.pytorch import Trainer
 
 from vsr_core.checkpoint import load_method
+from vsr_core.frames import frames_at_least
 from vsr_core.method import VSRMethod
 from vsr_core.testing.synthetic import SyntheticDataModule
-
-
-def valid_frame_count(method: VSRMethod, at_least: int) -> int:
-    """Smallest frame count ``>= at_least`` that fits the method's ``frames_rule``."""
-    multiple, remainder = method.frames_rule
-    k = max(0, math.ceil((at_least - remainder) / multiple))
-    return multiple * k + remainder
 
 
 def tiny_trainer(root: Path, **overrides: Any) -> Trainer:
@@ -58,7 +52,8 @@ class MethodConformance:
     """Contract tests for one method class. Subclass and set the class attributes below."""
 
     method_class: ClassVar[type[VSRMethod]]
-    init_args: ClassVar[dict[str, Any]] = {}
+    #: init arguments of the method under test; ``None`` takes the class's ``tiny_init_args``.
+    init_args: ClassVar[dict[str, Any] | None] = None
     config_file: ClassVar[str | None] = None
     lq_size: ClassVar[int] = 8
     min_frames: ClassVar[int] = 3
@@ -67,12 +62,16 @@ class MethodConformance:
 
     # ------------------------------------------------------------------ helpers
 
+    @classmethod
+    def method_args(cls) -> dict[str, Any]:
+        return dict(cls.method_class.tiny_init_args if cls.init_args is None else cls.init_args)
+
     def make_method(self) -> VSRMethod:
         torch.manual_seed(0)
-        return self.method_class(**self.init_args)
+        return self.method_class(**self.method_args())
 
     def make_datamodule(self, method: VSRMethod) -> SyntheticDataModule:
-        frames = valid_frame_count(method, self.min_frames)
+        frames = frames_at_least(self.min_frames, method.frames_rule)
         return SyntheticDataModule(
             num_clips=2 * self.batch_size,
             frames=frames,
@@ -94,6 +93,19 @@ class MethodConformance:
         multiple, remainder = method.frames_rule
         assert multiple >= 1 and 0 <= remainder
         assert (self.method_class.__doc__ or "").strip(), "a method class needs a docstring (shown by `vsr plugins`)"
+
+    def test_restore_takes_the_sampling_vocabulary(self) -> None:
+        from vsr_core.method import STANDARD_SAMPLING_ARGUMENTS
+
+        arguments = self.method_class.sampling_arguments()
+        missing = [name for name in STANDARD_SAMPLING_ARGUMENTS if name not in arguments]
+        assert not missing, f"{self.method_class.__name__}.restore lacks the standard sampling arguments {missing}"
+        method = self.make_method().eval()
+        batch = self.make_batch(method)
+        with torch.no_grad():
+            first = method.restore(batch["lq"], generator=torch.Generator().manual_seed(3), **self.restore_kwargs)
+            second = method.restore(batch["lq"], generator=torch.Generator().manual_seed(3), **self.restore_kwargs)
+        torch.testing.assert_close(first, second, msg="restore with the same generator seed must repeat itself")
 
     def test_restore_shape_scale_and_range(self) -> None:
         method = self.make_method().eval()
@@ -149,7 +161,8 @@ class MethodConformance:
 
         # run=False: LightningCLI parses without a subcommand, exactly what `vsr fit` would build.
         args = ["--config", str(self.config_file)] if self.config_file else ["--model", class_path(self.method_class)]
-        for key, value in self.init_args.items():
+        init_args = self.method_args()
+        for key, value in init_args.items():
             if isinstance(value, (bool, int, float, str)):
                 args += [f"--model.init_args.{key}", str(value)]
         first = VSRCLI(args=args, run=False)
@@ -159,6 +172,16 @@ class MethodConformance:
         second = VSRCLI(args=["--config", str(path)], run=False)
         assert type(second.model) is type(first.model)
         assert second.parser.dump(second.config, skip_none=False) == dumped
-        for key, value in self.init_args.items():
+        for key, value in init_args.items():
             if isinstance(value, (bool, int, float, str)):
                 assert second.model.hparams[key] == value
+
+
+def conformance_suite(method_class: type[VSRMethod], **attributes: Any) -> type[MethodConformance]:
+    """A :class:`MethodConformance` subclass for ``method_class`` (pytest collects it as ``Test<Name>``).
+
+    ``attributes`` override the suite's class attributes (``init_args``, ``restore_kwargs``, ...).
+    The every-method smoke test builds one per installed method with its ``tiny_init_args``.
+    """
+    name = f"Test{method_class.__name__}Conformance"
+    return type(name, (MethodConformance,), {"method_class": method_class, "__test__": True, **attributes})
