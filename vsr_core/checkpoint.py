@@ -19,6 +19,8 @@ from vsr_core.errors import CheckpointError
 from vsr_core.method import VSRMethod
 from vsr_core.plugins import load_plugins
 
+__all__ = ["checkpoint_class_path", "import_method_class", "load_method", "loading_checkpoint"]
+
 _LOADING_CHECKPOINT = contextvars.ContextVar("vsr_loading_checkpoint", default=False)
 
 

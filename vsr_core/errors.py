@@ -6,6 +6,17 @@ non-zero exit code. Anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+__all__ = [
+    "CheckpointError",
+    "ConfigError",
+    "DataError",
+    "NonFiniteLossError",
+    "PluginError",
+    "PretrainedError",
+    "VideoError",
+    "VSRError",
+]
+
 
 class VSRError(Exception):
     """Base class of all expected, user-facing errors. ``str(err)`` is a single line."""

@@ -38,6 +38,24 @@ from torch import nn
 
 from vsr_core.errors import PretrainedError, VSRError
 
+__all__ = [
+    "adapter_names",
+    "base_state_dict",
+    "check_export_class",
+    "class_path",
+    "export_method",
+    "is_export_folder",
+    "load_component",
+    "load_exported",
+    "load_exported_weights",
+    "METHOD_FILE",
+    "read_component_weights",
+    "read_export_record",
+    "save_component",
+    "WEIGHTS_INDEX_NAME",
+    "WEIGHTS_NAME",
+]
+
 WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
 WEIGHTS_INDEX_NAME = "diffusion_pytorch_model.safetensors.index.json"
 METHOD_FILE = "vsr_method.json"

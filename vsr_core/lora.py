@@ -26,6 +26,16 @@ from torch import nn
 
 from vsr_core.errors import ConfigError, PretrainedError
 
+__all__ = [
+    "add_lora",
+    "DEFAULT_TARGET_MODULES",
+    "load_lora",
+    "lora_state_dict",
+    "LORA_WEIGHT_NAME",
+    "merge_lora",
+    "save_lora",
+]
+
 #: The file name diffusers reads and writes (``LORA_WEIGHT_NAME_SAFE``).
 LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
 #: Attention projections of diffusers' ``Attention`` blocks: what diffusers' LoRA training scripts target.

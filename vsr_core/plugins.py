@@ -24,6 +24,16 @@ from importlib.metadata import entry_points
 from vsr_core.errors import PluginError
 from vsr_core.method import VSRMethod
 
+__all__ = [
+    "available_methods",
+    "class_path",
+    "discover_plugins",
+    "ENTRY_POINT_GROUP",
+    "load_plugins",
+    "PluginInfo",
+    "resolve_method",
+]
+
 ENTRY_POINT_GROUP = "vsr.plugins"
 
 

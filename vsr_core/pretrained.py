@@ -12,10 +12,26 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from vsr_core.errors import PretrainedError
+import torch
+
+from vsr_core.errors import ConfigError, PretrainedError
+
+__all__ = ["as_dtype", "hub_offline", "resolve_pretrained"]
 
 #: Weight files diffusers / transformers write (single file, sharded index, or legacy pickle).
 _WEIGHT_PATTERNS = ("*.safetensors", "*.safetensors.index.json", "*.bin", "*.bin.index.json", "*.pt")
+
+
+def as_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
+    """``"bfloat16"`` / ``"bf16"`` / ``torch.bfloat16`` -> ``torch.bfloat16``; ``None`` stays ``None``."""
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype
+    aliases = {"bf16": "bfloat16", "fp16": "float16", "half": "float16", "fp32": "float32", "float": "float32"}
+    name = aliases.get(dtype.lower(), dtype.lower()).removeprefix("torch.")
+    value = getattr(torch, name, None)
+    if not isinstance(value, torch.dtype):
+        raise ConfigError(f"unknown torch_dtype {dtype!r} (use float32, bfloat16 or float16)")
+    return value
 
 
 def hub_offline() -> bool:

@@ -36,7 +36,7 @@ from satb.schedule import (
     satb_blend,
 )
 from satb.text import POSITIVE_TEMPLATE, PromptEncoder
-from satb.video_ops import pad_frames, pad_latent_frames
+from satb.video_ops import pad_latent_frames
 from satb.weights import (
     EXTRA_MODULES,
     check_release_folder,
@@ -46,13 +46,11 @@ from satb.weights import (
 )
 from vsr_core.diffusion import DDPMSchedule, sample
 from vsr_core.errors import ConfigError, PretrainedError
-from vsr_core.inference.color import wavelet_color_fix
-from vsr_core.inference.padding import pad_frames as pad_spatial
-from vsr_core.inference.padding import padded_size
+from vsr_core.inference import wavelet_color_fix
 from vsr_core.latent import CogVideoXCodec, LatentCodec, PixelUnshuffleCodec
-from vsr_core.latent.diffusers_vae import as_dtype
 from vsr_core.method import VSRMethod
-from vsr_core.video_ops import upsample_frames
+from vsr_core.pretrained import as_dtype
+from vsr_core.video_ops import pad_spatial, pad_temporal, padded_size, upsample_frames
 
 DENOISER_OUTPUTS = ("v", "x0", "lq_residual")
 
@@ -535,7 +533,7 @@ class SATBVR(VSRMethod):
         valid = self.codec.valid_frames(frames)
         self._say_frames_once(frames, valid)
 
-        up = upsample_frames(pad_frames(lq, valid), self.scale)
+        up = upsample_frames(pad_temporal(lq, valid), self.scale)
         reference = up
         multiple = self.codec.spatial_factor * self.transformer_config.patch_size
         x_lq, prepended = self._encode(pad_spatial(up, padded_size(up.shape[-2], multiple), padded_size(up.shape[-1], multiple)))

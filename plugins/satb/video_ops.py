@@ -1,16 +1,8 @@
-"""Frame padding rules of SATB-VR (pixel frames and CogVideoX1.5 latent frames)."""
+"""CogVideoX1.5 latent-frame padding of SATB-VR (pixel frames are padded by ``vsr_core.video_ops.pad_temporal``)."""
 
 from __future__ import annotations
 
 import torch
-
-
-def pad_frames(video: torch.Tensor, frames: int) -> torch.Tensor:
-    """Repeat the last frame of ``[B,C,T,H,W]`` until it has ``frames`` frames (the release's rule)."""
-    missing = frames - video.shape[2]
-    if missing <= 0:
-        return video
-    return torch.cat([video, video[:, :, -1:].expand(-1, -1, missing, -1, -1)], dim=2)
 
 
 def pad_latent_frames(latents: torch.Tensor, multiple: int | None) -> tuple[torch.Tensor, int]:

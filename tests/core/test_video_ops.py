@@ -21,3 +21,30 @@ def test_area_downscale_averages_blocks_and_scale_one_is_identity():
     assert out.shape == (1, 3, 2, 2, 2)
     assert out[0, 0, 0, 0, 0].item() == (0 + 1 + 4 + 5) / 4
     assert resize_frames(video, 1) is video
+
+
+def test_padded_size_rounds_up_after_the_minimum():
+    from vsr_core.video_ops import padded_size
+
+    assert [padded_size(n, 8) for n in (1, 8, 9, 17)] == [8, 8, 16, 24]
+    assert padded_size(3, 4, minimum=10) == 12
+
+
+def test_pad_spatial_repeats_the_bottom_and_right_edges():
+    from vsr_core.video_ops import pad_spatial
+
+    video = torch.arange(6.0).view(1, 1, 1, 2, 3).repeat(1, 2, 3, 1, 1)  # rows [0 1 2], [3 4 5]
+    out = pad_spatial(video, 4, 5)
+    assert out.shape == (1, 2, 3, 4, 5)
+    expected = torch.tensor([[0, 1, 2, 2, 2], [3, 4, 5, 5, 5], [3, 4, 5, 5, 5], [3, 4, 5, 5, 5]], dtype=torch.float)
+    assert torch.equal(out[0, 1, 2], expected)
+    assert pad_spatial(video, 2, 3) is video
+
+
+def test_pad_temporal_repeats_the_last_frame():
+    from vsr_core.video_ops import pad_temporal
+
+    video = torch.arange(3.0).view(1, 1, 3, 1, 1)  # frames 0, 1, 2
+    out = pad_temporal(video, 5)
+    assert out.flatten().tolist() == [0, 1, 2, 2, 2]
+    assert pad_temporal(video, 2) is video

@@ -28,6 +28,8 @@ from vsr_core.data.dataset import ClipDataset
 from vsr_core.data.sources import SampleClips, VideoSource, limit_items
 from vsr_core.errors import ConfigError
 
+__all__ = ["ResumableSampler", "VideoDataModule"]
+
 _TRAIN_SALT = 0x7A1
 _EVAL_SALT = 0xE7A
 

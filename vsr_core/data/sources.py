@@ -25,6 +25,17 @@ from vsr_core.data.sample_clips import ensure_sample_clips
 from vsr_core.data.video_io import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, VideoInfo, probe_video
 from vsr_core.errors import DataError, VideoError
 
+__all__ = [
+    "DataWarning",
+    "ItemList",
+    "limit_items",
+    "PairedFolders",
+    "SampleClips",
+    "VideoFolder",
+    "VideoItem",
+    "VideoSource",
+]
+
 
 class DataWarning(UserWarning):
     """A clip or file was skipped (unreadable, too short, too small, unpaired); training goes on."""

@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+__all__ = ["adain_color_fix", "COLOR_FIXES", "wavelet_color_fix"]
+
 
 def _frames(x: torch.Tensor) -> torch.Tensor:
     b, c, t, h, w = x.shape

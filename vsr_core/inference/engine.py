@@ -20,10 +20,10 @@ from vsr_core.data.video_io import frames_to_tensor, tensor_to_frames
 from vsr_core.errors import ConfigError
 from vsr_core.inference.color import COLOR_FIXES
 from vsr_core.inference.fusion import WindowFusion, window_fusion_for
-from vsr_core.inference.padding import method_size_rules, pad_frames, padded_size
+from vsr_core.inference.padding import method_size_rules
 from vsr_core.inference.tiles import gaussian_weight, tile_starts
 from vsr_core.inference.windows import Window, WindowPlan, plan_windows
-from vsr_core.video_ops import upsample_frames
+from vsr_core.video_ops import pad_spatial, padded_size, upsample_frames
 
 
 @dataclass
@@ -149,7 +149,7 @@ class RestoreEngine:
                 max(ph, min(self.options.tile, ph)),
                 max(pw, min(self.options.tile, pw)),
             )
-        restored = self._restore_tiled(pad_frames(lq, ph, pw), window, plan)
+        restored = self._restore_tiled(pad_spatial(lq, ph, pw), window, plan)
         restored = restored[..., : h * self.scale, : w * self.scale].clamp(-1, 1)
         if self.options.color_fix != "none":
             reference = upsample_frames(lq, self.scale).clamp(-1, 1)

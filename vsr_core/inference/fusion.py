@@ -20,6 +20,8 @@ import torch
 
 from vsr_core.inference.windows import Window, WindowPlan
 
+__all__ = ["LinearCrossfade", "window_fusion_for", "WindowFusion"]
+
 
 class WindowFusion:
     """Default per-window behaviour: plain ``method.restore`` and uniform weights.

@@ -12,6 +12,8 @@ import torch
 
 from vsr_core.errors import ConfigError
 
+__all__ = ["gaussian_weight", "tile_starts"]
+
 
 def tile_starts(size: int, tile: int, overlap: int) -> list[int]:
     """Start offsets of tiles of length ``tile`` covering ``size`` with ``overlap``; the last ends at ``size``."""

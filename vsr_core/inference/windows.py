@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from vsr_core.errors import ConfigError
 from vsr_core.frames import frames_at_least, frames_at_most
 
+__all__ = ["plan_windows", "Window", "WindowPlan"]
+
 
 @dataclass(frozen=True)
 class Window:

@@ -9,6 +9,8 @@ from diffusers import AutoencoderKL
 
 from vsr_core.latent.diffusers_vae import DiffusersVAECodec
 
+__all__ = ["AutoencoderKLCodec"]
+
 _SD_BLOCKS = {"down_block_types": ["DownEncoderBlock2D"] * 4, "up_block_types": ["UpDecoderBlock2D"] * 4}
 
 

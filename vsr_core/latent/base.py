@@ -28,6 +28,8 @@ from vsr_core.errors import ConfigError
 from vsr_core.frames import frames_at_least
 from vsr_core.latent.tiling import tiled_apply
 
+__all__ = ["LatentCodec"]
+
 
 class LatentCodec(nn.Module, ABC):
     """Abstract video autoencoder: ``encode`` ``[B,3,T,H,W]`` -> ``[B,c,t,h,w]``, ``decode`` back (clamped to ``[-1,1]``).

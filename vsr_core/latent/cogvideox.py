@@ -9,6 +9,8 @@ from diffusers import AutoencoderKLCogVideoX
 
 from vsr_core.latent.diffusers_vae import DiffusersVAECodec
 
+__all__ = ["CogVideoXCodec"]
+
 _COGVIDEOX = {
     "block_out_channels": [128, 256, 256, 512],
     "latent_channels": 16,

@@ -11,19 +11,9 @@ from torch import nn
 
 from vsr_core.errors import ConfigError, PretrainedError
 from vsr_core.latent.base import LatentCodec
-from vsr_core.pretrained import resolve_pretrained
+from vsr_core.pretrained import as_dtype, resolve_pretrained
 
-
-def as_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
-    """``"bfloat16"`` / ``"bf16"`` / ``torch.bfloat16`` -> ``torch.bfloat16``; ``None`` stays ``None``."""
-    if dtype is None or isinstance(dtype, torch.dtype):
-        return dtype
-    aliases = {"bf16": "bfloat16", "fp16": "float16", "half": "float16", "fp32": "float32", "float": "float32"}
-    name = aliases.get(dtype.lower(), dtype.lower()).removeprefix("torch.")
-    value = getattr(torch, name, None)
-    if not isinstance(value, torch.dtype):
-        raise ConfigError(f"unknown torch_dtype {dtype!r} (use float32, bfloat16 or float16)")
-    return value
+__all__ = ["DiffusersVAECodec"]
 
 
 class DiffusersVAECodec(LatentCodec):

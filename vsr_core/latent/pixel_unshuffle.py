@@ -8,6 +8,8 @@ import torch.nn.functional as F
 from vsr_core.errors import ConfigError
 from vsr_core.latent.base import LatentCodec
 
+__all__ = ["PixelUnshuffleCodec"]
+
 
 class PixelUnshuffleCodec(LatentCodec):
     """Rearranges ``[B,3,T,H,W]`` into ``[B, 3*tf*f*f, T/tf, H/f, W/f]`` and back, with no weights.

@@ -19,6 +19,8 @@ from fractions import Fraction
 
 import torch
 
+__all__ = ["ramp", "tile_starts", "tiled_apply"]
+
 
 def tile_starts(size: int, tile: int, overlap: int) -> list[int]:
     """Start offsets of tiles of length ``tile`` covering ``size`` with at least ``overlap`` shared pixels."""

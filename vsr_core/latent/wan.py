@@ -9,6 +9,8 @@ from diffusers import AutoencoderKLWan
 
 from vsr_core.latent.diffusers_vae import DiffusersVAECodec
 
+__all__ = ["WanCodec"]
+
 
 class WanCodec(DiffusersVAECodec):
     """Wan's causal 3D VAE: ``[B,3,4k+1,H,W]`` -> ``[B,z_dim,k+1,H/8,W/8]`` normalized latents.

@@ -37,6 +37,26 @@ from vsr_core.errors import PretrainedError
 from vsr_core.metrics.dover_backbones import AestheticConvNeXt3D, TechnicalSwin3D
 from vsr_core.metrics.iqa import MissingWeights, default_weights_dir
 
+__all__ = [
+    "aesthetic_view",
+    "create_dover_metric",
+    "DoverHead",
+    "DoverMetric",
+    "DoverModel",
+    "fragment_origins",
+    "fuse_scores",
+    "FUSION",
+    "load_dover_state",
+    "MEAN",
+    "normalise",
+    "sample_views",
+    "segment_frame_indices",
+    "STD",
+    "technical_view",
+    "ViewConfig",
+    "WEIGHTS_FILE",
+]
+
 WEIGHTS_FILE = "DOVER.pth"
 # ImageNet mean/std in 0-255 levels (evaluate_one_video.py).
 MEAN = (123.675, 116.28, 103.53)

@@ -25,6 +25,29 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+__all__ = [
+    "AestheticConvNeXt3D",
+    "ChannelsFirstLayerNorm",
+    "CONVNEXT_DEPTHS",
+    "CONVNEXT_DIMS",
+    "CONVNEXT_TEMPORAL_KERNELS",
+    "ConvNeXtBlock3D",
+    "fragment_gate",
+    "Mlp",
+    "PatchEmbed3D",
+    "PatchMerging",
+    "relative_position_index",
+    "shift_mask",
+    "SWIN_DEPTHS",
+    "SWIN_GATED",
+    "SWIN_HEADS",
+    "SWIN_WINDOW",
+    "SwinBlock3D",
+    "SwinStage",
+    "TechnicalSwin3D",
+    "WindowAttention3D",
+]
+
 # Video Swin-T as configured by DOVER's ``swin_tiny_grpb`` backbone (dover/models/swin_backbone.py defaults).
 SWIN_DEPTHS = (2, 2, 6, 2)
 SWIN_HEADS = (3, 6, 12, 24)

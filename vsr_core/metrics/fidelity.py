@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from kornia.metrics import ssim as kornia_ssim
 
+__all__ = ["psnr", "ssim"]
+
 
 def _to_unit_frames(video: torch.Tensor) -> torch.Tensor:
     """``[B,3,T,H,W]`` in [-1,1] -> ``[B*T,3,H,W]`` in [0,1], float32."""

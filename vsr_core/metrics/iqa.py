@@ -18,6 +18,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
+__all__ = [
+    "create_iqa_metric",
+    "default_weights_dir",
+    "FULL_REFERENCE",
+    "LOWER_IS_BETTER",
+    "MissingWeights",
+    "niqe_params_file",
+    "NO_REFERENCE",
+]
+
 FULL_REFERENCE = ("lpips", "dists")
 NO_REFERENCE = ("niqe", "musiq", "clipiqa", "maniqa")
 # Lower is better for these; used for the arrows in printed tables.

@@ -24,6 +24,8 @@ from vsr_core.metrics.fidelity import psnr, ssim
 from vsr_core.metrics.iqa import FULL_REFERENCE, LOWER_IS_BETTER, NO_REFERENCE, MissingWeights, create_iqa_metric
 from vsr_core.metrics.temporal import default_flow_estimator, flicker, warping_error
 
+__all__ = ["ALL_METRICS", "DEFAULT_METRICS", "MetricSuite", "NEEDS_GT", "Report", "TEMPORAL", "VIDEO_NO_REFERENCE"]
+
 TEMPORAL = ("warp_error", "flicker")
 # No-reference metrics that score a whole clip (not frame by frame).
 VIDEO_NO_REFERENCE = ("dover",)

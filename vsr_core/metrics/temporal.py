@@ -16,6 +16,17 @@ from typing import Protocol
 import torch
 import torch.nn.functional as F
 
+__all__ = [
+    "default_flow_estimator",
+    "flicker",
+    "FlowEstimator",
+    "HornSchunckFlow",
+    "RAFT_WEIGHTS_FILE",
+    "RaftFlow",
+    "warp",
+    "warping_error",
+]
+
 
 class FlowEstimator(Protocol):
     """Backward flow ``(frame_a [N,3,H,W], frame_b [N,3,H,W]) in [0,1] -> flow [N,2,H,W]`` in pixels.

@@ -7,6 +7,8 @@ import torch
 from vsr_core.metrics.fidelity import psnr, ssim
 from vsr_core.metrics.temporal import HornSchunckFlow, flicker, warping_error
 
+__all__ = ["validation_scores"]
+
 _FLOW = HornSchunckFlow(levels=3, iterations=20)
 
 

@@ -29,6 +29,8 @@ from vsr_core.frames import frames_at_least
 from vsr_core.method import VSRMethod
 from vsr_core.testing.synthetic import SyntheticDataModule
 
+__all__ = ["conformance_suite", "MethodConformance", "tiny_trainer"]
+
 
 def tiny_trainer(root: Path, **overrides: Any) -> Trainer:
     """A CPU trainer with nothing but what a conformance test needs."""

@@ -9,6 +9,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from vsr_core.video_ops import resize_frames
 
+__all__ = ["downscale", "moving_texture", "SyntheticClips", "SyntheticDataModule"]
+
 
 def moving_texture(frames: int, size: int, generator: torch.Generator) -> torch.Tensor:
     """A ``[3, T, size, size]`` clip in [-1, 1]: a smooth random texture panning by a pixel per frame."""

@@ -19,6 +19,8 @@ import torch
 from vsr_core.data.degradations.params import CodecParams
 from vsr_core.data.degradations.random_draws import RandomDraws
 
+__all__ = ["CodecPlan", "compress_clip", "compress_clips", "sample_codec"]
+
 # yuv420p needs even sizes, and a few codecs misbehave below one macroblock: pad (edge) to this.
 _MIN_SIDE = 16
 # libx264 takes its bitrate in whole kbit/s and refuses 0: the scaled range of a tiny clip stops here.

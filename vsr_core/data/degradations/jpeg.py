@@ -10,6 +10,8 @@ from kornia.enhance import jpeg_codec_differentiable
 from vsr_core.data.degradations.params import DriftParams, JPEGParams
 from vsr_core.data.degradations.random_draws import RandomDraws, drift_values, per_frame
 
+__all__ = ["jpeg", "JPEGPlan", "sample_jpeg"]
+
 
 @dataclass
 class JPEGPlan:

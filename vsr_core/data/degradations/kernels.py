@@ -15,6 +15,8 @@ from kornia.filters import filter2d
 from vsr_core.data.degradations.params import KERNEL_FAMILIES, BlurParams, DriftParams
 from vsr_core.data.degradations.random_draws import RandomDraws, drift_values, per_frame
 
+__all__ = ["bivariate_kernels", "blur", "sample_blur_kernels", "sample_sinc_kernels", "sinc_kernels"]
+
 _FAMILY_CODES = {"gaussian": 0, "generalized": 1, "plateau": 2}
 
 

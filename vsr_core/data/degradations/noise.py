@@ -14,6 +14,8 @@ from kornia.color import rgb_to_grayscale
 from vsr_core.data.degradations.params import DriftParams, NoiseParams
 from vsr_core.data.degradations.random_draws import RandomDraws, drift_values, per_frame
 
+__all__ = ["gaussian_noise", "NoisePlan", "poisson_noise", "sample_noise"]
+
 
 @dataclass
 class NoisePlan:

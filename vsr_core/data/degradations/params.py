@@ -14,6 +14,21 @@ from typing import Any
 
 from vsr_core.errors import ConfigError
 
+__all__ = [
+    "BlurParams",
+    "CodecParams",
+    "DegradationParams",
+    "DriftParams",
+    "FinalParams",
+    "JPEGParams",
+    "KERNEL_FAMILIES",
+    "NoiseParams",
+    "OrderParams",
+    "REAL_ESRGAN_KERNEL_SIZES",
+    "RESIZE_MODES",
+    "ResizeParams",
+]
+
 #: Kernel families of Real-ESRGAN's ``random_mixed_kernels``: name -> (isotropic, family).
 KERNEL_FAMILIES: dict[str, tuple[bool, str]] = {
     "iso": (True, "gaussian"),

@@ -31,6 +31,8 @@ from vsr_core.data.degradations.random_draws import RandomDraws
 from vsr_core.data.degradations.resize import ResizePlan, resize, sample_resize
 from vsr_core.errors import ConfigError
 
+__all__ = ["Clips", "VideoDegradation"]
+
 Clips = list[torch.Tensor]  # one [T, 3, h, w] tensor per clip; h, w may differ between clips
 
 

@@ -36,6 +36,8 @@ from vsr_core.data.degradations.params import (
 from vsr_core.data.degradations.pipeline import VideoDegradation
 from vsr_core.errors import ConfigError
 
+__all__ = ["apply_overrides", "available_presets", "build_degradation", "preset_params", "PRESETS"]
+
 _BICUBIC_FINAL = {"modes": ("bicubic",), "antialias": True, "sinc_prob": 0.0, "jpeg": None}
 
 

@@ -15,6 +15,8 @@ from collections.abc import Sequence
 
 import torch
 
+__all__ = ["drift_values", "per_frame", "RandomDraws"]
+
 
 class RandomDraws:
     """Sampling helpers over one ``generator`` (``None`` = torch's default RNG of ``device``)."""

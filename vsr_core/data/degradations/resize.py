@@ -10,6 +10,8 @@ import torch.nn.functional as F
 from vsr_core.data.degradations.params import ResizeParams
 from vsr_core.data.degradations.random_draws import RandomDraws
 
+__all__ = ["resize", "ResizePlan", "sample_resize"]
+
 
 @dataclass
 class ResizePlan:
