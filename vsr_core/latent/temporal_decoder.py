@@ -1,4 +1,4 @@
-"""Per-frame encoder + temporal decoder codec over diffusers' ``AutoencoderKLTemporalDecoder`` (Stable Video Diffusion).
+"""Per-frame encoder + temporal decoder codec on diffusers' ``AutoencoderKLTemporalDecoder`` (Stable Video Diffusion).
 
 The encoder is a 2D image encoder applied to every frame; the decoder has temporal layers (3D
 convolutions over time, learned spatial/temporal mixing) that see all ``num_frames`` frames of the
@@ -41,12 +41,16 @@ _CONFIG_KEYS = ("block_out_channels", "latent_channels", "scaling_factor")
 
 
 def _check_interface(vae_class: type) -> None:
-    """Refuse a VAE class that cannot be driven as a per-frame encoder + temporal decoder (one-line ``ConfigError``)."""
+    """Refuse a VAE class that cannot work as a per-frame encoder + temporal decoder (one-line ``ConfigError``)."""
     name = getattr(vae_class, "__name__", repr(vae_class))
     if not (isinstance(vae_class, type) and issubclass(vae_class, nn.Module)):
-        raise ConfigError(f"vae_class must be a torch.nn.Module class with encode(x) and decode(z, num_frames), got {name}")
+        raise ConfigError(
+            f"vae_class must be a torch.nn.Module class with encode(x) and decode(z, num_frames), got {name}"
+        )
     if not callable(getattr(vae_class, "encode", None)) or not callable(getattr(vae_class, "decode", None)):
-        raise ConfigError(f"{name} needs encode(x) and decode(z, num_frames) methods to be used as a temporal-decoder VAE")
+        raise ConfigError(
+            f"{name} needs encode(x) and decode(z, num_frames) methods to be used as a temporal-decoder VAE"
+        )
     if "num_frames" not in inspect.signature(vae_class.decode).parameters:
         raise ConfigError(
             f"{name}.decode takes no num_frames: it is a per-frame VAE, use AutoencoderKLCodec for it "
@@ -152,8 +156,8 @@ class TemporalDecoderCodec(DiffusersVAECodec):
         missing = [key for key in _CONFIG_KEYS if key not in cfg]
         if missing:
             raise ConfigError(
-                f"{type(self.vae).__name__}'s config has no {', '.join(missing)}; a temporal-decoder VAE's config needs "
-                f"{', '.join(_CONFIG_KEYS)}"
+                f"{type(self.vae).__name__}'s config has no {', '.join(missing)}; "
+                f"a temporal-decoder VAE's config needs {', '.join(_CONFIG_KEYS)}"
             )
         self.spatial_factor = 2 ** (len(cfg["block_out_channels"]) - 1)
         self.temporal_factor = 1
@@ -168,18 +172,25 @@ class TemporalDecoderCodec(DiffusersVAECodec):
         found = json.loads(config_file.read_text()).get("_class_name") if config_file.is_file() else None
         if found and found not in {name, *self.config_class_names}:
             raise PretrainedError(f"{folder} holds an {found}, not an {name}; use the codec made for {found}")
-        hint = f"it is another architecture than {name} (DiffVSR's TE-3DVAE reuses SVD's class name): pass its vae_class"
+        hint = (
+            f"it is another architecture than {name} (DiffVSR's TE-3DVAE reuses SVD's class name): pass its vae_class"
+        )
         try:
             vae, info = self.vae_class.from_pretrained(folder, torch_dtype=dtype, output_loading_info=True)
         except ValueError as error:
             # diffusers refuses a tensor whose shape differs from the architecture built from config.json.
-            shape = re.search(r"because (\S+) expected shape (.+?), but got (.+?)\.", str(error))
-            detail = f"{shape[1]} is {shape[3]} in the folder, {shape[2]} in {name}" if shape else str(error).split(". ")[0]
+            size = r"(?:torch\.Size\()?(\[[^\]]*\])\)?"
+            shape = re.search(rf"because (\S+) expected shape {size}, but got {size}", str(error))
+            detail = (
+                f"{shape[1]} is {shape[3]} in the folder, {shape[2]} in {name}" if shape else str(error).split(". ")[0]
+            )
             raise PretrainedError(f"{folder} does not fit {name} ({detail}); {hint}") from None
         # diffusers only warns about these: unexpected tensors are dropped, missing ones stay uninitialized (meta).
         missing, unexpected = sorted(info.get("missing_keys") or []), sorted(info.get("unexpected_keys") or [])
         if unexpected:
-            raise PretrainedError(f"{folder} has {len(unexpected)} tensor(s) {name} lacks (e.g. {unexpected[0]}); {hint}")
+            raise PretrainedError(
+                f"{folder} has {len(unexpected)} tensor(s) {name} lacks (e.g. {unexpected[0]}); {hint}"
+            )
         if missing:
             raise PretrainedError(f"{folder} lacks {len(missing)} tensor(s) {name} has (e.g. {missing[0]}); {hint}")
         return vae
