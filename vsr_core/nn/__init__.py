@@ -7,9 +7,11 @@
 * :mod:`~vsr_core.nn.temporal_attention`, :mod:`~vsr_core.nn.temporal_conv`: residual temporal modules that start
   as the identity;
 * :mod:`~vsr_core.nn.inflate`: attach temporal modules after chosen layers of a 2D network (a diffusers
-  ``UNet2DConditionModel``) without renaming anything.
+  ``UNet2DConditionModel``) without renaming anything;
+* :mod:`~vsr_core.nn.blockwise`: spatial stages in frame mini-batches, temporal stages on the whole clip.
 """
 
+from vsr_core.nn.blockwise import BlockwiseRunner, Stage, spatial, temporal
 from vsr_core.nn.inflate import (
     TEMPORAL_CHILD,
     TemporalSite,
@@ -40,7 +42,9 @@ from vsr_core.nn.zero_init import is_zero_module, zero_module
 
 __all__ = [
     "TEMPORAL_CHILD",
+    "BlockwiseRunner",
     "FramePositionEncoding",
+    "Stage",
     "TemporalConvBlock",
     "TemporalSelfAttention",
     "TemporalShift",
@@ -59,6 +63,8 @@ __all__ = [
     "sequence_to_video",
     "shift_frames",
     "sinusoidal_frame_encoding",
+    "spatial",
+    "temporal",
     "temporal_modules",
     "temporal_parameters",
     "temporal_shift",
