@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ import torch.nn.functional as F
 from diffusers import UNet2DConditionModel
 from diffusers.models.resnet import ResnetBlock2D
 from diffusers.models.transformers.transformer_2d import Transformer2DModel
+from diffusers.utils import BaseOutput
 from torch import nn
 
 from vsr_core.errors import ConfigError
@@ -212,12 +214,37 @@ class _TupleLayer(nn.Module):
         return x * 2, x
 
 
-def test_tuple_outputs_transform_the_first_item() -> None:
+@dataclass
+class _Output(BaseOutput):
+    sample: torch.Tensor
+    extra: torch.Tensor
+
+
+class _OutputNet(nn.Module):
+    """A 2D network whose layer returns a diffusers-style output dataclass (``.sample`` first)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = _OutputLayer()
+
+    def forward(self, x: torch.Tensor) -> _Output:
+        return self.layer(x)
+
+
+class _OutputLayer(nn.Module):
+    def forward(self, x: torch.Tensor) -> _Output:
+        return _Output(sample=x * 3, extra=x)
+
+
+def test_tuple_and_output_dataclass_transform_the_first_item() -> None:
     net = nn.Sequential(_TupleLayer())
     inflate_to_video(net, lambda site: _Recorder(), after=["0"])
     x = torch.randn(B * T, 2, 1, 1)
     first, second = net(x, num_frames=T, temporal_kwargs={"offset": 1.0})
     assert torch.equal(first, x * 2 + 1) and torch.equal(second, x)
+    output_net = inflate_to_video(_OutputNet(), lambda site: _Recorder(), after=["layer"])
+    out = output_net(x, num_frames=T, temporal_kwargs={"offset": 1.0})
+    assert isinstance(out, _Output) and torch.equal(out.sample, x * 3 + 1) and torch.equal(out.extra, x)
 
 
 def test_site_channels_and_selection_errors(unet_dir: Path) -> None:
