@@ -19,7 +19,7 @@ from vsr_core.errors import CheckpointError
 from vsr_core.method import VSRMethod
 from vsr_core.plugins import load_plugins
 
-__all__ = ["checkpoint_class_path", "import_method_class", "load_method", "loading_checkpoint"]
+__all__ = ["checkpoint_class_path", "import_method_class", "load_method", "loading_checkpoint", "read_checkpoint"]
 
 _LOADING_CHECKPOINT = contextvars.ContextVar("vsr_loading_checkpoint", default=False)
 
@@ -59,6 +59,25 @@ def import_method_class(path: str, source: str = "the checkpoint") -> type[VSRMe
     if not (isinstance(cls, type) and issubclass(cls, VSRMethod)):
         raise CheckpointError(f"{source} names '{path}', which is not a VSRMethod")
     return cls
+
+
+def read_checkpoint(path: str | Path, what: str = "checkpoint") -> dict[str, Any]:
+    """The contents of a Lightning checkpoint, read with ``weights_only=True`` (no code runs).
+
+    Raises:
+        CheckpointError: one line naming ``path`` when it is missing or is not a checkpoint.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{what} '{path}' does not exist")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as err:  # truncated, not a zip/pickle, or a pickle that names code: never run it
+        first = (str(err).strip().splitlines() or [""])[0][:200]
+        raise CheckpointError(f"{what} '{path}' is not a readable checkpoint ({type(err).__name__}: {first})") from None
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(f"{what} '{path}' is not a vsr checkpoint (it holds a {type(checkpoint).__name__})")
+    return checkpoint
 
 
 def load_method(path: str | Path, map_location: str | torch.device = "cpu", strict: bool = True) -> VSRMethod:

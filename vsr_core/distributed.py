@@ -25,7 +25,49 @@ from torch.utils.checkpoint import checkpoint
 
 from vsr_core.errors import ConfigError
 
-__all__ = ["apply_activation_checkpointing", "shard_method", "is_activation_checkpointed"]
+__all__ = [
+    "apply_activation_checkpointing",
+    "copy_full_into",
+    "full_tensor",
+    "is_activation_checkpointed",
+    "local_part_of",
+    "local_tensor",
+    "shard_method",
+]
+
+
+def local_tensor(tensor: torch.Tensor) -> torch.Tensor:
+    """The part of ``tensor`` this rank stores: the local shard of a DTensor, else the tensor itself.
+
+    Under ``no_grad``, ``DTensor.to_local`` returns the local tensor itself (not a copy), so in-place
+    ops on the result change the DTensor.
+    """
+    from torch.distributed.tensor import DTensor
+
+    return tensor.to_local() if isinstance(tensor, DTensor) else tensor
+
+
+def full_tensor(tensor: torch.Tensor) -> torch.Tensor:
+    """The whole tensor: gathers a DTensor from every rank (a collective), else returns it."""
+    from torch.distributed.tensor import DTensor
+
+    return tensor.full_tensor() if isinstance(tensor, DTensor) else tensor
+
+
+def local_part_of(full: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """The slice of the full tensor ``full`` that this rank holds for ``like``'s layout (no communication)."""
+    from torch.distributed.tensor import DTensor, distribute_tensor
+
+    if not isinstance(like, DTensor):
+        return full
+    # src_data_rank=None: every rank has the full tensor and cuts its own shard.
+    return distribute_tensor(full, like.device_mesh, like.placements, src_data_rank=None).to_local()
+
+
+@torch.no_grad()
+def copy_full_into(target: torch.Tensor, full: torch.Tensor) -> None:
+    """Write the full tensor ``full`` into ``target`` (a plain tensor, or this rank's shard of a DTensor)."""
+    local_tensor(target).copy_(local_part_of(full.to(device=target.device, dtype=target.dtype), target))
 
 
 def _checkpointed_forward(self: nn.Module, *args: Any, **kwargs: Any) -> Any:

@@ -239,7 +239,10 @@ def export_method(method: nn.Module, directory: str | Path, weights: str = "raw"
     if callable(hook):
         hook(directory)
     else:
+        training_only = set(getattr(method, "training_only_modules", ()))
         for name, child in method.named_children():
+            if name in training_only:
+                continue  # discriminators, fake scores, teachers: never needed to restore
             adapters = adapter_names(child)
             if not adapters and not any(p.requires_grad for p in child.parameters()):
                 continue

@@ -9,10 +9,11 @@ checkpointing — comes from here, so every method gets it the same way.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
 import torch
@@ -21,8 +22,9 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
-from vsr_core.errors import ConfigError, NonFiniteLossError
+from vsr_core.errors import CheckpointError, ConfigError, NonFiniteLossError
 from vsr_core.metrics import validation_scores
+from vsr_core.optimization import GroupSchedule, GroupStepper
 from vsr_core.options import plain_hyperparameters
 
 __all__ = ["STANDARD_SAMPLING_ARGUMENTS", "ParamGroup", "VSRMethod"]
@@ -69,6 +71,20 @@ class VSRMethod(LightningModule, ABC):
       ``spatial_multiple``: the codec's ``spatial_factor`` divided by ``scale`` (rounded up), else 1.
     * ``tiny_init_args``: the init arguments of the method's smallest configuration (CPU, seconds);
       the test suite's every-method smoke test and ``vsr bench --dry-run`` build it.
+    * ``generator_groups``: the :meth:`parameter_groups` that form the generator — what EMA averages,
+      ``vsr export`` writes and ``restore`` runs (default ``("model",)``, the single default group).
+    * ``training_only_modules``: names of top-level submodules that exist only to train the
+      generator (discriminators, fake/real scores, teachers, perceptual networks). They are built by
+      :meth:`build_training_modules` before fit, never when a method is loaded to restore, never
+      exported; their trained state is in checkpoints (exact resume) and skipped on inference loads.
+
+    Several networks (GAN / VSD / distillation methods): set ``self.automatic_optimization = False``,
+    return one group per network from :meth:`parameter_groups` and step each with
+    :meth:`optimize` inside ``training_step``; clipping, accumulation, LR schedulers and the global
+    step then behave as in Lightning's automatic path (:mod:`vsr_core.optimization`).
+
+    Frozen weights read from files named by init arguments (a pretrained base, VAE, text encoder or
+    teacher) are registered with :meth:`mark_rebuildable` and are not written into checkpoints.
     * optional ``make_window_fusion()`` (own long-video scheme, see docs/inference.md) and
       ``export_pretrained(directory)`` (own export layout for ``vsr export``).
 
@@ -83,12 +99,22 @@ class VSRMethod(LightningModule, ABC):
         gradient_checkpointing: recompute the activations of ``fsdp_block_classes`` in backward.
         val_sampling: keyword arguments passed to :meth:`restore` in validation and test
             (e.g. ``{"num_inference_steps": 1}``).
+        group_schedules: per parameter group update schedule, e.g.
+            ``{"discriminator": {"every": 2, "start": 1000}}`` (see :class:`GroupSchedule`).
+        init_from: a checkpoint or ``vsr export`` folder of this method class whose weights start
+            the run (stage sequences); unlike ``--ckpt_path`` it restores no optimizer, step or loop
+            state, and it is not applied when a run resumes or a checkpoint is loaded.
+        init_from_include, init_from_exclude: ``fnmatch`` patterns over state-dict keys that select
+            what ``init_from`` loads (default: everything).
+        init_from_strict: every selected key must exist in both, with the same shape.
     """
 
     fsdp_block_classes: ClassVar[tuple[type[nn.Module], ...]] = ()
     temporal_window: ClassVar[int] = 16
     min_size: ClassVar[int] = 1
     tiny_init_args: ClassVar[dict[str, Any]] = {}
+    generator_groups: ClassVar[tuple[str, ...]] = ("model",)
+    training_only_modules: ClassVar[tuple[str, ...]] = ()
     #: The init argument that reads a ``vsr export`` folder of this class (e.g. ``"pretrained"``);
     #: ``load_method(folder)`` passes the folder there. ``None``: the core loads the components.
     export_init_arg: ClassVar[str | None] = None
@@ -102,6 +128,11 @@ class VSRMethod(LightningModule, ABC):
         optimizer_overrides: dict[str, dict[str, Any]] | None = None,
         gradient_checkpointing: bool = False,
         val_sampling: dict[str, Any] | None = None,
+        group_schedules: dict[str, GroupSchedule] | None = None,
+        init_from: str | None = None,
+        init_from_include: tuple[str, ...] = ("*",),
+        init_from_exclude: tuple[str, ...] = (),
+        init_from_strict: bool = True,
     ) -> None:
         super().__init__()
         if scale < 1:
@@ -113,6 +144,16 @@ class VSRMethod(LightningModule, ABC):
         self.optimizer_overrides = dict(optimizer_overrides or {})
         self.gradient_checkpointing = gradient_checkpointing
         self.val_sampling = dict(val_sampling or {})
+        schedules = {name: GroupSchedule.coerce(value) for name, value in (group_schedules or {}).items()}
+        self._stepper = GroupStepper(self, schedules)
+        self.init_from = init_from
+        self.init_from_include = tuple(init_from_include)
+        self.init_from_exclude = tuple(init_from_exclude)
+        self.init_from_strict = init_from_strict
+        self._init_from_done = False
+        self._rebuildable_ids: set[int] = set()
+        self._training_modules_built = False
+        self._step_at_batch_start = 0
         self._model_configured = False
         # Called here so every method records its full init arguments (Lightning collects the
         # arguments of each __init__ up the super() chain) for checkpoints and exports; option
@@ -195,11 +236,146 @@ class VSRMethod(LightningModule, ABC):
     def parameter_groups(self) -> dict[str, ParamGroup]:
         """The parameters each optimizer trains, by name; one optimizer per entry, in order.
 
-        The default is a single group of every parameter with ``requires_grad``. Methods with
-        several optimizers (GAN or VSD training) return e.g.
-        ``{"generator": ..., "discriminator": ...}`` and use manual optimization.
+        The default is a single group ``"model"`` of every parameter with ``requires_grad``
+        outside the training-only modules. Methods with several optimizers (GAN or VSD training)
+        return e.g. ``{"generator": ..., "discriminator": ...}`` (a list of parameters, or a list of
+        torch param-group dicts, per entry), name the generator's entries in ``generator_groups``
+        and step each entry with :meth:`optimize`.
         """
-        return {"model": [p for p in self.parameters() if p.requires_grad]}
+        return {
+            "model": [
+                p
+                for name, p in self.named_parameters()
+                if p.requires_grad and name.split(".")[0] not in self.training_only_modules
+            ]
+        }
+
+    # ------------------------------------------------------------------ roles of networks
+
+    def build_training_modules(self) -> None:
+        """Build the ``training_only_modules`` (discriminators, scores, teachers, perceptual nets).
+
+        Called once by the core before fit (and by :meth:`ensure_training_modules`); never when a
+        method is loaded to restore. Frozen ones read from files should be :meth:`mark_rebuildable`.
+        """
+
+    def ensure_training_modules(self) -> None:
+        """Build the training-only modules if they are not built yet (idempotent)."""
+        if not self._training_modules_built:
+            self._training_modules_built = True
+            self.build_training_modules()
+
+    def mark_rebuildable(self, *modules: nn.Module) -> None:
+        """Declare that the frozen weights of ``modules`` are rebuilt from init arguments (files).
+
+        Their frozen parameters and buffers are left out of checkpoints (a 5B base is already on
+        disk) and may be missing when a checkpoint is loaded; trainable parts (LoRA adapters) stay.
+        """
+        self._rebuildable_ids.update(id(m) for m in modules)
+
+    def rebuildable_state_keys(self) -> set[str]:
+        """State-dict keys of frozen weights in modules passed to :meth:`mark_rebuildable`."""
+        keys: set[str] = set()
+        if not self._rebuildable_ids:
+            return keys
+        for prefix, module in self.named_modules():
+            if id(module) not in self._rebuildable_ids:
+                continue
+            for key, value in module.state_dict(prefix=f"{prefix}." if prefix else "", keep_vars=True).items():
+                if not (isinstance(value, nn.Parameter) and value.requires_grad):
+                    keys.add(key)
+        return keys
+
+    def generator_parameter_names(self) -> list[str]:
+        """Names of the trainable parameters of the ``generator_groups`` (what EMA averages)."""
+        groups = self.parameter_groups()
+        missing = [name for name in self.generator_groups if name not in groups]
+        if missing:
+            raise ConfigError(
+                f"{type(self).__name__}.generator_groups names {missing}, but its parameter groups are {list(groups)}"
+            )
+        ids = {id(p) for name in self.generator_groups for p in _group_parameters(groups[name])}
+        return [name for name, p in self.named_parameters() if id(p) in ids]
+
+    def _is_absent_training_key(self, key: str) -> bool:
+        top = key.split(".")[0]
+        return top in self.training_only_modules and self._modules.get(top) is None
+
+    # ------------------------------------------------------------------ several optimizers
+
+    def optimize(self, group: str, loss: torch.Tensor | Callable[[], torch.Tensor]) -> torch.Tensor | None:
+        """One update of parameter group ``group`` with ``loss`` (manual optimization).
+
+        Backward into the group's parameters only; at the end of an accumulation cycle gradients
+        are averaged over ranks, clipped (``--trainer.gradient_clip_val``), the optimizer and the
+        group's LR scheduler step and the gradients are zeroed. ``loss`` may be a callable, which
+        is not evaluated when the group is not due (:meth:`is_due`). Returns the detached loss,
+        or ``None`` when the group is not due.
+        """
+        if self.automatic_optimization:
+            raise ConfigError(f"{type(self).__name__}.optimize needs self.automatic_optimization = False")
+        names = list(self.parameter_groups())
+        if group not in names:
+            raise ConfigError(f"{type(self).__name__} has no parameter group '{group}'; its groups are {names}")
+        if not self.is_due(group):
+            return None
+        index = names.index(group)
+        optimizers = self.optimizers()
+        optimizer = optimizers[index] if isinstance(optimizers, list) else optimizers
+        schedulers = self.lr_schedulers()
+        scheduler = None
+        if schedulers is not None:
+            scheduler = schedulers[index] if isinstance(schedulers, list) else schedulers
+        params = [p for param_group in optimizer.param_groups for p in param_group["params"]]
+        return self._stepper.step(group, optimizer, scheduler, params, loss)
+
+    def is_due(self, group: str) -> bool:
+        """Whether ``group`` updates in this training step (its ``group_schedules`` entry)."""
+        return self._stepper.is_due(group, self._step_at_batch_start)
+
+    def on_before_optimizer_step(self, optimizer: Any) -> None:
+        # Under manual optimization Lightning clips nothing; here is after AMP unscaling, before the step.
+        if not self.automatic_optimization:
+            self._stepper.clip(optimizer)
+
+    @property
+    def trainer(self) -> Any:  # type: ignore[override]
+        return LightningModule.trainer.fget(self)
+
+    @trainer.setter
+    def trainer(self, trainer: Any) -> None:
+        LightningModule.trainer.fset(self, trainer)
+        stepper = self.__dict__.get("_stepper")
+        if trainer is not None and stepper is not None and not self.automatic_optimization:
+            # Lightning refuses clipping/accumulation with manual optimization before any hook
+            # runs; optimize() does both, so the settings move there until setup() puts them back.
+            stepper.take_over(trainer)
+
+    def setup(self, stage: str) -> None:
+        """Core set-up before fit (call ``super().setup(stage)`` when overriding)."""
+        if not self.automatic_optimization:
+            self._stepper.give_back(self.trainer)
+            self._stepper.used = False
+        if stage == "fit":
+            self.ensure_training_modules()
+            self._stepper.check_groups(self.parameter_groups())
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        step = cls.__dict__.get("training_step")
+        if step is None or getattr(step, "_vsr_counts_steps", False):
+            return
+
+        @functools.wraps(step)
+        def training_step(self: VSRMethod, *args: Any, **kw: Any) -> Any:
+            self._step_at_batch_start = self.global_step
+            out = step(self, *args, **kw)
+            if not self.automatic_optimization and self._trainer is not None:
+                self._stepper.end_of_training_step()
+            return out
+
+        training_step._vsr_counts_steps = True  # type: ignore[attr-defined]
+        cls.training_step = training_step  # type: ignore[method-assign]
 
     # ------------------------------------------------------------------ losses
 
@@ -224,6 +400,7 @@ class VSRMethod(LightningModule, ABC):
 
     def on_train_batch_start(self, batch: dict[str, Any], batch_idx: int) -> None:
         self._current_batch_size = batch["hq"].shape[0]
+        self._step_at_batch_start = self.global_step
 
     # ------------------------------------------------------------------ randomness
 
@@ -235,7 +412,9 @@ class VSRMethod(LightningModule, ABC):
         """
         device = device or self.device
         rank = self.global_rank if self._trainer is not None else 0
-        key = f"{torch.initial_seed()}:{self.global_step}:{rank}:{stream}".encode()
+        # The step at the start of the batch: optimizer steps inside a training step do not move it.
+        step = self._step_at_batch_start if self._trainer is not None and self.trainer.training else self.global_step
+        key = f"{torch.initial_seed()}:{step}:{rank}:{stream}".encode()
         seed = int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little") & ((1 << 63) - 1)
         generator = torch.Generator(device=device)
         generator.manual_seed(seed)
@@ -276,6 +455,11 @@ class VSRMethod(LightningModule, ABC):
 
     def configure_optimizers(self) -> Any:
         groups = self.parameter_groups()
+        if len(groups) > 1 and self.automatic_optimization:
+            raise ConfigError(
+                f"{type(self).__name__} has {len(groups)} parameter groups {list(groups)}: set "
+                "self.automatic_optimization = False and step each with self.optimize(name, loss)"
+            )
         unknown = set(self.optimizer_overrides) - set(groups)
         if unknown:
             raise ConfigError(
@@ -315,6 +499,12 @@ class VSRMethod(LightningModule, ABC):
         return report
 
     def on_fit_start(self) -> None:
+        # Here, not in setup: only now does the trainer know whether this fit resumes (--ckpt_path).
+        if self.init_from and not self._init_from_done and self.trainer.ckpt_path is None:
+            from vsr_core.init_from import load_init_weights
+
+            load_init_weights(self, self.init_from, self.init_from_include, self.init_from_exclude, self.init_from_strict)
+            self._init_from_done = True
         report = self.parameter_report()
         total = sum(p.numel() for p in self.parameters())
         trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
@@ -360,3 +550,35 @@ class VSRMethod(LightningModule, ABC):
         # for checkpoints written outside the CLI too.
         cls = type(self)
         checkpoint["vsr_method"] = {"class_path": f"{cls.__module__}.{cls.__qualname__}", "scale": self.scale}
+        # Frozen weights that init arguments rebuild (a pretrained base, VAE, teacher) stay on disk where they are.
+        for key in self.rebuildable_state_keys():
+            checkpoint["state_dict"].pop(key, None)
+
+    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
+        """Load weights, allowing what the method rebuilds and what only training needs.
+
+        Missing keys of :meth:`mark_rebuildable` modules are fine (they came from their files);
+        keys of ``training_only_modules`` that were not built (a method loaded to restore) are
+        skipped. Anything else that does not fit raises one-line :class:`CheckpointError` when
+        ``strict``.
+        """
+        state_dict = {k: v for k, v in state_dict.items() if not self._is_absent_training_key(k)}
+        result = super().load_state_dict(state_dict, strict=False, assign=assign)
+        if strict:
+            allowed = self.rebuildable_state_keys()
+            missing = [k for k in result.missing_keys if k not in allowed]
+            if missing or result.unexpected_keys:
+                raise CheckpointError(
+                    f"the weights do not fit {type(self).__name__}: {len(missing)} missing (e.g. {missing[:3]}), "
+                    f"{len(result.unexpected_keys)} unexpected (e.g. {result.unexpected_keys[:3]}); "
+                    "were they written with other init arguments?"
+                )
+        return result
+
+
+def _group_parameters(group: ParamGroup) -> list[nn.Parameter]:
+    """The parameters of one :meth:`VSRMethod.parameter_groups` entry (a list, or torch group dicts)."""
+    items = list(group)
+    if items and isinstance(items[0], dict):
+        return [p for entry in items for p in entry["params"]]
+    return items

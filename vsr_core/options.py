@@ -154,15 +154,29 @@ class SamplingOptions(OptionGroup):
 
 
 def plain_hyperparameters(hparams: dict[str, Any]) -> dict[str, Any]:
-    """``hparams`` with every option group (and nested dataclass) replaced by a plain dict.
+    """``hparams`` with option groups as plain dicts and only plain values kept.
 
-    Checkpoints hold only plain types, so they load with ``torch.load(weights_only=True)``.
+    Checkpoints hold only plain types (None, bool, int, float, str, lists, tuples, dicts), so they
+    load with ``torch.load(weights_only=True)``. A callable given in Python code (an optimizer
+    factory) is stored as ``None``; from the CLI it arrives as a ``class_path`` mapping and is kept.
     """
-    out = {}
-    for key, value in hparams.items():
-        if isinstance(value, OptionGroup):
-            value = value.as_dict()
-        elif dataclasses.is_dataclass(value) and not isinstance(value, type):
-            value = dataclasses.asdict(value)
-        out[key] = value
-    return out
+    return {key: _plain(value) for key, value in hparams.items()}
+
+
+_PLAIN = (type(None), bool, int, float, str)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, OptionGroup):
+        return value.as_dict()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _plain(dataclasses.asdict(value))
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(v) for v in value)
+    if isinstance(value, _PLAIN):
+        return value
+    # A Python callable (an optimizer factory passed in code) cannot be stored without storing code;
+    # the CLI records such arguments as class_path/init_args mappings instead.
+    return None

@@ -1,7 +1,9 @@
 """Exponential moving average (EMA) of a method's trainable parameters, safe under DDP and FSDP2.
 
-Only the parameters that require gradients at fit start are averaged: for a LoRA run that is
-the adapters, not the frozen multi-billion-parameter base. Shadows are fp32 copies on the
+Only the generator's trainable parameters at fit start are averaged (a
+:class:`~vsr_core.method.VSRMethod`'s ``generator_parameter_names()``; for any other module every
+parameter that requires gradients): for a LoRA run that is the adapters, not the frozen
+multi-billion-parameter base; for a GAN, not the discriminator. Shadows are fp32 copies on the
 parameters' device with the parameters' layout: full tensors under DDP or a single device, and
 DTensors with the same sharding under FSDP2, so each rank averages only its own shard and every
 update is a local ``torch._foreach_lerp_`` without communication.
@@ -22,37 +24,14 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
+from vsr_core.distributed import full_tensor as _full
+from vsr_core.distributed import local_part_of as _local_part_of
+from vsr_core.distributed import local_tensor as _local
 from vsr_core.errors import CheckpointError, ConfigError
 
 __all__ = ["EMA", "EMA_CHECKPOINT_KEY"]
 
 EMA_CHECKPOINT_KEY = "ema_state_dict"
-
-
-def _local(tensor: Tensor) -> Tensor:
-    """The part of ``tensor`` this rank stores: the local shard of a DTensor, else the tensor."""
-    from torch.distributed.tensor import DTensor
-
-    # Under no_grad, DTensor.to_local returns the local tensor itself (not a copy), so in-place
-    # ops on it change the DTensor.
-    return tensor.to_local() if isinstance(tensor, DTensor) else tensor
-
-
-def _full(tensor: Tensor) -> Tensor:
-    """The whole tensor: gathers a DTensor from every rank (a collective), else returns it."""
-    from torch.distributed.tensor import DTensor
-
-    return tensor.full_tensor() if isinstance(tensor, DTensor) else tensor
-
-
-def _local_part_of(full: Tensor, like: Tensor) -> Tensor:
-    """The slice of the full tensor ``full`` that this rank holds for ``like``'s layout."""
-    from torch.distributed.tensor import DTensor, distribute_tensor
-
-    if not isinstance(like, DTensor):
-        return full
-    # src_data_rank=None: every rank has the full tensor and cuts its own shard, no communication.
-    return distribute_tensor(full, like.device_mesh, like.placements, src_data_rank=None).to_local()
 
 
 def _reshard(module: torch.nn.Module) -> None:
@@ -70,9 +49,8 @@ class EMA(Callback):
     After every optimizer step ``s`` (when ``s % update_every == 0``):
     ``ema = decay_t * ema + (1 - decay_t) * param``, with ``decay_t = decay`` or, with ``warmup``,
     ``min(decay, (1 + n) / (10 + n))`` after ``n`` updates. Before ``start_step`` the average just
-    follows the weights. Steps are ``trainer.global_step``: optimizer steps, one per accumulated
-    batch; under manual optimization every optimizer's step counts, and the average is updated
-    once per batch.
+    follows the weights. Steps are ``trainer.global_step``: one per update cycle (a batch, or
+    ``accumulate_grad_batches`` batches), also for methods with several optimizers.
 
     Validation and test run with the EMA weights swapped in (``use_ema_for_validation``) and the
     trained weights swapped back afterwards; training and the ``state_dict`` of checkpoints always
@@ -131,6 +109,11 @@ class EMA(Callback):
         return dict(self._shadow or {})
 
     def _trainable(self, pl_module: LightningModule) -> dict[str, Tensor]:
+        # A VSRMethod names its generator: discriminators and fake scores are not averaged.
+        names = getattr(pl_module, "generator_parameter_names", None)
+        if callable(names):
+            params = dict(pl_module.named_parameters())
+            return {name: params[name] for name in names()}
         return {name: p for name, p in pl_module.named_parameters() if p.requires_grad}
 
     @torch.no_grad()
@@ -197,7 +180,8 @@ class EMA(Callback):
                 "use --trainer.strategy ModelParallelStrategy for sharded training"
             )
 
-    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        # After the method's on_fit_start, which may load --model.init_from weights.
         self._build(pl_module)
 
     def on_train_batch_end(
