@@ -36,7 +36,9 @@ def test_every_kind_uses_the_training_table_and_recovers_x0_with_a_perfect_model
     sampler = schedule.make_sampler(kind, SATB_5_STEPS)
     assert sampler.timesteps.tolist() == SATB_5_STEPS
     assert isinstance(sampler, SAMPLER_KINDS[kind][0])
-    torch.testing.assert_close(sampler.alphas_cumprod.double(), schedule.alphas_cumprod[:400], rtol=2e-6, atol=1e-7)
+    # The whole training table (its zero terminal alpha_bar clamped to 2**-24, as DPM-Solver does).
+    table = schedule.alphas_cumprod.clamp_min(2.0**-24)
+    torch.testing.assert_close(sampler.alphas_cumprod.double(), table, rtol=2e-6, atol=1e-7)
     x0 = _x0()
     x_start = schedule.add_noise(x0, torch.randn_like(x0), 399)
     out = sample(sampler, _oracle(schedule, x0), x_start, generator=torch.Generator().manual_seed(1))
@@ -58,17 +60,62 @@ def test_dpm_solver_takes_arbitrary_timesteps() -> None:
     assert ddpm.timesteps.tolist() == timesteps
 
 
-def test_stride_samplers_refuse_uneven_timesteps() -> None:
+@pytest.mark.parametrize("kind", ["ddim", "cogvideox_ddim", "cogvideox_dpm"])
+def test_stride_samplers_take_uneven_timesteps_exactly(kind: str) -> None:
     schedule = DDPMSchedule("cogvideox")
-    for kind in ("ddim", "cogvideox_ddim", "cogvideox_dpm"):
-        with pytest.raises(ConfigError, match="only takes evenly spaced timesteps"):
-            schedule.make_sampler(kind, [700, 420, 130])
+    timesteps = [700, 420, 130]
+    sampler = schedule.make_sampler(kind, timesteps)
+    assert sampler.timesteps.tolist() == timesteps
+    x0 = _x0()
+    x_start = schedule.add_noise(x0, torch.randn_like(x0), 700)
+    out = sample(sampler, _oracle(schedule, x0), x_start, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(out, x0, rtol=1e-4, atol=1e-4)
+    # set_timesteps gives the stock grid and stride back.
+    sampler.set_timesteps(4)
+    assert sampler.timesteps.tolist() == [999, 749, 499, 249]
+
+
+def test_ddim_step_goes_to_the_next_given_timestep() -> None:
+    # Deterministic DDIM (eta = 0), Song et al. 2021 Eq. 12, written out for a v-prediction model:
+    # x0 = sqrt(a_t) x - sqrt(1 - a_t) v, eps = sqrt(1 - a_t) x + sqrt(a_t) v, x_prev = sqrt(a_p) x0 + sqrt(1 - a_p) eps.
+    schedule = DDPMSchedule("cogvideox")
+    a = schedule.alphas_cumprod
+    timesteps = [700, 420, 130]
+    sampler = schedule.make_sampler("ddim", timesteps)
+    x = torch.randn(2, 3, 4, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    v = torch.randn(2, 3, 4, generator=torch.Generator().manual_seed(6), dtype=torch.float64)
+    for t, prev in ((700, 420), (420, 130), (130, None)):
+        a_t = a[t]
+        a_p = a[prev] if prev is not None else torch.tensor(1.0, dtype=torch.float64)  # set_alpha_to_one
+        x0, eps = a_t.sqrt() * x - (1 - a_t).sqrt() * v, (1 - a_t).sqrt() * x + a_t.sqrt() * v
+        expected = a_p.sqrt() * x0 + (1 - a_p).sqrt() * eps
+        stepped = sampler.step(v.float(), torch.tensor(t), x.float(), return_dict=False)[0]
+        torch.testing.assert_close(stepped.double(), expected, rtol=1e-5, atol=1e-5, msg=f"step from {t}")
+    # The config is restored after every step (nothing leaks out of the exact-stride trick).
+    assert sampler.config.num_train_timesteps == 1000 and sampler.num_inference_steps == 3
+    with pytest.raises(ValueError, match="not one of this sampler's timesteps"):
+        sampler.step(v.float(), torch.tensor(500), x.float())
+
+
+def test_sampler_argument_errors() -> None:
+    schedule = DDPMSchedule("cogvideox")
     with pytest.raises(ConfigError, match="strictly decrease"):
         schedule.make_sampler("ddpm", [100, 200])
+    with pytest.raises(ConfigError, match="strictly decrease"):
+        schedule.make_sampler("ddim", [1000, 200])
+    with pytest.raises(ConfigError, match="integers"):
+        schedule.make_sampler("ddim", [400.5, 200])
     with pytest.raises(ConfigError, match="unknown sampler kind 'euler'"):
         schedule.make_sampler("euler", [10])
-    with pytest.raises(ConfigError, match="timesteps or num_inference_steps"):
+    with pytest.raises(ConfigError, match="exactly one of timesteps or num_inference_steps"):
         schedule.make_sampler("ddim")
+    with pytest.raises(ConfigError, match="exactly one of timesteps or num_inference_steps"):
+        schedule.make_sampler("ddim", [10], num_inference_steps=1)
+    with pytest.raises(ConfigError, match="between 1 and 1000"):
+        schedule.make_sampler("ddim", num_inference_steps=0)
+    # Leading spacing with steps_offset 1 would start at timestep 1000, past the table (diffusers issue 10003).
+    with pytest.raises(ConfigError, match="leave \\[0, 1000\\)"):
+        DDPMSchedule("sd-x4-upscaler").make_sampler("ddim", num_inference_steps=1000)
 
 
 def test_matches_stock_cogvideox_samplers_on_their_own_grid() -> None:
