@@ -82,27 +82,27 @@ class NoiseSchedule(nn.Module, ABC):
         """
 
     @abstractmethod
-    def alpha_sigma(self, t: int | float | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def alpha_sigma(self, t: float | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(alpha_t, sigma_t)`` shaped like ``t``: ``x_t = alpha_t x0 + sigma_t noise``."""
 
     @abstractmethod
-    def snr(self, t: int | float | torch.Tensor) -> torch.Tensor:
+    def snr(self, t: float | torch.Tensor) -> torch.Tensor:
         """Signal-to-noise ratio ``(alpha_t / sigma_t)^2``, float64, shaped like ``t``."""
 
     @abstractmethod
-    def model_timestep(self, t: int | float | torch.Tensor) -> torch.Tensor:
+    def model_timestep(self, t: float | torch.Tensor) -> torch.Tensor:
         """The timestep the network receives for time ``t``, shaped like ``t``."""
 
     @abstractmethod
-    def target(self, x0: torch.Tensor, noise: torch.Tensor, t: int | float | torch.Tensor) -> torch.Tensor:
+    def target(self, x0: torch.Tensor, noise: torch.Tensor, t: float | torch.Tensor) -> torch.Tensor:
         """The regression target ``[B, ...]`` of the network for clean ``x0`` and ``noise`` at ``t``."""
 
     @abstractmethod
-    def to_x0(self, model_out: torch.Tensor, x_t: torch.Tensor, t: int | float | torch.Tensor) -> torch.Tensor:
+    def to_x0(self, model_out: torch.Tensor, x_t: torch.Tensor, t: float | torch.Tensor) -> torch.Tensor:
         """Clean-sample estimate ``[B, ...]`` from the network output at ``x_t``."""
 
     @abstractmethod
-    def to_noise(self, model_out: torch.Tensor, x_t: torch.Tensor, t: int | float | torch.Tensor) -> torch.Tensor:
+    def to_noise(self, model_out: torch.Tensor, x_t: torch.Tensor, t: float | torch.Tensor) -> torch.Tensor:
         """Noise estimate ``[B, ...]`` from the network output at ``x_t``."""
 
     @abstractmethod
@@ -120,7 +120,7 @@ class NoiseSchedule(nn.Module, ABC):
         """
 
     # ----------------------------------------------------------------- shared arithmetic
-    def add_noise(self, x0: torch.Tensor, noise: torch.Tensor, t: int | float | torch.Tensor) -> torch.Tensor:
+    def add_noise(self, x0: torch.Tensor, noise: torch.Tensor, t: float | torch.Tensor) -> torch.Tensor:
         """``x_t = alpha_t x0 + sigma_t noise`` (``[B, ...]``, dtype of ``x0``)."""
         alpha, sigma = self.alpha_sigma(t)
         return per_sample(alpha, x0) * x0 + per_sample(sigma, x0) * noise

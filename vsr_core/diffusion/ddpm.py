@@ -62,8 +62,14 @@ class DDPMSchedule(NoiseSchedule):
         with torch.device("cpu"):
             scheduler = cls.from_config(init_kwargs(cls, strip_meta(cfg)))
         if not hasattr(scheduler, "alphas_cumprod"):
-            raise ConfigError(f"{cls.__name__} has no alphas_cumprod; DDPMSchedule needs a DDPM-family scheduler config")
-        self.config = {**dict(scheduler.config), "_class_name": cls.__name__}
+            raise ConfigError(
+                f"{cls.__name__} has no alphas_cumprod; DDPMSchedule needs a DDPM-family scheduler config"
+            )
+        # Keys the source config left to the class default stay marked as such (as diffusers' own
+        # from_config does), so a sampler of another class takes *its* default for them.
+        defaults = set(cfg.get("_use_default_values", [])) | set(scheduler.config.get("_use_default_values", []))
+        defaults -= set(overrides or {})
+        self.config = {**dict(scheduler.config), "_class_name": cls.__name__, "_use_default_values": sorted(defaults)}
         self.scheduler_class = cls
         self.num_train_timesteps = int(scheduler.config.num_train_timesteps)
         self.prediction_type = str(scheduler.config.prediction_type)

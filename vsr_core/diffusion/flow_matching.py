@@ -74,7 +74,9 @@ class FlowMatchingSchedule(NoiseSchedule):
     default_class = "FlowMatchEulerDiscreteScheduler"
     prediction_type = "flow"
 
-    def __init__(self, config: str | dict[str, Any] | SchedulerMixin = "wan", overrides: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, config: str | dict[str, Any] | SchedulerMixin = "wan", overrides: dict[str, Any] | None = None
+    ) -> None:
         super().__init__()
         cfg = {**_flow_config(load_scheduler_config(config, self.default_class)), **(overrides or {})}
         if cfg.get("use_dynamic_shifting"):
@@ -208,7 +210,9 @@ class FlowMatchingSchedule(NoiseSchedule):
         sampler.set_timesteps(sigmas=sigmas, timesteps=exact_t)
         expected = torch.tensor([*sigmas, 0.0], dtype=torch.float32)
         if not torch.equal(sampler.sigmas.cpu(), expected):  # a diffusers change would show up here
-            raise ConfigError(f"FlowMatchEulerDiscreteScheduler produced sigmas {sampler.sigmas.tolist()} instead of {sigmas}")
+            raise ConfigError(
+                f"FlowMatchEulerDiscreteScheduler produced sigmas {sampler.sigmas.tolist()} instead of {sigmas}"
+            )
         return sampler
 
     def extra_repr(self) -> str:

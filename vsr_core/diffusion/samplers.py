@@ -17,7 +17,9 @@ Every sampler is built on the *same* ``alphas_cumprod`` as the training schedule
 as ``trained_betas`` (``beta_t = 1 - a_t / a_{t-1}``) with ``rescale_betas_zero_snr=False`` and
 ``snr_shift_scale=1``, because rescaling / shifting are already contained in it. Other config keys
 (``prediction_type``, ``clip_sample``, ``set_alpha_to_one``, ``timestep_spacing``, ``steps_offset``,
-``thresholding``, ...) carry over. A zero ``alpha_bar`` (the last step of a zero-terminal-SNR schedule)
+``thresholding``, ...) carry over; keys the base config left unset take the sampler class's own
+default, as in diffusers' ``Sampler.from_config(pipe.scheduler.config)`` (the SD x4 upscaler's config
+has no ``timestep_spacing``: ``leading`` for DDIM / DDPM, ``linspace`` for DPM-Solver). A zero ``alpha_bar`` (the last step of a zero-terminal-SNR schedule)
 is clamped to ``2**-24``, as diffusers' DPM-Solver does for such schedules.
 """
 
@@ -168,8 +170,10 @@ def make_ddpm_sampler(
     cls = _BUILT_CLASS.get(kind, stock)
     n_train = len(alphas_cumprod)
     table = alphas_cumprod.clamp_min(MIN_ALPHA_BAR)
+    # As diffusers' from_config: keys the base config did not set take this class's defaults.
+    given = {k: v for k, v in strip_meta(config).items() if k not in config.get("_use_default_values", ())}
     cfg = {
-        **strip_meta(config),
+        **given,
         **fixed,
         "num_train_timesteps": n_train,
         "trained_betas": betas_from_alphas_cumprod(table),
