@@ -2,18 +2,19 @@
 
 Timesteps are diffusers indices ``0 … T-1`` (``T = 1000`` for CogVideoX). The paper writes the same
 steps 1-based (``τ_s ~ U{1..T}``); its Table 4 already uses the 0-based indices (``199``, ``399``).
-Every function takes the base model's cumulative schedule ``ᾱ`` either as a 1-D tensor or as any
-object with an ``alphas_cumprod`` attribute (``vsr_core.diffusion.DDPMSchedule``, a diffusers
-scheduler), so the blending always follows the noise schedule the denoiser was trained with.
+The blending takes the base model's ``vsr_core.diffusion.DDPMSchedule`` (its ``alpha_bar`` gives ``ᾱ_t``
+and its ``snr`` the SNR ``γ_t = ᾱ_t / (1 − ᾱ_t)`` of Eq. 11), so it always follows the noise schedule
+the denoiser was trained with.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 
+from vsr_core.diffusion import DDPMSchedule
 from vsr_core.errors import ConfigError
 
 BlendKind = Literal["satb", "none", "linear", "cosine"]
@@ -63,38 +64,17 @@ def jump_start_timesteps(num_steps: int) -> list[int]:
     return [i * stride - 1 for i in range(num_steps, 0, -1)]
 
 
-def alphas_cumprod_of(schedule: Any) -> torch.Tensor:
-    """The 1-D ``ᾱ_t`` tensor of ``schedule`` (a tensor, or an object with ``alphas_cumprod``)."""
-    alphas = schedule if isinstance(schedule, torch.Tensor) else schedule.alphas_cumprod
-    alphas = torch.as_tensor(alphas)
-    if alphas.ndim != 1:
-        raise ValueError(f"alphas_cumprod must be 1-D, got shape {tuple(alphas.shape)}")
-    return alphas
-
-
-def gather(alphas_cumprod: torch.Tensor, t: torch.Tensor | int, device: torch.device | None = None) -> torch.Tensor:
-    """``ᾱ_t`` for integer timesteps ``t`` (any shape), in float64 on ``device``."""
-    t = torch.as_tensor(t, dtype=torch.long)
-    device = device or t.device
-    return alphas_cumprod.to(device=device, dtype=torch.float64)[t.to(device)]
-
-
-def snr(schedule: Any, t: torch.Tensor | int) -> torch.Tensor:
-    """Signal-to-noise ratio ``γ_t = ᾱ_t / (1 − ᾱ_t)`` (Eq. 11), float64; 0 at a zero-terminal-SNR end."""
-    alpha = gather(alphas_cumprod_of(schedule), t)
-    return alpha / (1.0 - alpha)
-
-
 def blend_weight(
-    schedule: Any,
+    schedule: DDPMSchedule,
     tau_s: torch.Tensor,
     t: torch.Tensor,
     kind: BlendKind = "satb",
 ) -> torch.Tensor:
     """Weight ``w ∈ [0, 1]`` of the predictor output in ``x_b^t = x_gt + w·(x_p − x_gt)``, per sample.
 
-    * ``satb``: ``w = γ_{τ_s} / γ_t`` (Eq. 4, derived in App. A.1, Eq. 24–27). It equals 1 at
-      ``t = τ_s`` and decays monotonically toward 0 as ``t`` decreases (SNR grows). Written as
+    * ``satb``: ``w = γ_{τ_s} / γ_t`` (Eq. 4 with Eq. 11's ``γ = schedule.snr``, derived in App. A.1,
+      Eq. 24–27). It equals 1 at ``t = τ_s`` and decays monotonically toward 0 as ``t`` decreases
+      (SNR grows). Written as
       ``ᾱ_τ(1−ᾱ_t) / (ᾱ_t(1−ᾱ_τ))`` so it stays finite near ``ᾱ → 1``; ``t = τ_s`` is set to exactly 1
       so the zero-terminal-SNR step (``γ = 0``) does not produce 0/0.
     * ``linear``: ``w = t / τ_s``; ``cosine``: ``w = 1 − cos(π t / (2 τ_s))`` — the heuristic,
@@ -102,7 +82,7 @@ def blend_weight(
     * ``none``: ``w = 1`` — naive joint training on the predictor output at every step (Tab. 2 (c)).
 
     Args:
-        schedule: ``ᾱ`` (see :func:`alphas_cumprod_of`).
+        schedule: the base model's noise schedule (``ᾱ_t = schedule.alpha_bar(t)``).
         tau_s: ``[B]`` integer start timesteps.
         t: ``[B]`` integer timesteps with ``t <= tau_s``.
     Returns:
@@ -118,8 +98,7 @@ def blend_weight(
     if kind == "none":
         return torch.ones(t.shape, dtype=torch.float64, device=t.device)
     if kind == "satb":
-        alphas = alphas_cumprod_of(schedule)
-        a_tau, a_t = gather(alphas, tau_s), gather(alphas, t)
+        a_tau, a_t = schedule.alpha_bar(tau_s).to(t.device), schedule.alpha_bar(t).to(t.device)
         ratio = a_tau * (1.0 - a_t) / (a_t * (1.0 - a_tau)).clamp_min(torch.finfo(torch.float64).tiny)
         return torch.where(same, torch.ones_like(ratio), ratio.clamp(0.0, 1.0))
     fraction = t.double() / tau_s.double().clamp_min(1.0)
@@ -132,7 +111,7 @@ def satb_blend(
     x_p: torch.Tensor,
     tau_s: torch.Tensor,
     t: torch.Tensor,
-    schedule: Any,
+    schedule: DDPMSchedule,
     kind: BlendKind = "satb",
 ) -> torch.Tensor:
     """SNR-Aware Trajectory Blending anchor ``x_b^t = x_gt + (γ_{τ_s}/γ_t)(x_p − x_gt)`` (Eq. 4 / 25).
@@ -141,7 +120,7 @@ def satb_blend(
         x_gt: ``[B, ...]`` ground-truth latent.
         x_p: ``[B, ...]`` predictor output ``x_p^{τ_s}`` (gradients flow through it).
         tau_s, t: ``[B]`` integer timesteps, ``t <= tau_s``.
-        schedule: the base model's ``ᾱ`` (tensor or object with ``alphas_cumprod``).
+        schedule: the base model's noise schedule.
         kind: ``satb`` (the paper) or an ablation of Table 2 (see :func:`blend_weight`).
     Returns:
         ``[B, ...]`` blended anchor, dtype of ``x_gt``.

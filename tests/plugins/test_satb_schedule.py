@@ -11,7 +11,6 @@ from satb.schedule import (
     sample_jump_start_timesteps,
     sample_training_timesteps,
     satb_blend,
-    snr,
 )
 
 from vsr_core.diffusion import DDPMSchedule
@@ -53,9 +52,9 @@ def test_bad_step_counts(bad) -> None:
 def test_snr_is_eq_11(scheduler) -> None:
     a = scheduler.alphas_cumprod.double()
     t = torch.tensor([0, 99, 399, 998])
-    torch.testing.assert_close(snr(scheduler, t), a[t] / (1 - a[t]))
-    assert snr(scheduler, 999).item() == 0.0  # zero terminal SNR (rescale_betas_zero_snr)
-    assert (snr(scheduler, torch.arange(999)).diff() < 0).all()
+    torch.testing.assert_close(scheduler.snr(t), a[t] / (1 - a[t]))
+    assert scheduler.snr(999).item() == 0.0  # zero terminal SNR (rescale_betas_zero_snr)
+    assert (scheduler.snr(torch.arange(999)).diff() < 0).all()
 
 
 def test_blend_boundary_conditions(scheduler) -> None:
@@ -76,7 +75,7 @@ def test_satb_blend_is_eq_4_per_sample(scheduler) -> None:
     x_gt, x_p = torch.randn(3, 2, 1, 2, 2), torch.randn(3, 2, 1, 2, 2)
     tau, t = torch.tensor([399, 199, 50]), torch.tensor([100, 199, 0])
     out = satb_blend(x_gt, x_p, tau, t, scheduler)
-    g = snr(scheduler, tau) / snr(scheduler, t)
+    g = scheduler.snr(tau) / scheduler.snr(t)
     for i in range(3):
         torch.testing.assert_close(out[i], x_gt[i] + g[i].float() * (x_p[i] - x_gt[i]))
 

@@ -8,11 +8,26 @@ from typing import Any
 import torch
 from diffusers import FlowMatchEulerDiscreteScheduler
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
-from torch import nn
 
+from vsr_core.diffusion.base import NoiseSchedule
 from vsr_core.diffusion.broadcast import per_sample
-from vsr_core.diffusion.scheduler_config import PRESETS, init_kwargs, load_scheduler_config, strip_meta
+from vsr_core.diffusion.scheduler_config import init_kwargs, load_scheduler_config, strip_meta
 from vsr_core.errors import ConfigError
+
+__all__ = ["FLOW_SAMPLER_KINDS", "FlowMatchingSchedule"]
+
+#: The flow-matching sampler kinds (``FlowMatchEulerDiscreteScheduler``).
+FLOW_SAMPLER_KINDS = ("euler",)
+
+#: Sampler config entries that would move explicit sigmas away from the values given.
+_EXACT_SIGMAS = {
+    "shift": 1.0,
+    "use_dynamic_shifting": False,
+    "shift_terminal": None,
+    "use_karras_sigmas": False,
+    "use_exponential_sigmas": False,
+    "use_beta_sigmas": False,
+}
 
 
 def _flow_config(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -26,32 +41,50 @@ def _flow_config(cfg: dict[str, Any]) -> dict[str, Any]:
     raise ConfigError(f"{name} config is not a flow-matching schedule; use DDPMSchedule for it")
 
 
-class FlowMatchingSchedule(nn.Module):
+def _as_sigma(sigma: float | torch.Tensor) -> torch.Tensor:
+    sigma = torch.as_tensor(sigma)
+    if not sigma.is_floating_point():
+        if sigma.ndim > 0:  # a long tensor is almost surely a batch of DDPM timestep indices
+            raise ConfigError("flow-matching times are float sigmas in [0, 1]; got an integer tensor")
+        sigma = sigma.double()
+    return sigma
+
+
+class FlowMatchingSchedule(NoiseSchedule):
     """Flow matching ``x_sigma = (1 - sigma) x0 + sigma * noise`` with diffusers' shifted sigma grid.
 
     ``config`` is a preset (``wan``: shift 3, ``flow``: shift 1), a config dict, a scheduler folder /
     file / model folder (Wan's UniPC-in-flow-mode configs are read as ``shift = flow_shift``) or a
     scheduler instance; ``overrides`` updates it. The training grid ``sigmas`` ``[N]`` (descending,
     ``sigma_i = shift * s / (1 + (shift - 1) s)`` for ``s = (N - i) / N``) and ``timesteps = sigmas * N``
-    are read from ``FlowMatchEulerDiscreteScheduler`` itself. ``sigma`` arguments are floats in
-    ``[0, 1]``, scalars or ``[B]``, broadcast over ``[B, C, T, H, W]``:
+    are read from ``FlowMatchEulerDiscreteScheduler`` itself.
+
+    The time ``t`` of the protocol is ``sigma``: floats in ``[0, 1]``, scalars or ``[B]``, broadcast
+    over ``[B, C, T, H, W]``; the network receives ``sigma * N`` (:meth:`model_timestep`) and predicts
+    the velocity (``prediction_type = "flow"``):
 
     * ``x_sigma = (1 - sigma) x0 + sigma * noise``                      (:meth:`add_noise`, PS-SR Eq. 2)
     * ``x_sigma = (1 - sigma) x_hq + sigma * x_lq`` (LQ -> HQ flow)     (:meth:`interpolate`, PS-SR Eq. 4)
-    * velocity ``v = noise - x0`` (``= x_lq - x_hq`` for the paired flow, PS-SR Eq. 7)
-    * ``x0 = x_sigma - sigma v``, ``noise = x_sigma + (1 - sigma) v``
+    * target ``v = noise - x0`` (``= x_lq - x_hq`` for the paired flow, PS-SR Eq. 7)
+    * ``x0 = x_sigma - sigma v``, ``noise = x_sigma + (1 - sigma) v``   (:meth:`to_x0`, :meth:`to_noise`)
+    * ``snr = ((1 - sigma) / sigma)^2``
     * Euler step ``x_next = x_sigma + (sigma_next - sigma) v``          (PS-SR Eq. 3)
     """
 
-    def __init__(self, config: str | dict[str, Any] | SchedulerMixin = "wan", overrides: dict[str, Any] | None = None) -> None:
+    default_class = "FlowMatchEulerDiscreteScheduler"
+    prediction_type = "flow"
+
+    def __init__(
+        self, config: str | dict[str, Any] | SchedulerMixin = "wan", overrides: dict[str, Any] | None = None
+    ) -> None:
         super().__init__()
-        cfg = {**_flow_config(load_scheduler_config(config, "FlowMatchEulerDiscreteScheduler")), **(overrides or {})}
+        cfg = {**_flow_config(load_scheduler_config(config, self.default_class)), **(overrides or {})}
         if cfg.get("use_dynamic_shifting"):
             raise ConfigError("use_dynamic_shifting (resolution-dependent shift) is not supported; set a fixed shift")
         # Computed on the CPU even under a meta-device init context (_apply restores it after to_empty()).
         with torch.device("cpu"):
             scheduler = FlowMatchEulerDiscreteScheduler.from_config(init_kwargs(FlowMatchEulerDiscreteScheduler, cfg))
-        self.config = {**dict(scheduler.config), "_class_name": "FlowMatchEulerDiscreteScheduler"}
+        self.config = {**dict(scheduler.config), "_class_name": self.default_class}
         self.num_train_timesteps = int(scheduler.config.num_train_timesteps)
         self.shift = float(scheduler.config.shift)
         self._grid = (scheduler.sigmas.detach().float().clone(), scheduler.timesteps.detach().float().clone())
@@ -65,58 +98,70 @@ class FlowMatchingSchedule(nn.Module):
         self.timesteps = self._grid[1].to(self.timesteps.device)
         return self
 
-    @classmethod
-    def preset(cls, name: str, **overrides: Any) -> FlowMatchingSchedule:
-        """A schedule from :data:`~vsr_core.diffusion.scheduler_config.PRESETS` (``wan`` or ``flow``)."""
-        if name not in PRESETS:
-            raise ConfigError(f"unknown schedule preset {name!r}; choose one of {', '.join(PRESETS)}")
-        return cls(name, overrides)
-
-    @classmethod
-    def from_pretrained(cls, path_or_id: str, subfolder: str = "scheduler", **overrides: Any) -> FlowMatchingSchedule:
-        """The schedule stored in ``<path>/<subfolder>/scheduler_config.json`` (a local model folder or hub id)."""
-        from vsr_core.pretrained import resolve_pretrained
-
-        return cls(str(resolve_pretrained(path_or_id, subfolder)), overrides)
-
     # ----------------------------------------------------------------- sigma <-> timestep
     def shift_sigma(self, sigma: torch.Tensor | float) -> torch.Tensor:
         """``shift * s / (1 + (shift - 1) s)``: the static shift diffusers applies to sigmas (SD3 / Wan)."""
         s = torch.as_tensor(sigma, dtype=torch.float32)
         return self.shift * s / (1 + (self.shift - 1) * s)
 
-    def timestep(self, sigma: torch.Tensor | float) -> torch.Tensor:
-        """The model's timestep input for ``sigma``: ``sigma * num_train_timesteps``."""
-        return torch.as_tensor(sigma, dtype=torch.float32) * self.num_train_timesteps
+    def model_timestep(self, t: float | torch.Tensor) -> torch.Tensor:
+        """The network's timestep input for ``sigma = t``: ``sigma * num_train_timesteps`` (float32, shaped like ``t``)."""
+        return _as_sigma(t).float() * self.num_train_timesteps
 
-    def sample_sigmas(
-        self, batch_size: int, generator: torch.Generator | None = None, device: torch.device | str | None = None
+    def sample_t(
+        self,
+        batch_size: int,
+        generator: torch.Generator | None = None,
+        device: torch.device | str | None = None,
+        low: float | None = None,
+        high: float | None = None,
     ) -> torch.Tensor:
-        """Training sigmas ``[batch_size]``: uniform indices into the shifted grid (diffusers' training scripts)."""
-        gen_device = generator.device if generator is not None else "cpu"
-        idx = torch.randint(0, self.num_train_timesteps, (batch_size,), generator=generator, device=gen_device)
-        return self.sigmas[idx.to(self.sigmas.device)].to(device if device is not None else self.sigmas.device)
+        """Training sigmas ``[batch_size]`` (float32): uniform picks from the shifted grid (diffusers' training scripts).
+
+        Only grid entries whose model timestep ``sigma * N`` lies in ``[low, high)`` are drawn; the
+        default is the whole grid, ``sigma = 1`` (model timestep ``N``) included. An explicit
+        ``high=N`` therefore leaves ``sigma = 1`` out.
+        """
+        keep = torch.ones_like(self.timesteps, dtype=torch.bool)
+        if low is not None:
+            keep &= self.timesteps >= low
+        if high is not None:
+            keep &= self.timesteps < high
+        if (low is not None and low < 0) or not bool(keep.any()):
+            raise ConfigError(
+                f"no training sigma has a model timestep in [{low}, {high}); the grid spans "
+                f"[{self.timesteps.min().item():g}, {self.timesteps.max().item():g}]"
+            )
+        grid = self.sigmas[keep]
+        idx = self._draw_indices(batch_size, len(grid), generator)
+        return grid[idx.to(grid.device)].to(device if device is not None else self.sigmas.device)
 
     # ----------------------------------------------------------------- interpolation and conversions
-    def add_noise(self, x0: torch.Tensor, noise: torch.Tensor, sigma: torch.Tensor | float) -> torch.Tensor:
-        """``(1 - sigma) x0 + sigma * noise`` (equals ``FlowMatchEulerDiscreteScheduler.scale_noise``)."""
-        s = per_sample(sigma, x0)
-        return (1 - s) * x0 + s * noise
+    def alpha_sigma(self, t: float | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(1 - sigma, sigma)`` shaped like ``t``."""
+        sigma = _as_sigma(t)
+        return 1 - sigma, sigma
+
+    def snr(self, t: float | torch.Tensor) -> torch.Tensor:
+        """``((1 - sigma) / sigma)^2`` in float64 (infinite at ``sigma = 0``, 0 at ``sigma = 1``)."""
+        sigma = _as_sigma(t).double()
+        return ((1 - sigma) / sigma) ** 2
 
     def interpolate(self, x_hq: torch.Tensor, x_lq: torch.Tensor, sigma: torch.Tensor | float) -> torch.Tensor:
         """LQ -> HQ flow of PS-SR: ``(1 - sigma) x_hq + sigma * x_lq`` (``x_lq`` = the LQ latents at sigma 1)."""
         return self.add_noise(x_hq, x_lq, sigma)
 
-    @staticmethod
-    def velocity(x0: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        """The regression target ``d x_sigma / d sigma = noise - x0`` (``x_lq - x_hq`` for the paired flow)."""
+    def target(self, x0: torch.Tensor, noise: torch.Tensor, t: float | torch.Tensor | None = None) -> torch.Tensor:
+        """The regression target ``d x_sigma / d sigma = noise - x0`` (``x_lq - x_hq`` for the paired flow); ``t`` is unused."""
         return noise - x0
 
-    def x0_from_velocity(self, x_sigma: torch.Tensor, v: torch.Tensor, sigma: torch.Tensor | float) -> torch.Tensor:
-        return x_sigma - per_sample(sigma, x_sigma) * v
+    def to_x0(self, model_out: torch.Tensor, x_t: torch.Tensor, t: float | torch.Tensor) -> torch.Tensor:
+        """``x0 = x_sigma - sigma v`` for the velocity ``v = model_out``."""
+        return x_t - per_sample(_as_sigma(t), x_t) * model_out
 
-    def noise_from_velocity(self, x_sigma: torch.Tensor, v: torch.Tensor, sigma: torch.Tensor | float) -> torch.Tensor:
-        return x_sigma + (1 - per_sample(sigma, x_sigma)) * v
+    def to_noise(self, model_out: torch.Tensor, x_t: torch.Tensor, t: float | torch.Tensor) -> torch.Tensor:
+        """``noise = x_sigma + (1 - sigma) v`` for the velocity ``v = model_out``."""
+        return x_t + (1 - per_sample(_as_sigma(t), x_t)) * model_out
 
     def step(
         self, x_sigma: torch.Tensor, v: torch.Tensor, sigma: torch.Tensor | float, sigma_next: torch.Tensor | float
@@ -127,37 +172,47 @@ class FlowMatchingSchedule(nn.Module):
     # ----------------------------------------------------------------- sampler
     def make_sampler(
         self,
-        kind: str = "euler",
-        sigmas: list[float] | None = None,
+        kind: str | None = None,
         timesteps: list[float] | None = None,
         num_inference_steps: int | None = None,
-        apply_shift: bool = True,
+        *,
+        sigmas: list[float] | None = None,
         **overrides: Any,
     ) -> FlowMatchEulerDiscreteScheduler:
-        """A ``FlowMatchEulerDiscreteScheduler`` on this schedule (``kind="euler"``, the only kind).
+        """A ``FlowMatchEulerDiscreteScheduler`` on this schedule (``kind="euler"``, the only kind and the default).
 
-        Give ``sigmas`` (descending in ``(0, 1]``), or ``timesteps`` (converted to ``sigmas = t / N``),
-        or ``num_inference_steps`` (diffusers' even spacing). diffusers shifts the given sigmas with
-        ``shift``; ``apply_shift=False`` uses them exactly as given. A final sigma 0 is appended.
+        Give exactly one of ``timesteps`` (model timesteps, ``sigma = t / N``), ``sigmas``
+        (descending in ``(0, 1]``) or ``num_inference_steps``. Explicit ``timesteps`` / ``sigmas`` are
+        used exactly as given, never shifted (timestep 699 stays sigma 0.699); the sampler's config
+        then has ``shift = 1``. ``num_inference_steps`` gives diffusers' own shifted grid. A final
+        sigma 0 is appended.
         """
-        if kind != "euler":
+        kind = kind or FLOW_SAMPLER_KINDS[0]
+        if kind not in FLOW_SAMPLER_KINDS:
             raise ConfigError(f"unknown flow-matching sampler kind {kind!r}; only 'euler' is available")
         if sum(v is not None for v in (sigmas, timesteps, num_inference_steps)) != 1:
             raise ConfigError("make_sampler needs exactly one of sigmas, timesteps or num_inference_steps")
+        cfg = {**strip_meta(self.config), **overrides}
+        exact_t: list[float] | None = None
         if timesteps is not None:
-            sigmas = [float(t) / self.num_train_timesteps for t in timesteps]
+            exact_t = [float(t) for t in timesteps]
+            sigmas = [t / self.num_train_timesteps for t in exact_t]
         if sigmas is not None:
             sigmas = [float(s) for s in sigmas]
-            if any(a <= b for a, b in pairwise(sigmas)) or sigmas[-1] <= 0 or sigmas[0] > 1:
+            if not sigmas or any(a <= b for a, b in pairwise(sigmas)) or sigmas[-1] <= 0 or sigmas[0] > 1:
                 raise ConfigError(f"sigmas must strictly decrease inside (0, 1], got {sigmas}")
-        cfg = {**strip_meta(self.config), **overrides}
-        if not apply_shift:
-            cfg["shift"] = 1.0
+            cfg.update(_EXACT_SIGMAS)
         sampler = FlowMatchEulerDiscreteScheduler.from_config(init_kwargs(FlowMatchEulerDiscreteScheduler, cfg))
-        if sigmas is not None:
-            sampler.set_timesteps(sigmas=sigmas)
-        else:
+        if sigmas is None:
             sampler.set_timesteps(num_inference_steps=num_inference_steps)
+            return sampler
+        # Passing the timesteps too keeps them exactly as given (not re-derived as float32 sigma * N).
+        sampler.set_timesteps(sigmas=sigmas, timesteps=exact_t)
+        expected = torch.tensor([*sigmas, 0.0], dtype=torch.float32)
+        if not torch.equal(sampler.sigmas.cpu(), expected):  # a diffusers change would show up here
+            raise ConfigError(
+                f"FlowMatchEulerDiscreteScheduler produced sigmas {sampler.sigmas.tolist()} instead of {sigmas}"
+            )
         return sampler
 
     def extra_repr(self) -> str:

@@ -13,11 +13,13 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from vsr_core.errors import ConfigError, PretrainedError
 from vsr_core.pretrained import resolve_pretrained
 
+__all__ = ["PRESETS", "init_kwargs", "load_scheduler_config", "scheduler_class", "strip_meta"]
+
 #: Keys diffusers stores in every config that are not constructor arguments.
 _META_KEYS = ("_class_name", "_diffusers_version", "_use_default_values")
 
-#: Named scheduler configs of the base models the plugins build on (copied from their
-#: ``scheduler/scheduler_config.json``; only keys that change the schedule or its sampling).
+#: Named scheduler configs of the base models the plugins build on (their ``scheduler/scheduler_config.json``;
+#: only keys that change the schedule or its sampling; keys left out take the diffusers class's default).
 PRESETS: dict[str, dict[str, Any]] = {
     # CogVideoX-5b and CogVideoX1.5-5B: v-prediction, zero terminal SNR, no SNR shift.
     "cogvideox": {
@@ -49,7 +51,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "steps_offset": 0,
         "timestep_spacing": "trailing",
     },
-    # Stable Diffusion 1.x (epsilon) and 2.1-768 (v-prediction): scaled_linear 0.00085 -> 0.012.
+    # Stable Diffusion 1.x / 2.x tables in the DDPMScheduler form diffusers' training scripts load them
+    # in (DDPMScheduler.from_pretrained(model, subfolder="scheduler")): scaled_linear 0.00085 -> 0.012.
     "sd": {
         "_class_name": "DDPMScheduler",
         "num_train_timesteps": 1000,
@@ -72,9 +75,29 @@ PRESETS: dict[str, dict[str, Any]] = {
         "set_alpha_to_one": False,
         "steps_offset": 1,
     },
-    # Stable Diffusion x4 upscaler (the UNet's scheduler): scaled_linear 0.0001 -> 0.02, v-prediction.
+    # stabilityai/stable-diffusion-2-1-base, scheduler/scheduler_config.json: PNDM (PLMS only), epsilon.
+    # The betas are the LDM config's linear_start/linear_end 0.00085/0.012 (v2-inference.yaml) with LDM's
+    # "linear" schedule, which is diffusers' "scaled_linear" (linspace of the square roots, squared).
+    # No timestep_spacing key: diffusers' default "leading" applies, shifted by steps_offset 1.
+    "sd2.1-base": {
+        "_class_name": "PNDMScheduler",
+        "num_train_timesteps": 1000,
+        "beta_start": 0.00085,
+        "beta_end": 0.012,
+        "beta_schedule": "scaled_linear",
+        "prediction_type": "epsilon",
+        "clip_sample": False,
+        "set_alpha_to_one": False,
+        "skip_prk_steps": True,
+        "steps_offset": 1,
+    },
+    # stabilityai/stable-diffusion-x4-upscaler, scheduler/scheduler_config.json: the UNet's scheduler is a
+    # DDIMScheduler (model_index.json). Betas and parameterization from the original
+    # configs/stable-diffusion/x4-upscaling.yaml (Stability-AI/stablediffusion): linear_start 0.0001,
+    # linear_end 0.02, timesteps 1000, parameterization "v"; LDM's "linear" is diffusers' "scaled_linear".
+    # steps_offset 1 without timestep_spacing (default "leading"): 50 DDIM steps are [981, 961, ..., 1].
     "sd-x4-upscaler": {
-        "_class_name": "DDPMScheduler",
+        "_class_name": "DDIMScheduler",
         "num_train_timesteps": 1000,
         "beta_start": 0.0001,
         "beta_end": 0.02,
@@ -82,7 +105,23 @@ PRESETS: dict[str, dict[str, Any]] = {
         "prediction_type": "v_prediction",
         "clip_sample": False,
         "set_alpha_to_one": False,
+        "skip_prk_steps": True,
         "steps_offset": 1,
+    },
+    # stabilityai/stable-diffusion-x4-upscaler, low_res_scheduler/: the DDPMScheduler that noises the
+    # low-resolution image at noise_level (StableDiffusionUpscalePipeline, max_noise_level 350). The same
+    # dict is what diffusers' single-file loader builds for this component (loaders/single_file_utils.py);
+    # it is x4-upscaling.yaml's low_scale_config noise_schedule_config (linear_start 0.0001, linear_end
+    # 0.02 with LDM's "linear" = diffusers' "scaled_linear").
+    "sd-x4-upscaler-low-res": {
+        "_class_name": "DDPMScheduler",
+        "num_train_timesteps": 1000,
+        "beta_start": 0.0001,
+        "beta_end": 0.02,
+        "beta_schedule": "scaled_linear",
+        "prediction_type": "epsilon",
+        "clip_sample": True,
+        "variance_type": "fixed_small",
     },
     # Wan2.1 (flow matching): sigma shift 3 (480p; Wan recommends 5 for 720p).
     "wan": {"_class_name": "FlowMatchEulerDiscreteScheduler", "num_train_timesteps": 1000, "shift": 3.0},

@@ -82,7 +82,7 @@ def test_formulas_and_round_trips() -> None:
     x_t = eps_schedule.add_noise(x0, noise, t)
     assert torch.equal(eps_schedule.target(x0, noise, t), noise)
     torch.testing.assert_close(eps_schedule.to_x0(noise, x_t, t), x0, rtol=1e-4, atol=1e-4)
-    torch.testing.assert_close(eps_schedule.to_eps(noise, x_t, t), noise)
+    torch.testing.assert_close(eps_schedule.to_noise(noise, x_t, t), noise)
 
 
 def test_timestep_broadcasting() -> None:
@@ -143,13 +143,13 @@ def test_bad_configs_are_config_errors(tmp_path: Path) -> None:
 
 def test_timestep_helpers() -> None:
     schedule = DDPMSchedule("cogvideox")
-    t = schedule.sample_timesteps(64, generator=torch.Generator().manual_seed(0), low=100, high=200)
+    t = schedule.sample_t(64, generator=torch.Generator().manual_seed(0), low=100, high=200)
     assert t.dtype == torch.long and t.min() >= 100 and t.max() < 200
-    assert torch.equal(t, schedule.sample_timesteps(64, generator=torch.Generator().manual_seed(0), low=100, high=200))
+    assert torch.equal(t, schedule.sample_t(64, generator=torch.Generator().manual_seed(0), low=100, high=200))
     # SATB-VR Table 4 rows are trailing grids below the jump-start timestep.
     assert schedule.trailing_timesteps(5, start=399) == [399, 319, 239, 159, 79]
     assert schedule.trailing_timesteps(8, start=399) == [399, 349, 299, 249, 199, 149, 99, 49]
     assert schedule.trailing_timesteps(1, start=199) == [199]
     assert schedule.trailing_timesteps(4) == [999, 749, 499, 249]
     with pytest.raises(ConfigError):
-        schedule.sample_timesteps(2, low=10, high=5)
+        schedule.sample_t(2, low=10, high=5)
