@@ -292,7 +292,9 @@ class TextEncoder:
                 embeds = model(ids, attention_mask=attention_mask)[0]
             else:
                 states = model(ids, attention_mask=attention_mask, output_hidden_states=True).hidden_states
-                embeds = model.text_model.final_layer_norm(states[-(self.clip_skip + 1)])
+                # transformers 5 flattened CLIPTextModel.text_model into the model itself.
+                final_norm = getattr(model, "text_model", model).final_layer_norm
+                embeds = final_norm(states[-(self.clip_skip + 1)])
         return embeds, lengths
 
     def encode(self, prompts: list[str], device: str | torch.device | None = None) -> torch.Tensor:
