@@ -57,7 +57,7 @@ def test_auto_without_t5_uses_release_files_or_zeros(tmp_path) -> None:
 
 
 def test_text_cache_serves_captions_without_the_t5(t5_folder, tmp_path, monkeypatch) -> None:
-    options = dict(width=8, tokens=3, max_length=6, ignore_prompts=False, cache=str(tmp_path / "cache"))
+    options = {"width": 8, "tokens": 3, "max_length": 6, "ignore_prompts": False, "cache": str(tmp_path / "cache")}
     first = build_prompt_encoder("t5", str(t5_folder), None, **options)
     expected = first(["a cat", "a video"], 2, CPU, torch.float32)
     negative = first.negative_embeddings(2, CPU, torch.float32)
