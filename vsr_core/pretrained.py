@@ -16,7 +16,7 @@ import torch
 
 from vsr_core.errors import ConfigError, PretrainedError
 
-__all__ = ["as_dtype", "hub_offline", "resolve_pretrained"]
+__all__ = ["as_dtype", "hub_offline", "locate_component", "resolve_pretrained"]
 
 #: Weight files diffusers / transformers write (single file, sharded index, or legacy pickle).
 _WEIGHT_PATTERNS = ("*.safetensors", "*.safetensors.index.json", "*.bin", "*.bin.index.json", "*.pt")
@@ -93,6 +93,23 @@ def resolve_pretrained(path_or_id: str | os.PathLike, component: str | None = No
             f"pretrained folder {text} does not exist (pass a local diffusers-format model folder or a hub id 'owner/name')"
         )
     return _check_component(_download(text, component), component, text)
+
+
+def locate_component(path_or_id: str | os.PathLike, component: str) -> Path | None:
+    """The folder ``<path>/<component>`` of a local model, or of a hub id (downloaded unless offline).
+
+    Unlike :func:`resolve_pretrained` nothing is checked inside the folder (tokenizer folders hold
+    no weights); returns ``None`` when a local path has no such folder or the path is neither a
+    folder nor a hub id.
+    """
+    text = os.fspath(path_or_id)
+    local = Path(text).expanduser()
+    if local.exists():
+        folder = local / component
+        return folder if folder.is_dir() else None
+    if _looks_like_hub_id(text):
+        return _download(text, component)
+    return None
 
 
 def _download(repo_id: str, component: str) -> Path:

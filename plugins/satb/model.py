@@ -35,7 +35,7 @@ from satb.schedule import (
     sample_training_timesteps,
     satb_blend,
 )
-from satb.text import POSITIVE_TEMPLATE, PromptEncoder
+from satb.text import POSITIVE_TEMPLATE, build_prompt_encoder
 from satb.video_ops import pad_latent_frames
 from satb.weights import (
     EXTRA_MODULES,
@@ -50,6 +50,7 @@ from vsr_core.inference import wavelet_color_fix
 from vsr_core.latent import CogVideoXCodec, LatentCodec, PixelUnshuffleCodec
 from vsr_core.method import VSRMethod
 from vsr_core.pretrained import as_dtype
+from vsr_core.text import PromptEncoder, cfg_active, cfg_batch, cfg_split_combine
 from vsr_core.video_ops import pad_spatial, pad_temporal, padded_size, upsample_frames
 
 DENOISER_OUTPUTS = ("v", "x0", "lq_residual")
@@ -97,6 +98,8 @@ class SATBVR(VSRMethod):
         controlnet_layers: blocks copied into the ControlNet (preset default: 6 for ``real``).
         text_encoder: ``auto`` / ``t5`` / ``precomputed`` / ``none``.
         ignore_prompts: without a text encoder, drop given prompts (warn once) instead of failing.
+        text_cache: a caption-embedding cache directory (T5 only; filled by ``vsr precompute`` or on
+            the fly): cached captions are read from it and the T5 is loaded only for the others.
         prompt_template: append the release's quality template to prompts at inference (T5 only).
         num_steps: default few-step budget of :meth:`restore` (5, τ_s = 399, as the paper).
         guidance_scale: classifier-free guidance at inference (6 in the release; 1 disables).
@@ -143,6 +146,7 @@ class SATBVR(VSRMethod):
         text_encoder: str = "auto",
         ignore_prompts: bool = True,
         prompt_template: bool = True,
+        text_cache: str | None = None,
         num_steps: int = 5,
         guidance_scale: float = 1.0,
         color_fix: bool = True,
@@ -237,7 +241,7 @@ class SATBVR(VSRMethod):
             base = CogVideoXTransformer3DModel(**config)
         self.transformer_config = base.config
 
-        self.prompt_encoder = self._build_prompts(text_encoder, pretrained, release, spec, ignore_prompts)
+        self.prompt_encoder = self._build_prompts(text_encoder, pretrained, release, spec, ignore_prompts, dtype, text_cache)
 
         self.predictor = None
         if use_predictor:
@@ -296,23 +300,27 @@ class SATBVR(VSRMethod):
         return PixelUnshuffleCodec(factor=spec.codec_factor, scaling=spec.codec_scaling, **options)
 
     def _build_prompts(
-        self, mode: str, pretrained: str | None, release: Path | None, spec: Any, ignore_prompts: bool
+        self,
+        mode: str,
+        pretrained: str | None,
+        release: Path | None,
+        spec: Any,
+        ignore_prompts: bool,
+        dtype: torch.dtype | None,
+        cache: str | None,
     ) -> PromptEncoder:
         cfg = self.transformer_config
-        has_t5 = bool(pretrained) and all((Path(pretrained) / p).is_dir() for p in ("text_encoder", "tokenizer"))
-        if mode == "auto":
-            mode = "t5" if has_t5 else "precomputed" if release and (release / "prompt_embeds.pt").is_file() else "none"
-        if mode == "t5":
-            if not pretrained:
-                raise ConfigError("text_encoder=t5 needs pretrained= a folder with text_encoder/ and tokenizer/")
-            return PromptEncoder.from_folder(
-                pretrained, cfg.text_embed_dim, spec.text_tokens, ignore_prompts, cfg.max_text_seq_length
-            )
-        if mode == "precomputed":
-            if release is None:
-                raise ConfigError("text_encoder=precomputed needs satb_weights= the folder with prompt_embeds.pt")
-            return PromptEncoder.from_embeddings(str(release), cfg.text_embed_dim, ignore_prompts)
-        return PromptEncoder(mode, cfg.text_embed_dim, spec.text_tokens, ignore_prompts)
+        return build_prompt_encoder(
+            mode,
+            pretrained,
+            release,
+            cfg.text_embed_dim,
+            spec.text_tokens,
+            cfg.max_text_seq_length,
+            ignore_prompts,
+            dtype,
+            cache,
+        )
 
     def _copy_base_weights(self, base: CogVideoXTransformer3DModel) -> None:
         if next(base.parameters()).device.type == "meta":
@@ -540,9 +548,9 @@ class SATBVR(VSRMethod):
         rotary = self._rotary(x_lq)
         suffix = POSITIVE_TEMPLATE if self.prompt_template else ""
         text = self._text(prompt, b, x_lq, suffix)
-        cfg = guidance > 1.0 and self.prompt_encoder.mode != "none"
-        if cfg:
-            text = torch.cat([self.prompt_encoder.negative_embeddings(b, x_lq.device, x_lq.dtype), text])
+        cfg = cfg_active(guidance) and self.prompt_encoder.mode != "none"
+        if cfg:  # [negative; positive] batch, combined after each denoiser call
+            text = cfg_batch(self.prompt_encoder.negative_embeddings(b, x_lq.device, x_lq.dtype), text)
 
         tau_s = torch.full((b,), timesteps[0], device=x_lq.device, dtype=torch.long)
         x_p = self._predict(x_lq, tau_s, text[-b:], rotary)
@@ -556,8 +564,8 @@ class SATBVR(VSRMethod):
             t_batch = t.to(x_t.device).long().expand(x_t.shape[0] * (2 if cfg else 1))
             if not cfg:
                 return self._denoise(x_t, t_batch, x_lq, text, rotary).float()
-            v_uncond, v_text = self._denoise(torch.cat([x_t, x_t]), t_batch, torch.cat([x_lq, x_lq]), text, rotary).chunk(2)
-            return (v_uncond + guidance * (v_text - v_uncond)).float()
+            v = self._denoise(cfg_batch(x_t, x_t), t_batch, cfg_batch(x_lq, x_lq), text, rotary)
+            return cfg_split_combine(v, guidance).float()
 
         # DPM-Solver++ (default) over the jump-start timesteps; "cogvideox_dpm" is the release's solver.
         solver = self.schedule.make_sampler(sampler or self.sampler, timesteps=timesteps)

@@ -11,4 +11,5 @@ EXTRA_COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("vsr_core.commands.evaluate:main", "score restored videos against ground truth (or no-reference only)"),
     "bench": ("vsr_core.commands.bench:main", "measure inference and training speed and memory of a method"),
     "export": ("vsr_core.commands.export:main", "write a checkpoint's trained parts as a diffusers-format folder"),
+    "precompute": ("vsr_core.commands.precompute:main", "encode captions once into a text-embedding cache for training"),
 }
