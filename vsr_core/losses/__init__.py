@@ -9,6 +9,8 @@
   never part of ``state_dict``; a tiny stand-in for tests.
 """
 
+from vsr_core.losses.adversarial import GAN_LOSSES, d_loss, g_loss, r1_penalty
+from vsr_core.losses.discriminators import LatentDiscriminator, PatchHead, TemporalPatchDiscriminator
 from vsr_core.losses.distribution_matching import (
     WEIGHTINGS,
     DistributionMatching,
@@ -29,18 +31,25 @@ from vsr_core.losses.scores import (
 )
 
 __all__ = [
+    "GAN_LOSSES",
     "WEIGHTINGS",
     "AdapterScore",
     "DistributionMatching",
     "DistributionMatchingLoss",
+    "LatentDiscriminator",
     "ModuleScore",
+    "PatchHead",
     "ScoreModel",
+    "TemporalPatchDiscriminator",
     "activate_adapters",
     "adapter_scores",
+    "d_loss",
     "denoising_loss",
     "distribution_matching_gradient",
     "frame_differences",
+    "g_loss",
     "gradient_matching_loss",
     "guided",
+    "r1_penalty",
     "use_adapters",
 ]
