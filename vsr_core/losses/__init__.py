@@ -21,6 +21,7 @@ from vsr_core.losses.distribution_matching import (
     gradient_matching_loss,
     guided,
 )
+from vsr_core.losses.perceptual import PERCEPTUAL_KINDS, PerceptualLoss, TinyPerceptual, perceptual_weight_files
 from vsr_core.losses.scores import (
     AdapterScore,
     ModuleScore,
@@ -32,6 +33,7 @@ from vsr_core.losses.scores import (
 
 __all__ = [
     "GAN_LOSSES",
+    "PERCEPTUAL_KINDS",
     "WEIGHTINGS",
     "AdapterScore",
     "DistributionMatching",
@@ -39,8 +41,10 @@ __all__ = [
     "LatentDiscriminator",
     "ModuleScore",
     "PatchHead",
+    "PerceptualLoss",
     "ScoreModel",
     "TemporalPatchDiscriminator",
+    "TinyPerceptual",
     "activate_adapters",
     "adapter_scores",
     "d_loss",
@@ -50,6 +54,7 @@ __all__ = [
     "g_loss",
     "gradient_matching_loss",
     "guided",
+    "perceptual_weight_files",
     "r1_penalty",
     "use_adapters",
 ]
