@@ -91,7 +91,11 @@ class TemporalPatchDiscriminator(nn.Module):
         layers.append(nn.LeakyReLU(0.2))
         for i in range(1, num_layers + 1):
             stride = (2 if i < temporal_downsample else 1, 2, 2) if i < num_layers else (1, 1, 1)
-            layers += [conv(widths[i - 1], widths[i], stride, norm == "none"), _norm(norm, widths[i]), nn.LeakyReLU(0.2)]
+            layers += [
+                conv(widths[i - 1], widths[i], stride, norm == "none"),
+                _norm(norm, widths[i]),
+                nn.LeakyReLU(0.2),
+            ]
         layers.append(conv(widths[-1], 1, (1, 1, 1), True))
         self.layers = nn.Sequential(*layers)
 
@@ -102,7 +106,7 @@ class TemporalPatchDiscriminator(nn.Module):
 
     @property
     def receptive_field(self) -> tuple[int, int, int]:
-        """Frames, rows and columns of input one output logit depends on: ``r <- (r - 1) s + k`` from the last conv back."""
+        """Frames, rows and columns of input one logit depends on (``r <- (r - 1) s + k`` from the last conv back)."""
         field = [1, 1, 1]
         for layer in reversed(self.convolutions):
             field = [(r - 1) * s + k for r, s, k in zip(field, layer.stride, layer.kernel_size, strict=True)]
@@ -127,7 +131,9 @@ class PatchHead(nn.Module):
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         if features.ndim < 2 or features.shape[1] != self.channels:
-            raise ValueError(f"expected channel-first features [B, {self.channels}, ...], got shape {list(features.shape)}")
+            raise ValueError(
+                f"expected channel-first features [B, {self.channels}, ...], got shape {list(features.shape)}"
+            )
         return self.fc2(self.act(self.fc1(features.movedim(1, -1)))).movedim(-1, 1)
 
 
@@ -141,7 +147,9 @@ class LatentDiscriminator(nn.Module, abc.ABC):
     :func:`~vsr_core.losses.adversarial.g_loss` accept as they are (mean over heads).
     """
 
-    def __init__(self, feature_channels: Sequence[int], hidden_channels: int = 256, spectral_norm: bool = False) -> None:
+    def __init__(
+        self, feature_channels: Sequence[int], hidden_channels: int = 256, spectral_norm: bool = False
+    ) -> None:
         super().__init__()
         if not feature_channels:
             raise ConfigError("a LatentDiscriminator needs at least one feature map (feature_channels is empty)")
@@ -150,7 +158,7 @@ class LatentDiscriminator(nn.Module, abc.ABC):
 
     @abc.abstractmethod
     def features(self, latents: torch.Tensor, *args: Any, **kwargs: Any) -> Sequence[torch.Tensor]:
-        """Feature maps ``[B, C_i, ...]`` of ``latents`` ``[B, c, t, h, w]`` (extra arguments: timestep, condition, ...)."""
+        """Feature maps ``[B, C_i, ...]`` of ``latents`` ``[B, c, t, h, w]`` (extra arguments: timestep, condition)."""
 
     def forward(self, latents: torch.Tensor, *args: Any, **kwargs: Any) -> list[torch.Tensor]:
         """Patch logits ``[B, 1, ...]`` per feature map."""

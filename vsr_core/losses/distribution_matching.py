@@ -85,7 +85,9 @@ def distribution_matching_gradient(
     clamped to 1e-12, so ``x0_fake == x0_real`` always gives ``g = 0`` exactly.
     """
     if weighting not in WEIGHTINGS:
-        raise ConfigError(f"unknown distribution-matching weighting {weighting!r}; choose one of {', '.join(WEIGHTINGS)}")
+        raise ConfigError(
+            f"unknown distribution-matching weighting {weighting!r}; choose one of {', '.join(WEIGHTINGS)}"
+        )
     dtype = _at_least_float32(z)
     z, x0_real, x0_fake = z.detach().to(dtype), x0_real.detach().to(dtype), x0_fake.detach().to(dtype)
     g = x0_fake - x0_real
@@ -174,12 +176,18 @@ class DistributionMatching:
         fake_t_max: float | None = None,
     ) -> None:
         if weighting not in WEIGHTINGS:
-            raise ConfigError(f"unknown distribution-matching weighting {weighting!r}; choose one of {', '.join(WEIGHTINGS)}")
+            raise ConfigError(
+                f"unknown distribution-matching weighting {weighting!r}; choose one of {', '.join(WEIGHTINGS)}"
+            )
         if temporal_weight < 0:
             raise ConfigError(f"temporal_weight must be >= 0, got {temporal_weight}")
         self.schedule, self.real_score, self.fake_score = schedule, real_score, fake_score
         self.t_min, self.t_max, self.fake_t_min, self.fake_t_max = t_min, t_max, fake_t_min, fake_t_max
-        self.guidance_scale, self.weighting, self.temporal_weight = float(guidance_scale), weighting, float(temporal_weight)
+        self.guidance_scale, self.weighting, self.temporal_weight = (
+            float(guidance_scale),
+            weighting,
+            float(temporal_weight),
+        )
 
     # ----------------------------------------------------------------- score predictions
     @torch.no_grad()
@@ -219,7 +227,9 @@ class DistributionMatching:
         ~ N(0, I), both from ``generator`` (e.g. ``VSRMethod.step_generator``), unless given.
         """
         if t is None:
-            t = self.schedule.sample_t(z.shape[0], generator=generator, device=z.device, low=self.t_min, high=self.t_max)
+            t = self.schedule.sample_t(
+                z.shape[0], generator=generator, device=z.device, low=self.t_min, high=self.t_max
+            )
         if noise is None:
             noise = torch.randn(z.shape, generator=generator, device=z.device, dtype=z.dtype)
         x_t = self.schedule.add_noise(z.detach(), noise, t)
@@ -246,5 +256,13 @@ class DistributionMatching:
         Times are drawn in ``[fake_t_min, fake_t_max]`` (default the whole schedule, as in OSEDiff).
         """
         return denoising_loss(
-            self.fake_score, self.schedule, z.detach(), condition, generator, self.fake_t_min, self.fake_t_max, t, noise
+            self.fake_score,
+            self.schedule,
+            z.detach(),
+            condition,
+            generator,
+            self.fake_t_min,
+            self.fake_t_max,
+            t,
+            noise,
         )

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pickle
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlparse
@@ -72,8 +73,19 @@ def perceptual_weight_files(kind: str, weights_dir: str | os.PathLike | None = N
         "lpips-vgg": lpips_arch.default_model_urls["0.1_vgg"],
         "dists": dists_arch.default_model_urls["url"],
     }[kind]
-    name = lambda url: os.path.basename(urlparse(url).path)  # noqa: E731 (how torch.hub and pyiqa name the file)
-    return [Path(torch.hub.get_dir()) / "checkpoints" / name(backbone.url), _weights_dir(weights_dir) / name(own)]
+    return [
+        Path(torch.hub.get_dir()) / "checkpoints" / _file_name(backbone.url),
+        _weights_dir(weights_dir) / _file_name(own),
+    ]
+
+
+def _file_name(url: str) -> str:
+    """The name torch.hub and pyiqa give the file downloaded from ``url``."""
+    return os.path.basename(urlparse(url).path)
+
+
+# What torch.load raises for pickled code (weights_only refuses it), a file that is not a checkpoint, a truncated one.
+_UNREADABLE = (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError)
 
 
 @contextlib.contextmanager
@@ -85,9 +97,11 @@ def _weights_only_loads() -> Iterator[None]:
         kwargs["weights_only"] = True
         try:
             return original(f, *args, **kwargs)
-        except Exception as err:  # UnpicklingError (pickled code), RuntimeError (not a torch file), ...
+        except _UNREADABLE as err:
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise PretrainedError(f"{f} cannot be read as a plain weights file ({first}); replace it with the original") from None
+            raise PretrainedError(
+                f"{f} cannot be read as a plain weights file ({first}); replace it with the original"
+            ) from None
 
     torch.load = load
     try:
@@ -106,18 +120,25 @@ def _build_pyiqa(kind: str, weights_dir: Path) -> nn.Module:
 
     def report(paths: list[Path]) -> PretrainedError:
         where = ", ".join(f"{p.name} in {p.parent}" for p in paths)
-        return PretrainedError(f"perceptual loss {kind!r} needs weights that are not on disk: {where}; put them there (nothing is downloaded)")
+        return PretrainedError(
+            f"perceptual loss {kind!r} needs weights that are not on disk: {where}; "
+            "put them there (nothing is downloaded)"
+        )
 
     if missing:
         raise report(missing)
     with _offline(weights_dir), _weights_only_loads():
         try:
-            return pyiqa.create_metric(_PYIQA_NAMES[kind], as_loss=True, loss_reduction="none", device=torch.device("cpu"))
+            return pyiqa.create_metric(
+                _PYIQA_NAMES[kind], as_loss=True, loss_reduction="none", device=torch.device("cpu")
+            )
         except MissingWeights as err:  # a file the table above does not know about
             raise report([Path(err.path)]) from None
         except RuntimeError as err:  # load_state_dict: wrong shapes or keys
             first = str(err).strip().splitlines()[0]
-            raise PretrainedError(f"the weights of perceptual loss {kind!r} ({', '.join(map(str, files))}) do not fit: {first}") from None
+            raise PretrainedError(
+                f"the weights of perceptual loss {kind!r} ({', '.join(map(str, files))}) do not fit: {first}"
+            ) from None
 
 
 class TinyPerceptual(nn.Module):
@@ -164,7 +185,9 @@ def _frames(video: torch.Tensor) -> torch.Tensor:
         return video.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w)
     if video.ndim == 4 and video.shape[1] == 3:
         return video
-    raise ValueError(f"perceptual loss expects [B, 3, T, H, W] videos or [N, 3, H, W] frames, got shape {list(video.shape)}")
+    raise ValueError(
+        f"perceptual loss expects [B, 3, T, H, W] videos or [N, 3, H, W] frames, got shape {list(video.shape)}"
+    )
 
 
 class PerceptualLoss(nn.Module):
@@ -179,7 +202,9 @@ class PerceptualLoss(nn.Module):
         PretrainedError: a weights file is missing (named with its directory) or unreadable.
     """
 
-    def __init__(self, kind: str = "lpips-vgg", weights_dir: str | os.PathLike | None = None, reduction: str = "mean") -> None:
+    def __init__(
+        self, kind: str = "lpips-vgg", weights_dir: str | os.PathLike | None = None, reduction: str = "mean"
+    ) -> None:
         super().__init__()
         _check_kind(kind)
         if reduction not in ("mean", "none"):

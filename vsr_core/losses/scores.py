@@ -50,7 +50,9 @@ class ScoreModel(Protocol):
     def __call__(self, x_t: torch.Tensor, model_timestep: torch.Tensor, condition: Any) -> torch.Tensor: ...
 
 
-def _default_forward(module: nn.Module, x_t: torch.Tensor, model_timestep: torch.Tensor, condition: Any) -> torch.Tensor:
+def _default_forward(
+    module: nn.Module, x_t: torch.Tensor, model_timestep: torch.Tensor, condition: Any
+) -> torch.Tensor:
     return module(x_t, model_timestep, condition)
 
 
@@ -134,7 +136,9 @@ class AdapterScore:
     ``module(x_t, model_timestep, condition)``); it returns ``[B, c, t, h, w]`` model outputs.
     """
 
-    def __init__(self, model: nn.Module, adapter: str | Sequence[str] | None, forward: ForwardFn | None = None) -> None:
+    def __init__(
+        self, model: nn.Module, adapter: str | Sequence[str] | None, forward: ForwardFn | None = None
+    ) -> None:
         _tuner_layers(model)
         self.model, self.adapter, self.forward = model, adapter, forward or _default_forward
 
@@ -144,7 +148,7 @@ class AdapterScore:
 
 
 class ModuleScore:
-    """A score model that is its own module (UltraVSR's real and fake TRUs): ``forward(module, x_t, timestep, condition)``."""
+    """A score model that is its own module (UltraVSR's real and fake TRUs), run as ``forward(module, x_t, t, c)``."""
 
     def __init__(self, module: nn.Module, forward: ForwardFn | None = None) -> None:
         self.module, self.forward = module, forward or _default_forward

@@ -99,7 +99,9 @@ def test_latent_discriminator_heads():
     assert all(p.grad is not None for p in d.heads.parameters())
     assert all(p.grad is None for p in d.backbone.parameters())
     sn = TinyLatentDiscriminator(spectral_norm=True)
-    assert all(parametrize.is_parametrized(h.fc1, "weight") and parametrize.is_parametrized(h.fc2, "weight") for h in sn.heads)
+    assert all(
+        parametrize.is_parametrized(h.fc1, "weight") and parametrize.is_parametrized(h.fc2, "weight") for h in sn.heads
+    )
 
 
 def test_latent_discriminator_contract():
@@ -112,6 +114,7 @@ def test_latent_discriminator_contract():
 
     with pytest.raises(ValueError, match="1 maps for 2 heads"):
         Wrong()(torch.randn(1, 4, 1, 2, 2))
+
     class NoMaps(LatentDiscriminator):
         def features(self, latents):
             return []

@@ -133,8 +133,13 @@ def test_gradient_is_the_formula(kind, weighting):
 def test_descent_moves_z_towards_the_real_estimate():
     # Sign: one small step against the gradient brings z closer to x0_real (real score "x0 = 0"), away from fake.
     schedule = schedule_of("flow")
-    real = lambda x_t, ts, c: x_t / torch.as_tensor(ts / 1000).reshape(-1, 1, 1, 1, 1)  # v = x_t / s -> x0 = 0  # noqa: E731
-    fake = lambda x_t, ts, c: torch.zeros_like(x_t)  # v = 0 -> x0 = x_t  # noqa: E731
+
+    def real(x_t, ts, c):  # v = x_t / s -> x0 = 0
+        return x_t / torch.as_tensor(ts / 1000).reshape(-1, 1, 1, 1, 1)
+
+    def fake(x_t, ts, c):  # v = 0 -> x0 = x_t
+        return torch.zeros_like(x_t)
+
     z, noise = tensors()
     z.requires_grad_(True)
     dm = DistributionMatching(schedule, real, fake, weighting="none")
@@ -185,7 +190,9 @@ def test_classifier_free_guidance_of_the_real_score(kind):
     out.loss.backward()
 
     x_t = hand_noised(kind, schedule, z.detach(), noise, t)
-    guided_out = (0.5 * x_t + uncond) + s * ((0.5 * x_t + cond) - (0.5 * x_t + uncond))  # = 0.5 x_t + uncond + s (c - u)
+    guided_out = (0.5 * x_t + uncond) + s * (
+        (0.5 * x_t + cond) - (0.5 * x_t + uncond)
+    )  # = 0.5 x_t + uncond + s (c - u)
     x0_real = hand_x0(kind, schedule, guided_out, x_t, t)
     x0_fake = hand_x0(kind, schedule, 0.9 * x_t + 0.05, x_t, t)
     g = (x0_fake - x0_real) / (z.detach() - x0_real).abs().mean(dim=(1, 2, 3, 4), keepdim=True)
@@ -282,7 +289,10 @@ def test_denoising_loss_trains_a_real_score_on_ground_truth():
     # UltraVSR trains its real TRU too: the same loss on ground-truth latents, gradients to the score.
     schedule = schedule_of("ddpm-eps")
     weight = nn.Parameter(torch.tensor(0.0))
-    score = lambda x_t, ts, c: weight * x_t  # noqa: E731
+
+    def score(x_t, ts, c):
+        return weight * x_t
+
     x0 = torch.randn(SHAPE)
     loss = denoising_loss(score, schedule, x0, generator=torch.Generator().manual_seed(0), t_min=0, t_max=10)
     loss.backward()

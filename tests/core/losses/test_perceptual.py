@@ -52,7 +52,10 @@ def test_tiny_by_value_frames_flattened_into_the_batch():
     per_frame = PerceptualLoss("tiny", reduction="none")(pred, target)
     assert per_frame.shape == (2, 3)  # [B, T]
     b, c, t, h, w = pred.shape
-    flat = lambda v: v.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w)  # noqa: E731
+
+    def flat(v):
+        return v.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w)
+
     expected = tiny_by_hand(flat(pred), flat(target)).reshape(b, t)
     torch.testing.assert_close(per_frame, expected)
     torch.testing.assert_close(PerceptualLoss("tiny")(pred, target), expected.mean())
@@ -125,7 +128,9 @@ def write_fake_alex_lpips(weights_dir) -> list:
     for f in files:
         f.parent.mkdir(parents=True, exist_ok=True)
     torch.save({k: fake(v) for k, v in torchvision.models.alexnet().state_dict().items()}, files[0])
-    lins = {f"lin{i}.model.1.weight": torch.rand(1, c, 1, 1, generator=gen) for i, c in enumerate([64, 192, 384, 256, 256])}
+    lins = {
+        f"lin{i}.model.1.weight": torch.rand(1, c, 1, 1, generator=gen) for i, c in enumerate([64, 192, 384, 256, 256])
+    }
     torch.save(lins, files[1])
     return files
 
@@ -173,6 +178,9 @@ def test_weights_files_are_read_tensors_only(hub):
     torch.save({"lin0.model.1.weight": torch.ones(1, 64, 1, 1), "extra": NotATensor()}, files[1])
     with pytest.raises(PretrainedError, match=f"{files[1]} cannot be read as a plain weights file"):
         PerceptualLoss("lpips-alex", weights_dir=hub)
+    files[1].write_bytes(b"<html>not a checkpoint</html>")  # e.g. an error page saved instead of the file
+    with pytest.raises(PretrainedError, match=f"{files[1]} cannot be read as a plain weights file"):
+        PerceptualLoss("lpips-alex", weights_dir=hub)
     torch.save({"lin0.model.1.weight": torch.ones(1, 3, 1, 1)}, files[1])  # wrong shape
     with pytest.raises(PretrainedError, match="do not fit"):
         PerceptualLoss("lpips-alex", weights_dir=hub)
@@ -180,7 +188,7 @@ def test_weights_files_are_read_tensors_only(hub):
 
 
 def test_a_file_outside_the_known_list_is_refused_not_downloaded(hub, monkeypatch):
-    import vsr_core.losses.perceptual as perceptual
+    from vsr_core.losses import perceptual
 
     files = write_fake_alex_lpips(hub)
     files[1].unlink()

@@ -130,7 +130,10 @@ def test_generator_loss_through_adapters_matches_the_formula():
     DistributionMatching(schedule, real, fake).generator_loss(z, t=t, noise=noise).loss.backward()
     a = schedule.alphas_cumprod[t].float().reshape(-1, 1, 1, 1, 1)
     x_t = a.sqrt() * z.detach() + (1 - a).sqrt() * noise
-    x0 = lambda eps: (x_t - (1 - a).sqrt() * eps) / a.sqrt()  # noqa: E731
+
+    def x0(eps):
+        return (x_t - (1 - a).sqrt() * eps) / a.sqrt()
+
     x0_real, x0_fake = x0(apply(w, x_t) + b), x0(apply(w + lora_delta(net, "fake"), x_t) + b)
     g = (x0_fake - x0_real) / (z.detach() - x0_real).abs().mean(dim=(1, 2, 3, 4), keepdim=True)
     torch.testing.assert_close(z.grad, 2 * g / z.numel(), rtol=1e-4, atol=1e-9)
