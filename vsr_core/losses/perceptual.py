@@ -210,7 +210,8 @@ class PerceptualLoss(nn.Module):
         if reduction not in ("mean", "none"):
             raise ConfigError(f"perceptual loss reduction must be 'mean' or 'none', got {reduction!r}")
         self.kind, self.reduction = kind, reduction
-        network = TinyPerceptual() if kind == "tiny" else _build_pyiqa(kind, _weights_dir(weights_dir))
+        with torch.device("cpu"):  # real weights even inside a meta-device init context (FSDP's empty init)
+            network = TinyPerceptual() if kind == "tiny" else _build_pyiqa(kind, _weights_dir(weights_dir))
         network.eval().requires_grad_(False)
         # A tuple is not registered by nn.Module.__setattr__: the network stays out of state_dict, parameters(),
         # modules(), train()/eval() and .to(); forward moves it to the inputs' device itself.

@@ -92,6 +92,14 @@ def test_network_never_in_state_dict_parameters_or_train_mode():
     assert all(not b.requires_grad for b in method.lpips.network.buffers())
 
 
+def test_built_with_real_weights_inside_a_meta_device_context():
+    pred, target = videos(2)
+    with torch.device("meta"):  # how Lightning / FSDP build methods with empty_init
+        loss = PerceptualLoss("tiny")
+    assert all(b.device.type == "cpu" for b in loss.network.buffers())
+    torch.testing.assert_close(loss(pred, target), PerceptualLoss("tiny")(pred, target))
+
+
 def test_bad_kind_and_shapes():
     with pytest.raises(ConfigError, match="unknown perceptual loss 'vgg'"):
         PerceptualLoss("vgg")
