@@ -185,22 +185,6 @@ class DDPMSchedule(NoiseSchedule):
         t = low + self._draw_indices(batch_size, high - low, generator)
         return t.to(device if device is not None else self.alphas_cumprod.device)
 
-    # ----------------------------------------------------------------- schedule protocol (minimal; see flow_matching.py)
-    def sample_t(
-        self,
-        batch_size: int,
-        generator: torch.Generator | None = None,
-        device: torch.device | str | None = None,
-        low: int | None = None,
-        high: int | None = None,
-    ) -> torch.Tensor:
-        """Schedule-native training times ``[batch_size]``: integer timesteps in ``[low, high)`` (:meth:`sample_timesteps`)."""
-        return self.sample_timesteps(batch_size, generator, device, 0 if low is None else int(low), high)
-
-    def model_timestep(self, t: int | torch.Tensor) -> torch.Tensor:
-        """What the network receives for ``t``: the integer timestep itself."""
-        return torch.as_tensor(t)
-
     def trailing_timesteps(self, num_inference_steps: int, start: int | None = None) -> list[int]:
         """Evenly spaced timesteps ending at ``stride - 1``: ``start, start - k, ..., k - 1`` (diffusers' ``trailing`` spacing).
 

@@ -136,41 +136,6 @@ class FlowMatchingSchedule(NoiseSchedule):
         idx = self._draw_indices(batch_size, len(grid), generator)
         return grid[idx.to(grid.device)].to(device if device is not None else self.sigmas.device)
 
-    # ----------------------------------------------------------------- schedule protocol (minimal; see ddpm.py)
-    def sample_t(
-        self,
-        batch_size: int,
-        generator: torch.Generator | None = None,
-        device: torch.device | str | None = None,
-        low: float | None = None,
-        high: float | None = None,
-    ) -> torch.Tensor:
-        """Schedule-native training times ``[batch_size]``: sigmas drawn uniformly from the grid points whose
-        model timestep ``sigma * N`` lies in ``[low, high]`` (default: the whole grid)."""
-        keep = torch.ones_like(self.timesteps, dtype=torch.bool)
-        if low is not None:
-            keep &= self.timesteps >= low
-        if high is not None:
-            keep &= self.timesteps <= high
-        grid = self.sigmas[keep]
-        if grid.numel() == 0:
-            raise ConfigError(f"no sigma of the {self.num_train_timesteps}-step grid has a timestep in [{low}, {high}]")
-        gen_device = generator.device if generator is not None else "cpu"
-        idx = torch.randint(0, grid.numel(), (batch_size,), generator=generator, device=gen_device)
-        return grid[idx.to(grid.device)].to(device if device is not None else grid.device)
-
-    def model_timestep(self, sigma: torch.Tensor | float) -> torch.Tensor:
-        """What the network receives for ``sigma``: ``sigma * num_train_timesteps`` (:meth:`timestep`)."""
-        return self.timestep(sigma)
-
-    def target(self, x0: torch.Tensor, noise: torch.Tensor, sigma: torch.Tensor | float) -> torch.Tensor:
-        """The regression target: the velocity ``noise - x0``."""
-        return self.velocity(x0, noise)
-
-    def to_x0(self, model_out: torch.Tensor, x_sigma: torch.Tensor, sigma: torch.Tensor | float) -> torch.Tensor:
-        """Clean-sample estimate from a velocity prediction: ``x_sigma - sigma v``."""
-        return self.x0_from_velocity(x_sigma, model_out, sigma)
-
     # ----------------------------------------------------------------- interpolation and conversions
     def alpha_sigma(self, t: float | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(1 - sigma, sigma)`` shaped like ``t``."""
