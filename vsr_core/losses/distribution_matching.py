@@ -1,7 +1,7 @@
 """Distribution matching distillation of a one-step generator (VSD / DMD, as in OSEDiff).
 
 The generator's latent output ``z`` ``[B, c, t, h, w]`` is noised at a time ``t`` drawn in
-``[t_min, t_max]`` (``x_t = add_noise(z, eps, t)``) and denoised by a *real* score (the pretrained
+``[t_min, t_max)`` (``x_t = add_noise(z, eps, t)``) and denoised by a *real* score (the pretrained
 teacher, optionally with classifier-free guidance) and a *fake* score (trained on the generator's
 own outputs); both predictions are turned into clean-sample estimates ``x0_real`` / ``x0_fake``
 with the schedule's ``to_x0``. The generator is pushed along
@@ -117,7 +117,7 @@ def denoising_loss(
     """The standard diffusion loss ``mean((score(x_t, timestep(t), c) - target(x0, noise, t))^2)`` (scalar).
 
     ``x0`` ``[B, c, t, h, w]`` (detach it yourself if no gradient should reach it); ``t`` ``[B]``
-    (schedule-native) is drawn with ``schedule.sample_t`` in ``[t_min, t_max]`` (model-timestep units,
+    (schedule-native) is drawn with ``schedule.sample_t`` in ``[t_min, t_max)`` (model-timestep units,
     default the whole schedule) and then ``noise`` ~ N(0, I), both from ``generator``, unless given.
     """
     if t is None:
@@ -153,8 +153,8 @@ class DistributionMatching:
         schedule: a noise schedule with the protocol methods (``DDPMSchedule``, ``FlowMatchingSchedule``).
         real_score: the teacher's :class:`~vsr_core.losses.scores.ScoreModel` (run without gradients here).
         fake_score: the fake score (trained with :meth:`fake_score_loss`).
-        t_min, t_max: range of the noising time in model-timestep units (DDPM ``[t_min, t_max)``
-            integers, flow ``sigma * N`` in ``[t_min, t_max]``); default the whole schedule.
+        t_min, t_max: range ``[t_min, t_max)`` of the noising time in model-timestep units (DDPM
+            integer timesteps, flow ``sigma * N``); default the whole schedule.
             OSEDiff uses DDPM ``[20, 980)``; PS-SR Eq. 8 ``t ~ U(T_min, T_max)``.
         guidance_scale: classifier-free guidance of the real score (1: a single conditional pass).
         weighting: ``"dmd"`` or ``"none"`` (see :func:`distribution_matching_gradient`).
@@ -223,7 +223,7 @@ class DistributionMatching:
     ) -> DistributionMatchingLoss:
         """The generator's loss for its latent output ``z`` ``[B, c, t, h, w]`` (gradients flow to ``z`` only).
 
-        ``t`` ``[B]`` (schedule-native) is drawn in ``[t_min, t_max]`` and then ``noise`` ``[B, c, t, h, w]``
+        ``t`` ``[B]`` (schedule-native) is drawn in ``[t_min, t_max)`` and then ``noise`` ``[B, c, t, h, w]``
         ~ N(0, I), both from ``generator`` (e.g. ``VSRMethod.step_generator``), unless given.
         """
         if t is None:
