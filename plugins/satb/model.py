@@ -17,7 +17,6 @@ from typing import Any, ClassVar
 import torch
 from diffusers import CogVideoXTransformer3DModel
 from diffusers.models.transformers.cogvideox_transformer_3d import CogVideoXBlock
-from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.utilities import rank_zero_info
 
 from satb.controlnet import SATBControlNet
@@ -154,22 +153,9 @@ class SATBVR(VSRMethod):
         denoiser_output: str | None = None,
         vae_tile_size: int | None = None,
         vae_tile_overlap: int = 0,
-        optimizer: OptimizerCallable | None = None,
-        learning_rate: float = 1e-4,
-        lr_scheduler: LRSchedulerCallable | None = None,
-        optimizer_overrides: dict[str, dict[str, Any]] | None = None,
-        gradient_checkpointing: bool = False,
-        val_sampling: dict[str, Any] | None = None,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            scale=scale,
-            optimizer=optimizer,
-            learning_rate=learning_rate,
-            lr_scheduler=lr_scheduler,
-            optimizer_overrides=optimizer_overrides,
-            gradient_checkpointing=gradient_checkpointing,
-            val_sampling=val_sampling,
-        )
+        super().__init__(scale=scale, **kwargs)
         spec = get_preset(preset)
         if blend not in BLEND_KINDS:
             raise ConfigError(f"blend must be one of {', '.join(BLEND_KINDS)}; got {blend!r}")
