@@ -16,6 +16,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 
 from vsr_core.errors import ConfigError, PretrainedError
+from vsr_core.torch_files import read_torch_file
 
 #: The release's positive template, appended to every caption at inference.
 POSITIVE_TEMPLATE = (
@@ -107,7 +108,9 @@ class PromptEncoder(nn.Module):
         for name in ("prompt_embeds.pt", "negative_prompt_embeds.pt"):
             if not (root / name).is_file():
                 raise PretrainedError(f"{folder} has no {name} (needed for text_encoder=precomputed)")
-            tensor = torch.load(root / name, map_location="cpu", weights_only=True)
+            tensor = read_torch_file(root / name, what="prompt embeddings file")
+            if not isinstance(tensor, torch.Tensor) or tensor.ndim not in (2, 3):
+                raise PretrainedError(f"{root / name} is not a [tokens, width] or [1, tokens, width] tensor; export it again")
             tensor = tensor if tensor.ndim == 3 else tensor.unsqueeze(0)
             if tensor.shape[-1] != text_dim:
                 raise PretrainedError(f"{root / name} has width {tensor.shape[-1]}, the transformer expects {text_dim}")

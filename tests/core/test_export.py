@@ -54,7 +54,7 @@ def exported(tmp_path) -> tuple[Path, ReferenceVSR]:
 def test_record_names_class_args_and_components(exported):
     folder, _ = exported
     record = json.loads((folder / METHOD_FILE).read_text())
-    assert record["class_path"] == "reference.model.ReferenceVSR"
+    assert record["class_path"] == "reference.ReferenceVSR"
     assert record["weights"] == "raw" and record["layout"] == "components"
     assert record["init_args"]["channels"] == 4 and record["init_args"]["pretrained"] is None
     assert record["components"] == {"net": {"kind": "module", "lora": {}}}
@@ -79,7 +79,7 @@ def test_load_exported_weights_into_a_constructed_method(exported):
     fresh = ReferenceVSR(**SIZES)
     assert not torch.equal(fresh.net.stem.weight, method.net.stem.weight)
     record = load_exported_weights(fresh, folder)
-    assert record["class_path"] == "reference.model.ReferenceVSR"
+    assert record["class_path"] == "reference.ReferenceVSR"
     assert_same_weights(method, fresh)
 
 
@@ -158,7 +158,7 @@ def test_an_export_of_another_class_names_both(exported):
     (folder / METHOD_FILE).write_text(json.dumps(record))
     with pytest.raises(PretrainedError) as err:
         ReferenceVSR(**SIZES, pretrained=str(folder))
-    assert "satb.model.SATBVR" in one_line(err) and "reference.model.ReferenceVSR" in one_line(err)
+    assert "satb.model.SATBVR" in one_line(err) and "reference.ReferenceVSR" in one_line(err)
 
 
 def test_missing_truncated_or_mismatched_weights_fail_in_one_line(exported):

@@ -60,7 +60,7 @@ def test_tiny_full_fine_tune_exports_full_folders_and_loads_back_bit_identical(t
         f"predictor/{WEIGHTS_NAME}",
     }
     record = json.loads((folder / METHOD_FILE).read_text())
-    assert record["class_path"] == "satb.model.SATBVR" and record["layout"] == "method"
+    assert record["class_path"] == "satb.SATBVR" and record["layout"] == "method"
     config = json.loads((folder / "transformer/config.json").read_text())
     assert config["_class_name"] == "LQConditionedTransformer" and config["enable_connector"] is True
     assert_identical(method, SATBVR(satb_weights=str(folder)))
@@ -102,7 +102,7 @@ def test_bad_export_folders_fail_in_one_line(tmp_path: Path) -> None:
     from reference.model import ReferenceVSR
 
     reference = export_method(ReferenceVSR(scale=4, channels=4, num_blocks=1), tmp_path / "reference")
-    with pytest.raises(PretrainedError, match="reference.model.ReferenceVSR, not satb.model.SATBVR"):
+    with pytest.raises(PretrainedError, match="reference.ReferenceVSR, not satb.SATBVR"):
         SATBVR(satb_weights=str(reference))
 
     torch.manual_seed(0)

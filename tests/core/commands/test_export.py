@@ -38,7 +38,7 @@ def test_export_raw_weights_load_back_identical(trained, tmp_path, capsys):
     assert main([str(ckpt), "-o", str(tmp_path / "export")]) == 0
     record = json.loads((tmp_path / "export" / "vsr_method.json").read_text())
     assert (
-        record["class_path"] == "reference.model.ReferenceVSR"
+        record["class_path"] == "reference.ReferenceVSR"
         and record["weights"] == "raw"
     )
     assert record["init_args"]["channels"] == 4 and list(record["components"]) == [
