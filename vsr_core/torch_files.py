@@ -33,7 +33,7 @@ _REFUSED_GLOBAL = re.compile(r"GLOBAL ([\w.]+(?: [\w.]+)?)")
 
 def _refused_global(message: str) -> str:
     match = _REFUSED_GLOBAL.search(message)
-    return match.group(1).replace(" ", ".") if match else "an object that is not a tensor or plain value"
+    return match.group(1).replace(" ", ".") if match else "an object"
 
 
 def read_torch_file(
@@ -68,7 +68,7 @@ def read_torch_file(
             warnings.simplefilter("ignore")  # "Detected pickle protocol 4 ..." for old-style pickles
             return torch.load(path, map_location=map_location, weights_only=True, mmap=is_zip)
     except pickle.UnpicklingError as err:
-        if "Weights only load failed" in str(err):
+        if "Weights only load failed" in str(err) and _REFUSED_GLOBAL.search(str(err)):
             raise error(
                 f"{what} '{path}' refused: it holds {_refused_global(str(err))}, not only tensors and plain "
                 "values; vsr never runs code from a file (use a file written by vsr, or re-save the state dict)"

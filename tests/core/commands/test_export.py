@@ -118,3 +118,21 @@ def test_an_export_folder_can_be_exported_again(trained, tmp_path, capsys):
     assert torch.equal(copy.net.stem.weight, method.net.stem.weight)
     assert main([str(tmp_path / "a"), "-o", str(tmp_path / "c"), "--weights", "ema"]) != 0
     assert "--weights applies to checkpoints" in capsys.readouterr().err
+
+
+def test_a_malicious_checkpoint_is_refused_before_anything_runs(malicious_checkpoint, tmp_path, capsys):
+    path, marker = malicious_checkpoint
+    assert main([str(path), "-o", str(tmp_path / "export")]) != 0
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and "refused" in err
+    assert not marker.exists() and not (tmp_path / "export").exists()
+
+
+def test_ema_weights_that_do_not_fit_are_one_line(trained, tmp_path, capsys):
+    ckpt, method = trained
+    checkpoint = torch.load(ckpt, weights_only=True)
+    checkpoint["ema_state_dict"] = {"net.stem.weight": torch.zeros(1)}
+    torch.save(checkpoint, tmp_path / "bad_ema.ckpt")
+    assert main([str(tmp_path / "bad_ema.ckpt"), "-o", str(tmp_path / "x")]) != 0
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "net.stem.weight does not fit" in err and not (tmp_path / "x").exists()
