@@ -197,16 +197,19 @@ def _declared_seconds(container, stream) -> float | None:
 
 
 def _promised_frames(container, stream, index: _PacketIndex, fps: Fraction) -> int:
-    """Packets found, or more when the declared duration reaches beyond the last packet (cut files).
+    """Packets found, or the declared length when the declared duration reaches beyond the last packet.
 
-    A gap of up to 1.5 frame periods is rounding (the last frame's duration, timestamp offsets).
+    A gap of up to 1.5 frame periods is rounding (the last frame's duration, timestamp offsets);
+    a longer one means the file was cut (a partial download or copy).
     """
     present = len(index.pts)
     declared = _declared_seconds(container, stream)
     if declared is None or index.end_seconds is None:
         return present
     missing = (declared - index.end_seconds) * float(fps)
-    return present + round(missing) if missing > 1.5 else present
+    if missing <= 1.5:
+        return present
+    return max(present + 1, round(declared * float(fps)))  # the declared length in frames (exact at a constant rate)
 
 
 def _packet_index(path: str, container=None, stream=None) -> _PacketIndex:
