@@ -37,6 +37,7 @@ from vsr_core.data import VideoDataModule
 from vsr_core.errors import CheckpointError, ConfigError
 from vsr_core.init_args import check_init_args
 from vsr_core.method import VSRMethod
+from vsr_core.plugins import class_path
 
 __all__ = [
     "DEFAULT_LOGGER_NAME",
@@ -96,6 +97,11 @@ def default_precision(accelerator: Any) -> str:
     return "bf16-mixed" if on_gpu else "32-true"
 
 
+def _taken_versions(root: Path) -> list[int]:
+    """The ``N`` of every ``version_N`` under ``root`` (a snapshot: others may create more meanwhile)."""
+    return [int(m.group(1)) for name in os.listdir(root) if (m := _VERSION.fullmatch(name))]
+
+
 def allocate_version(root: str | os.PathLike) -> int:
     """Create ``root/version_N`` for the next free ``N`` and return ``N``; safe against concurrent runs.
 
@@ -105,8 +111,7 @@ def allocate_version(root: str | os.PathLike) -> int:
     """
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    taken = [int(m.group(1)) for name in os.listdir(root) if (m := _VERSION.fullmatch(name))]
-    n = max(taken, default=-1) + 1
+    n = max(_taken_versions(root), default=-1) + 1
     while True:
         try:
             os.mkdir(root / f"version_{n}")
@@ -190,9 +195,11 @@ class VSRCLI(LightningCLI):
         hparams.pop("_instantiator", None)  # never imported: vsr instantiates the class itself
         if not hparams:
             return
-        if "_class_path" in hparams:
-            hparams = {"class_path": hparams.pop("_class_path"), "dict_kwargs": hparams}
-        self.config = self.parser.parse_object({self.config.subcommand: {"model": hparams}}, self.config)
+        # The class checked_checkpoint resolved among the installed plugins (also for checkpoints
+        # written outside the CLI, whose hyper_parameters carry no _class_path).
+        hparams.pop("_class_path", None)
+        model = {"class_path": class_path(method_class_of(checkpoint, ckpt_path)), "dict_kwargs": hparams}
+        self.config = self.parser.parse_object({self.config.subcommand: {"model": model}}, self.config)
 
     def _prepare_subcommand_kwargs(self, subcommand: str) -> dict[str, Any]:
         kwargs = super()._prepare_subcommand_kwargs(subcommand)
