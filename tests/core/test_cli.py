@@ -93,8 +93,8 @@ def test_fit_rerun_from_config_and_exact_resume(tmp_path):
                       "--ckpt_path", str(last), cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
 
-    a = torch.load(next((tmp_path / "a").rglob("last.ckpt")), weights_only=False)
-    b = torch.load(next((tmp_path / "b").rglob("version_1/**/last.ckpt")), weights_only=False)
+    a = torch.load(next((tmp_path / "a").rglob("last.ckpt")), weights_only=True)
+    b = torch.load(next((tmp_path / "b").rglob("version_1/**/last.ckpt")), weights_only=True)
     assert a["global_step"] == b["global_step"] == 6
     for key, value in a["state_dict"].items():
         torch.testing.assert_close(b["state_dict"][key], value, rtol=0, atol=0, msg=f"{key} differs after resume")

@@ -56,7 +56,7 @@ def test_export_raw_weights_load_back_identical(trained, tmp_path, capsys):
 
 def test_ema_weights_are_exported_by_default(trained, tmp_path, capsys):
     ckpt, method = trained
-    checkpoint = torch.load(ckpt, weights_only=False)
+    checkpoint = torch.load(ckpt, weights_only=True)
     ema = {k: torch.full_like(v, 0.5) for k, v in method.named_parameters()}
     checkpoint["ema_state_dict"] = ema
     torch.save(checkpoint, tmp_path / "ema.ckpt")

@@ -173,7 +173,7 @@ def test_bad_inputs_fail_with_one_line(ckpt, tmp_path, capsys):
 
 
 def test_checkpoint_of_an_uninstalled_plugin_names_it(ckpt, tmp_path, capsys):
-    checkpoint = torch.load(ckpt, weights_only=False)
+    checkpoint = torch.load(ckpt, weights_only=True)
     checkpoint["vsr_method"]["class_path"] = "gonevsr.model.GoneVSR"
     torch.save(checkpoint, tmp_path / "gone.ckpt")
     write_video(tmp_path / "v.mp4", 2)
