@@ -153,6 +153,7 @@ class VSRCLI(LightningCLI):
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
         kwargs.setdefault("seed_everything_default", 0)
         self._created_folders: list[Path] = []  # run folders this process created, deepest first
+        self._pinned_logger_args: Any = None
         try:
             super().__init__(
                 VSRMethod,
@@ -220,6 +221,15 @@ class VSRCLI(LightningCLI):
         version = allocate_version(root)
         init_args.version = version
         self._created_folders = [root / f"version_{version}", *missing]
+        self._pinned_logger_args = init_args
+
+    def instantiate_classes(self) -> None:
+        super().instantiate_classes()
+        # The logger is built with the folder it got; the saved config.yaml must not pin that
+        # number, or re-running it (`vsr fit -c config.yaml`) would write into the same folder.
+        pinned, self._pinned_logger_args = self._pinned_logger_args, None
+        if pinned is not None:
+            pinned.version = None
 
     def _discard_run_folder(self) -> None:
         """After a failure: remove this run's folder unless it holds a checkpoint (then it is worth keeping)."""

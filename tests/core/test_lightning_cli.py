@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 
 import pytest
+import yaml
 
 import vsr_core.lightning_cli as lightning_cli
 from vsr_core.cli import main
@@ -76,6 +77,8 @@ def test_two_fits_started_together_land_in_different_folders(tmp_path):
     for folder in folders:
         base = tmp_path / "runs" / "ReferenceVSR" / folder
         assert (base / "config.yaml").is_file() and (base / "checkpoints" / "last.ckpt").is_file()
+        # the folder number is not pinned in the saved config: re-running it takes a new folder
+        assert yaml.safe_load((base / "config.yaml").read_text())["trainer"]["logger"]["init_args"]["version"] is None
 
 
 @pytest.mark.parametrize("kind", ["missing", "text", "malicious"])
