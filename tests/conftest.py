@@ -49,3 +49,36 @@ def fake_plugins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         if name.startswith("fake_"):
             del sys.modules[name]
     discover_plugins.cache_clear()
+
+
+class MarkerPayload:
+    """Pickles as a call to ``os.system("touch MARKER")``: what a malicious checkpoint would run on load."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch '{self.marker}'",))
+
+
+@pytest.fixture
+def malicious_checkpoint(tmp_path: Path):
+    """``(path, marker)``: a ``torch.save`` file shaped like a vsr checkpoint whose unpickling creates ``marker``.
+
+    It names an installed method, so only the refusal to unpickle code (``weights_only=True``)
+    stands between loading it and the marker appearing.
+    """
+    import torch
+
+    marker = tmp_path / "MARKER_CODE_RAN"
+    path = tmp_path / "evil.ckpt"
+    torch.save(
+        {
+            "state_dict": {},
+            "vsr_method": {"class_path": "reference.ReferenceVSR", "scale": 2},
+            "hyper_parameters": {"_class_path": "reference.ReferenceVSR", "scale": 2},
+            "payload": MarkerPayload(marker),
+        },
+        path,
+    )
+    return path, marker

@@ -13,6 +13,7 @@ __all__ = [
     "NonFiniteLossError",
     "PluginError",
     "PretrainedError",
+    "TruncatedVideoError",
     "VideoError",
     "VSRError",
 ]
@@ -30,6 +31,22 @@ class PluginError(VSRError):
 
 class VideoError(VSRError):
     """A video file or frame folder that cannot be used (missing, corrupt, truncated, no video stream, too small)."""
+
+
+class TruncatedVideoError(VideoError):
+    """Fewer frames decode than the container promises: ``decoded`` of ``expected`` (``path`` if known)."""
+
+    def __init__(self, decoded: int, expected: int, path: str | None = None, hint: str = "") -> None:
+        self.decoded, self.expected, self.path = decoded, expected, path
+        where = f"{path}: " if path else ""
+        what = hint or "re-encode or re-download it (or remove it)"
+        super().__init__(
+            f"{where}the video is truncated: only {decoded} of the {expected} frames it promises decode; {what}"
+        )
+
+    def with_path(self, path: str, hint: str = "") -> TruncatedVideoError:
+        """The same error, naming the file (and another hint, if given)."""
+        return TruncatedVideoError(self.decoded, self.expected, path, hint)
 
 
 class DataError(VSRError):

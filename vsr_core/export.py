@@ -2,7 +2,11 @@
 
 Layout of an export folder:
 
-* ``vsr_method.json``: ``class_path``, ``init_args`` (the JSON-serialisable ones), ``weights``
+* ``vsr_method.json``: ``class_path`` (as :func:`vsr_core.plugins.class_path` writes it, e.g.
+  ``satb.SATBVR``; the long form ``satb.model.SATBVR`` of older folders is read too), ``init_args``
+  (every init argument; object-valued ones as ``{"class_path", "init_args"}`` records, see
+  :mod:`vsr_core.init_args`; optimizer factories built in Python are listed in ``dropped_init_args``),
+  ``weights``
   (``ema`` or ``raw``), ``layout`` (``components``, or ``method`` when the method's own
   ``export_pretrained`` hook wrote the folder) and ``components`` (name -> ``kind``
   (``diffusers`` | ``module``) and its LoRA folders);
@@ -22,7 +26,9 @@ Loading back: a method class whose ``export_init_arg`` names one of its init arg
 itself when constructed with that argument; :func:`load_exported` (and
 :func:`vsr_core.checkpoint.load_method`, which accepts export folders) passes the folder there.
 Other methods are constructed from ``init_args`` and get the weights through
-:func:`load_exported_weights` (or their ``load_pretrained(directory)`` hook).
+:func:`load_exported_weights` (or their ``load_pretrained(directory)`` hook). The recorded class is
+looked up among the installed plugins only, and ``init_args`` are rebuilt under the rule of
+:mod:`vsr_core.init_args`: reading an export folder never imports a module it names.
 """
 
 from __future__ import annotations
@@ -36,13 +42,15 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from vsr_core.errors import PretrainedError, VSRError
+from vsr_core.errors import CheckpointError, PretrainedError, VSRError
+from vsr_core.init_args import build_init_args, encode_init_args
+from vsr_core.plugins import class_path, class_path_forms, installed_method
 
 __all__ = [
     "adapter_names",
     "base_state_dict",
     "check_export_class",
-    "class_path",
+    "differing_init_args",
     "export_method",
     "is_export_folder",
     "load_component",
@@ -56,14 +64,10 @@ __all__ = [
     "WEIGHTS_NAME",
 ]
 
+
 WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
 WEIGHTS_INDEX_NAME = "diffusion_pytorch_model.safetensors.index.json"
 METHOD_FILE = "vsr_method.json"
-
-
-def class_path(cls: type) -> str:
-    """``module.QualName`` of ``cls``: how ``vsr_method.json`` and checkpoints name a method class."""
-    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 def is_export_folder(path: str | Path) -> bool:
@@ -100,7 +104,7 @@ def read_export_record(
 def check_export_class(folder: str | Path, cls: type) -> dict[str, Any]:
     """The record of ``folder`` after checking it was exported from ``cls`` (or one of its bases)."""
     record = read_export_record(folder)
-    accepted = {class_path(base) for base in cls.__mro__}
+    accepted = set().union(*(class_path_forms(base) for base in cls.__mro__))
     if record["class_path"] not in accepted:
         raise PretrainedError(
             f"'{folder}' was exported from {record['class_path']}, not {class_path(cls)}; "
@@ -138,19 +142,6 @@ def adapter_names(module: nn.Module) -> list[str]:
 
 def _lora_folder(name: str, adapter: str) -> str:
     return f"{name}_lora" if adapter == "default" else f"{name}_lora_{adapter}"
-
-
-def _json_args(hparams: dict[str, Any]) -> dict[str, Any]:
-    args = {}
-    for key, value in hparams.items():
-        if key.startswith("_"):
-            continue
-        try:
-            json.dumps(value)
-        except TypeError:
-            continue  # optimizer factories and the like: not needed to rebuild a model for inference
-        args[key] = value
-    return args
 
 
 def save_component(module: nn.Module, folder: str | Path) -> str:
@@ -202,11 +193,12 @@ def read_component_weights(folder: str | Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def load_component(module: nn.Module, folder: str | Path) -> None:
+def load_component(module: nn.Module, folder: str | Path, cause: str = "") -> None:
     """Load the base weights of a diffusers model folder into ``module`` (LoRA layers untouched).
 
     Every name and shape is checked first: a mismatch raises one-line :class:`PretrainedError`
-    and leaves ``module`` unchanged.
+    and leaves ``module`` unchanged. ``cause`` (e.g. which init arguments differ from the export's)
+    ends a shape-mismatch message.
     """
     folder = Path(folder)
     state = read_component_weights(folder)
@@ -222,8 +214,8 @@ def load_component(module: nn.Module, folder: str | Path) -> None:
     for plain, key in names.items():
         if state[plain].shape != own[key].shape:
             raise PretrainedError(
-                f"{folder}: {plain} has shape {tuple(state[plain].shape)}, {kind} expects {tuple(own[key].shape)} "
-                "(were the method's size arguments changed?)"
+                f"{folder}: {plain} has shape {tuple(state[plain].shape)}, {kind} expects {tuple(own[key].shape)}"
+                + (f" ({cause})" if cause else "")
             )
     module.load_state_dict({key: state[plain] for plain, key in names.items()}, strict=False)
 
@@ -251,13 +243,16 @@ def export_method(method: nn.Module, directory: str | Path, weights: str = "raw"
                 save_lora(child, directory / _lora_folder(name, adapter), prefix=name, adapter_name=adapter)
                 entry["lora"][adapter] = _lora_folder(name, adapter)
             components[name] = entry
+    init_args, dropped = encode_init_args(dict(getattr(method, "hparams", {}) or {}))
     record = {
         "class_path": class_path(type(method)),
-        "init_args": _json_args(dict(getattr(method, "hparams", {}) or {})),
+        "init_args": init_args,
         "weights": weights,
         "layout": "method" if callable(hook) else "components",
         "components": components,
     }
+    if dropped:
+        record["dropped_init_args"] = dropped
     (directory / METHOD_FILE).write_text(json.dumps(record, indent=2) + "\n")
     return directory
 
@@ -280,14 +275,43 @@ def load_exported_weights(method: nn.Module, folder: str | Path) -> dict[str, An
             raise PretrainedError(f"'{folder}' was written by {type(method).__name__}.export_pretrained; {how}")
         loader(folder)
         return record
+    differing = differing_init_args(record, method)
+    cause = (
+        "exported with " + ", ".join(f"{k}={a!r}" for k, (a, _) in differing.items())
+        + "; this method has " + ", ".join(f"{k}={b!r}" for k, (_, b) in differing.items())
+        if differing
+        else "the export does not fit this method"
+    )
     for name, entry in record["components"].items():
         child = getattr(method, name, None)
         if not isinstance(child, nn.Module):
             raise PretrainedError(f"{folder}: component '{name}' is not a submodule of {type(method).__name__}")
-        load_component(child, folder / name)
+        load_component(child, folder / name, cause=cause)
         for adapter, lora_folder in (entry.get("lora") or {}).items():
             load_lora(child, folder / lora_folder, prefix=name, adapter_name=adapter)
     return record
+
+
+_NOT_COMPARED = {"pretrained", "satb_weights"}  # where the weights came from, not what they are
+
+
+def differing_init_args(record: dict[str, Any], method: nn.Module) -> dict[str, tuple[Any, Any]]:
+    """``{name: (exported value, method's value)}`` for init arguments that differ (sizes, presets, ...).
+
+    Only arguments both sides record are compared; the ones naming where weights were read from
+    (``pretrained``, the class's ``export_init_arg``) are not.
+    """
+    try:
+        own, _ = encode_init_args(dict(getattr(method, "hparams", {}) or {}))
+    except VSRError:
+        return {}
+    skip = _NOT_COMPARED | {getattr(type(method), "export_init_arg", None)}
+    exported = record.get("init_args") or {}
+    return {
+        key: (exported[key], own[key])
+        for key in sorted(set(exported) & set(own))
+        if key not in skip and exported[key] != own[key]
+    }
 
 
 def _construct(cls: type, args: dict[str, Any], folder: Path) -> nn.Module:
@@ -308,18 +332,17 @@ def load_exported(directory: str | Path, map_location: str | torch.device = "cpu
         PretrainedError: the folder or one of its files is missing or does not fit the method.
         CheckpointError: the plugin of the recorded method class is not installed.
     """
-    from vsr_core.checkpoint import import_method_class
-    from vsr_core.plugins import load_plugins
-
     directory = Path(directory)
     record = read_export_record(directory)
-    load_plugins(warn=False)
-    cls = import_method_class(record["class_path"], source=f"the export '{directory}'")
-    args = dict(record.get("init_args") or {})
+    cls = installed_method(record["class_path"], source=f"the export '{directory}'", error=CheckpointError)
+    args, records = build_init_args(cls, record.get("init_args") or {}, str(directory / METHOD_FILE), PretrainedError)
     arg = getattr(cls, "export_init_arg", None)
     if arg:
         method = _construct(cls, {**args, arg: str(directory)}, directory)
     else:
         method = _construct(cls, args, directory)
+    if hasattr(method, "hparams"):
+        method.hparams.update(records)  # recorded as read, so exporting it again writes the same record
+    if not arg:
         load_exported_weights(method, directory)
     return method.to(map_location).eval()

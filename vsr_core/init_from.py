@@ -40,7 +40,7 @@ def read_init_state(source: str | Path, method: Any) -> tuple[dict[str, torch.Te
     Raises:
         CheckpointError: missing or unreadable, or written by another method class (both named).
     """
-    from vsr_core.checkpoint import read_checkpoint
+    from vsr_core.torch_files import read_torch_file
 
     path = Path(source)
     own = f"{type(method).__module__}.{type(method).__qualname__}"
@@ -52,7 +52,9 @@ def read_init_state(source: str | Path, method: Any) -> tuple[dict[str, torch.Te
         if not isinstance(method, type(exported)) and not isinstance(exported, type(method)):
             raise CheckpointError(f"--model.init_from {path}: it was exported from {written_by}, this run trains {own}")
         return {k: v for k, v in exported.state_dict().items()}, written_by
-    checkpoint = read_checkpoint(path, what="--model.init_from")
+    checkpoint = read_torch_file(path, what="--model.init_from", error=CheckpointError)
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(f"--model.init_from '{path}' is not a checkpoint written by `vsr fit`")
     record = checkpoint.get("vsr_method") or {}
     written_by = record.get("class_path") or (checkpoint.get("hyper_parameters") or {}).get("_class_path") or "?"
     names = {f"{c.__module__}.{c.__qualname__}" for c in type(method).__mro__}

@@ -548,8 +548,9 @@ class VSRMethod(LightningModule, ABC):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Lets `vsr_core.checkpoint.load_method` find the class (and name the plugin if it is missing)
         # for checkpoints written outside the CLI too.
-        cls = type(self)
-        checkpoint["vsr_method"] = {"class_path": f"{cls.__module__}.{cls.__qualname__}", "scale": self.scale}
+        from vsr_core.plugins import class_path  # plugins imports this module
+
+        checkpoint["vsr_method"] = {"class_path": class_path(type(self)), "scale": self.scale}
         # Frozen weights that init arguments rebuild (a pretrained base, VAE, teacher) stay on disk where they are.
         for key in self.rebuildable_state_keys():
             checkpoint["state_dict"].pop(key, None)

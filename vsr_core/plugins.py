@@ -9,6 +9,10 @@ and whose module defines one or more :class:`~vsr_core.method.VSRMethod` subclas
 plugins registers their classes with Python, which is all LightningCLI needs to accept
 ``--model mymethod.MyMethod`` or the short ``--model MyMethod``. A plugin that fails to import is
 reported by name with its error; the other plugins keep working.
+
+Classes named by files (a checkpoint's method record, an export's ``vsr_method.json``) are resolved
+only against the methods of installed plugins (:func:`installed_method`): nothing is imported
+because a file names it.
 """
 
 from __future__ import annotations
@@ -21,15 +25,19 @@ from dataclasses import dataclass, field
 from functools import cache
 from importlib.metadata import entry_points
 
-from vsr_core.errors import PluginError
+from vsr_core.errors import CheckpointError, PluginError, VSRError
 from vsr_core.method import VSRMethod
 
 __all__ = [
     "available_methods",
     "class_path",
+    "class_path_forms",
     "discover_plugins",
     "ENTRY_POINT_GROUP",
+    "installed_method",
     "load_plugins",
+    "method_class",
+    "plugin_packages",
     "PluginInfo",
     "resolve_method",
 ]
@@ -99,13 +107,22 @@ def load_plugins(warn: bool = True) -> dict[str, PluginInfo]:
 
 
 def class_path(cls: type) -> str:
-    """The import path LightningCLI uses for a class, e.g. ``satb.SATBVR`` when the package exports it."""
+    """The import path LightningCLI uses for a class, e.g. ``satb.SATBVR`` when the package exports it.
+
+    This is the one name vsr writes for a class (checkpoint records, ``vsr_method.json``, listings);
+    readers also accept the long form ``module.QualName`` (:func:`class_path_forms`).
+    """
     module = cls.__module__
     top = module.split(".")[0]
     package = sys.modules.get(top)
     if package is not None and getattr(package, cls.__name__, None) is cls:
         return f"{top}.{cls.__name__}"
     return f"{module}.{cls.__qualname__}"
+
+
+def class_path_forms(cls: type) -> set[str]:
+    """Every name a record may use for ``cls``: :func:`class_path` and ``module.QualName`` (older files)."""
+    return {class_path(cls), f"{cls.__module__}.{cls.__qualname__}"}
 
 
 def available_methods() -> dict[str, type[VSRMethod]]:
@@ -151,3 +168,43 @@ def resolve_method(name: str) -> str:
     hint = f" Did you mean '{guess[0]}'?" if guess else ""
     listing = ", ".join(sorted(methods)) or "none (install a plugin package)"
     raise PluginError(f"unknown method '{name}'.{hint} Installed methods: {listing} (see `vsr plugins`).")
+
+
+def plugin_packages() -> set[str]:
+    """Top-level package names of the plugins that imported (``{"reference", "satb", ...}``)."""
+    return {info.module_name.split(".")[0] for info in discover_plugins().values() if info.error is None}
+
+
+def installed_method(path: str, source: str = "the checkpoint", error: type[VSRError] = CheckpointError) -> type[VSRMethod]:
+    """The installed plugin method that a file names ``path`` (either form of :func:`class_path_forms`).
+
+    Nothing is imported: ``path`` is looked up among the classes of the ``vsr.plugins`` entry points,
+    so a file cannot make vsr import a module by naming it. ``source`` says what named the class.
+
+    Raises:
+        error: ``path`` is no installed method (names the plugin to install, or its import error).
+    """
+    if not isinstance(path, str) or not path:
+        raise error(f"{source} names no method class")
+    for cls in available_methods().values():
+        if path in class_path_forms(cls):
+            return cls
+    plugin = path.split(".")[0]
+    for info in discover_plugins().values():
+        if info.error is not None and plugin in (info.name, info.module_name.split(".")[0]):
+            raise error(f"{source} was written by '{path}', but plugin '{info.name}' failed to import: {info.error}")
+    listing = ", ".join(sorted(available_methods())) or "none"
+    raise error(
+        f"{source} was written by method '{path}' from plugin '{plugin}', which is not installed "
+        f"(installed methods: {listing}); install it (see `vsr plugins`)"
+    )
+
+
+def method_class(name: str) -> type[VSRMethod]:
+    """The method class for a name the user typed (``--model`` style, see :func:`resolve_method`)."""
+    path = resolve_method(name)
+    methods = available_methods()
+    if path in methods:
+        return methods[path]
+    module_name, _, attr = path.rpartition(".")
+    return getattr(importlib.import_module(module_name), attr)  # resolve_method checked it is a VSRMethod

@@ -40,6 +40,7 @@ from satb.weights import (
     EXTRA_MODULES,
     check_release_folder,
     load_base_transformer,
+    load_controlnet_folder,
     load_release_parts,
     save_release,
 )
@@ -317,7 +318,7 @@ class SATBVR(VSRMethod):
             raise PretrainedError(f"base transformer does not fit the denoiser: {(foreign or unexpected)[0]}")
 
     def _load_release_controlnet(self, release: Path, base: CogVideoXTransformer3DModel) -> SATBControlNet:
-        controlnet, info = SATBControlNet.from_pretrained(release / "controlnet", output_loading_info=True)
+        controlnet, info = load_controlnet_folder(SATBControlNet, release / "controlnet")
         problems = [(kind, keys) for kind, keys in info.items() if keys]
         if problems:
             kind, keys = problems[0]

@@ -50,6 +50,7 @@ from vsr_core.export import (
     save_component,
 )
 from vsr_core.pretrained import resolve_pretrained
+from vsr_core.torch_files import read_torch_file
 
 LORA_FILE = "pytorch_lora_weights.safetensors"
 LORA_FOLDERS = {"denoiser": "lora_transformer", "predictor": "lora_predictor", "controlnet": "lora_controlnet"}
@@ -147,8 +148,14 @@ def save_lora(model: nn.Module, folder: Path, adapter_name: str = "default") -> 
 
 
 def load_module_file(module: nn.Module, path: Path) -> None:
-    """Load a ``torch.save``-d state dict into ``module``, strictly (names and shapes)."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    """Load a ``torch.save``-d state dict into ``module``, strictly (names and shapes).
+
+    The file is read with ``weights_only=True``; a missing, truncated or foreign file is one-line
+    :class:`PretrainedError`.
+    """
+    state = read_torch_file(path, what="weights file")
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise PretrainedError(f"{path} is not a state dict of tensors (it holds a {type(state).__name__}); export it again")
     own = module.state_dict()
     missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
     if missing or unexpected:
@@ -160,6 +167,17 @@ def load_module_file(module: nn.Module, path: Path) -> None:
         if own[key].shape != value.shape:
             raise PretrainedError(f"{path}: {key} has shape {tuple(value.shape)}, the model expects {tuple(own[key].shape)}")
     module.load_state_dict(state)
+
+
+def load_controlnet_folder(controlnet_class: type, folder: Path) -> tuple[nn.Module, dict[str, list[str]]]:
+    """``controlnet_class.from_pretrained(folder)`` with its loading info; unreadable weights are one line."""
+    try:
+        return controlnet_class.from_pretrained(folder, output_loading_info=True)
+    except PretrainedError:
+        raise
+    except (OSError, ValueError, RuntimeError, EOFError, KeyError) as err:  # a truncated or foreign weights file
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise PretrainedError(f"{folder} cannot be read ({type(err).__name__}: {first}); export it again") from None
 
 
 def save_module_file(module: nn.Module, path: Path) -> None:

@@ -93,8 +93,8 @@ def test_fit_rerun_from_config_and_exact_resume(tmp_path):
                       "--ckpt_path", str(last), cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
 
-    a = torch.load(next((tmp_path / "a").rglob("last.ckpt")), weights_only=False)
-    b = torch.load(next((tmp_path / "b").rglob("version_1/**/last.ckpt")), weights_only=False)
+    a = torch.load(next((tmp_path / "a").rglob("last.ckpt")), weights_only=True)
+    b = torch.load(next((tmp_path / "b").rglob("version_1/**/last.ckpt")), weights_only=True)
     assert a["global_step"] == b["global_step"] == 6
     for key, value in a["state_dict"].items():
         torch.testing.assert_close(b["state_dict"][key], value, rtol=0, atol=0, msg=f"{key} differs after resume")
@@ -118,3 +118,18 @@ def test_latest_checkpoint_picks_the_newest_version(tmp_path):
         path.write_bytes(b"x")
         time.sleep(0.01)
     assert latest_checkpoint(tmp_path) == tmp_path / "version_1" / "checkpoints" / "last.ckpt"
+
+
+def test_a_yaml_syntax_error_names_the_file_line_and_column(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  class_path: reference.ReferenceVSR\n  init_args: {channels: 4\ntrainer: [\n")
+    assert main(["fit", "-c", str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {bad}: YAML syntax error at line 4, column 8: ") and "\n" not in err
+    assert "from line 3" in err  # where the unclosed mapping began
+    tab = tmp_path / "tab.yaml"
+    tab.write_text("model:\n  class_path: reference.ReferenceVSR\n\tinit_args: {}\n")
+    assert main(["fit", "--config", str(tab)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: {tab}: YAML syntax error at line 3, column 1: found character '\\t' that cannot start any token"
+    )

@@ -54,7 +54,7 @@ def exported(tmp_path) -> tuple[Path, ReferenceVSR]:
 def test_record_names_class_args_and_components(exported):
     folder, _ = exported
     record = json.loads((folder / METHOD_FILE).read_text())
-    assert record["class_path"] == "reference.model.ReferenceVSR"
+    assert record["class_path"] == "reference.ReferenceVSR"
     assert record["weights"] == "raw" and record["layout"] == "components"
     assert record["init_args"]["channels"] == 4 and record["init_args"]["pretrained"] is None
     assert record["components"] == {"net": {"kind": "module", "lora": {}}}
@@ -79,7 +79,7 @@ def test_load_exported_weights_into_a_constructed_method(exported):
     fresh = ReferenceVSR(**SIZES)
     assert not torch.equal(fresh.net.stem.weight, method.net.stem.weight)
     record = load_exported_weights(fresh, folder)
-    assert record["class_path"] == "reference.model.ReferenceVSR"
+    assert record["class_path"] == "reference.ReferenceVSR"
     assert_same_weights(method, fresh)
 
 
@@ -158,7 +158,7 @@ def test_an_export_of_another_class_names_both(exported):
     (folder / METHOD_FILE).write_text(json.dumps(record))
     with pytest.raises(PretrainedError) as err:
         ReferenceVSR(**SIZES, pretrained=str(folder))
-    assert "satb.model.SATBVR" in one_line(err) and "reference.model.ReferenceVSR" in one_line(err)
+    assert "satb.model.SATBVR" in one_line(err) and "reference.ReferenceVSR" in one_line(err)
 
 
 def test_missing_truncated_or_mismatched_weights_fail_in_one_line(exported):
@@ -169,6 +169,7 @@ def test_missing_truncated_or_mismatched_weights_fail_in_one_line(exported):
     with pytest.raises(PretrainedError) as err:
         ReferenceVSR(**{**SIZES, "channels": 8}, pretrained=str(folder))
     assert "stem.weight has shape (4, 12, 3, 3, 3)" in one_line(err)
+    assert "exported with channels=4; this method has channels=8" in one_line(err)  # the argument that differs
     # a weight file cut short
     weights.write_bytes(data[: len(data) // 2])
     with pytest.raises(PretrainedError) as err:
@@ -206,3 +207,50 @@ def test_load_component_reads_sharded_diffusers_folders_and_leaves_module_unchan
     with pytest.raises(PretrainedError, match="has shape"):
         load_component(other, tmp_path / "vae")
     assert all(torch.equal(before[k], v) for k, v in other.state_dict().items())
+
+
+CODEC_PLUGIN = """
+from typing import Any
+
+from vsr_core.latent import LatentCodec
+from vsr_core.testing import BoringMethod
+
+
+class CodecVSR(BoringMethod):
+    \"\"\"Boring method that keeps the codec it is given.\"\"\"
+
+    def __init__(self, codec: LatentCodec | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.codec = codec
+"""
+
+
+def test_module_valued_init_args_are_exported_and_rebuilt(tmp_path, fake_plugins):
+    fake_plugins({"fake_codec_export": CODEC_PLUGIN})
+    from fake_codec_export import CodecVSR
+
+    from vsr_core.errors import ConfigError
+    from vsr_core.latent import PixelUnshuffleCodec
+
+    torch.manual_seed(0)
+    method = CodecVSR(codec=PixelUnshuffleCodec(factor=2, scaling=0.5), scale=2, width=3)
+    # built in Python, the codec object keeps no record of its arguments: refused, not silently dropped
+    with pytest.raises(ConfigError, match="init argument 'codec'"):
+        export_method(method, tmp_path / "no_record")
+    # what `vsr fit` records for it (LightningCLI keeps the class_path/init_args the config gave)
+    record = {"class_path": "vsr_core.latent.PixelUnshuffleCodec", "init_args": {"factor": 2, "scaling": 0.5}}
+    method.hparams["codec"] = record
+    with torch.no_grad():
+        method.net[2].weight.normal_()
+    folder = export_method(method, tmp_path / "export")
+    assert json.loads((folder / METHOD_FILE).read_text())["init_args"]["codec"] == record
+    loaded = load_method(folder)
+    assert isinstance(loaded.codec, PixelUnshuffleCodec) and (loaded.codec.spatial_factor, loaded.codec.scaling) == (2, 0.5)
+    assert loaded.hparams["codec"] == record
+    assert torch.equal(loaded.restore(lq_clip()), method.eval().restore(lq_clip()))
+    # a record naming code outside vsr_core and the installed plugins is refused, nothing imported
+    exported = json.loads((folder / METHOD_FILE).read_text())
+    exported["init_args"]["codec"] = {"class_path": "http.server.HTTPServer", "init_args": {}}
+    (folder / METHOD_FILE).write_text(json.dumps(exported))
+    with pytest.raises(PretrainedError, match="init argument 'codec' names 'http.server.HTTPServer'"):
+        load_method(folder)

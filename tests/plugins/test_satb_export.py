@@ -60,7 +60,7 @@ def test_tiny_full_fine_tune_exports_full_folders_and_loads_back_bit_identical(t
         f"predictor/{WEIGHTS_NAME}",
     }
     record = json.loads((folder / METHOD_FILE).read_text())
-    assert record["class_path"] == "satb.model.SATBVR" and record["layout"] == "method"
+    assert record["class_path"] == "satb.SATBVR" and record["layout"] == "method"
     config = json.loads((folder / "transformer/config.json").read_text())
     assert config["_class_name"] == "LQConditionedTransformer" and config["enable_connector"] is True
     assert_identical(method, SATBVR(satb_weights=str(folder)))
@@ -102,7 +102,7 @@ def test_bad_export_folders_fail_in_one_line(tmp_path: Path) -> None:
     from reference.model import ReferenceVSR
 
     reference = export_method(ReferenceVSR(scale=4, channels=4, num_blocks=1), tmp_path / "reference")
-    with pytest.raises(PretrainedError, match="reference.model.ReferenceVSR, not satb.model.SATBVR"):
+    with pytest.raises(PretrainedError, match="reference.ReferenceVSR, not satb.SATBVR"):
         SATBVR(satb_weights=str(reference))
 
     torch.manual_seed(0)
@@ -120,3 +120,44 @@ def test_bad_export_folders_fail_in_one_line(tmp_path: Path) -> None:
     full = export_method(SATBVR(), tmp_path / "full")
     with pytest.raises(PretrainedError, match="does not fit LQConditionedTransformer: 0 missing and .* unexpected"):
         SATBVR(satb_weights=str(full), lq_condition=False, denoiser_output="x0")
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["connectors-truncated", "connectors-not-tensors", "connectors-code", "controlnet-truncated", "controlnet-bad-bin"],
+)
+def test_restore_from_a_corrupt_export_folder_is_one_line(tmp_path: Path, capsys, damage: str) -> None:
+    """`vsr restore --ckpt EXPORT` with a damaged part: one `error:` line naming the file (issue 9)."""
+    import numpy as np
+    from PIL import Image
+
+    from vsr_core.commands.restore import main as restore
+
+    torch.manual_seed(0)
+    folder = export_method(SATBVR(), tmp_path / "export")
+    connectors = folder / "connectors.pt"
+    controlnet = folder / "controlnet" / "diffusion_pytorch_model.safetensors"
+    named = connectors
+    if damage == "connectors-truncated":
+        connectors.write_bytes(connectors.read_bytes()[:200])
+    elif damage == "connectors-not-tensors":
+        connectors.write_text("not a tensor file\n" * 10)
+    elif damage == "connectors-code":
+        from conftest import MarkerPayload
+
+        torch.save({"weight": MarkerPayload(tmp_path / "MARKER")}, connectors)
+    elif damage == "controlnet-truncated":
+        controlnet.write_bytes(controlnet.read_bytes()[:500])
+        named = controlnet
+    else:  # the safetensors under another name, and a broken .bin where diffusers looks next
+        controlnet.rename(controlnet.with_name("renamed.safetensors"))
+        named = controlnet.with_name("diffusion_pytorch_model.bin")
+        named.write_bytes(b"\x80\x04 broken pickle")
+    (tmp_path / "clip").mkdir()
+    for i in range(5):
+        Image.fromarray(np.full((8, 8, 3), 40 * i, np.uint8)).save(tmp_path / "clip" / f"{i:03d}.png")
+    code = restore([str(tmp_path / "clip"), "--ckpt", str(folder), "-o", str(tmp_path / "out"), "--device", "cpu"])
+    err = capsys.readouterr().err.strip()
+    assert code != 0 and err.startswith("error: ") and "\n" not in err and "Traceback" not in err, err
+    assert str(named.parent) in err
+    assert not (tmp_path / "MARKER").exists() and not (tmp_path / "out").exists()

@@ -26,11 +26,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from vsr_core.checkpoint import import_method_class
 from vsr_core.errors import ConfigError
 from vsr_core.frames import frames_at_least, frames_at_most
 from vsr_core.method import VSRMethod
-from vsr_core.plugins import resolve_method
+from vsr_core.plugins import method_class
 
 # Dense bf16 tensor-core peaks (TFLOP/s) by a substring of torch.cuda.get_device_name().
 BF16_PEAK_TFLOPS = {
@@ -109,7 +108,7 @@ def materialize(model: nn.Module, device: torch.device | str) -> nn.Module:
 
 def build_method(name: str, preset: str | None, device: str, materialize_params: bool = True) -> VSRMethod:
     """Instantiate method ``name``; ``preset`` needs a ``preset`` init argument. ``real`` is built via meta."""
-    cls = import_method_class(resolve_method(name))
+    cls = method_class(name)
     kwargs: dict[str, Any] = {}
     if preset is not None:
         if "preset" not in inspect.signature(cls.__init__).parameters:

@@ -7,30 +7,35 @@ The folder layout, and loading it back (``load_method(DIR)``, ``vsr restore --ck
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
 from pathlib import Path
 
-import torch
+from typing import Any
+
 from torch import nn
 
 from vsr_core.errors import CheckpointError, ConfigError, VSRError
-from vsr_core.export import export_method, read_export_record
+
+__all__ = ["main"]
 
 
-def _apply_ema(method: nn.Module, ckpt: str) -> bool:
-    """Load ``ema_state_dict`` of the checkpoint into ``method``; False when it has none."""
-    checkpoint = torch.load(ckpt, map_location="cpu", weights_only=False, mmap=True)
+def _apply_ema(method: nn.Module, checkpoint: dict[str, Any], ckpt: str) -> bool:
+    """Load ``ema_state_dict`` of the (already read) checkpoint into ``method``; False when it has none."""
     ema = checkpoint.get("ema_state_dict")
     if not ema:
         return False
+    if not isinstance(ema, dict):
+        raise CheckpointError(f"{ckpt}: ema_state_dict is not a state dict; export with --weights raw")
     state = method.state_dict()
     unknown = sorted(set(ema) - set(state))
     if unknown:
         raise CheckpointError(
             f"{ckpt}: EMA weights name parameters the method lacks (e.g. {unknown[0]})"
         )
+    wrong = [k for k, v in ema.items() if not hasattr(v, "shape") or tuple(v.shape) != tuple(state[k].shape)]
+    if wrong:
+        raise CheckpointError(f"{ckpt}: EMA weight {wrong[0]} does not fit the method; export with --weights raw")
     state.update({k: v.to(state[k].dtype) for k, v in ema.items()})
     method.load_state_dict(state)
     return True
@@ -67,28 +72,36 @@ def main(argv: list[str]) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from vsr_core.checkpoint import load_method
+    from vsr_core.checkpoint import load_method, method_from_checkpoint, read_checkpoint
+    from vsr_core.export import export_method, read_export_record
+    from vsr_core.partial_files import partial_path, remove_stale_partials
 
     out = Path(args.output)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ConfigError(
             f"output '{out}' exists and is not an empty folder; choose a new one"
         )
-    method = load_method(args.ckpt)
     weights = "raw"
-    if Path(args.ckpt).is_dir():  # an export folder: its weights are already chosen
+    from_folder = Path(args.ckpt).is_dir()
+    if from_folder:  # an export folder: its weights are already chosen
+        method = load_method(args.ckpt)
         weights = read_export_record(args.ckpt, error=CheckpointError).get("weights", "raw")
         if args.weights not in (None, weights):
             raise ConfigError(f"{args.ckpt} is an export of {weights} weights; --weights applies to checkpoints")
-    elif args.weights != "raw":
-        if _apply_ema(method, args.ckpt):
+    else:
+        checkpoint = read_checkpoint(args.ckpt)  # read once, weights_only: nothing in it runs
+        method = method_from_checkpoint(checkpoint, args.ckpt)
+    if not from_folder and args.weights != "raw":
+        if _apply_ema(method, checkpoint, args.ckpt):
             weights = "ema"
         elif args.weights == "ema":
             raise CheckpointError(
                 f"{args.ckpt} has no EMA weights (train with the EMA callback); use --weights raw"
             )
-    # Written next to the target and renamed at the end: a failed export leaves no half folder.
-    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
+    # Written next to the target and renamed at the end: a failed export leaves no half folder (and a
+    # folder left by a killed export is removed by the next one, see vsr_core.partial_files).
+    remove_stale_partials(out.parent)
+    tmp = partial_path(out)
     try:
         try:
             tmp.mkdir(parents=True)

@@ -12,52 +12,7 @@ import torch
 
 from vsr_core.errors import ConfigError, VideoError, VSRError
 
-VIDEO_EXTENSIONS = {
-    ".mp4",
-    ".mkv",
-    ".mov",
-    ".avi",
-    ".webm",
-    ".m4v",
-    ".mpg",
-    ".mpeg",
-    ".flv",
-    ".wmv",
-    ".ts",
-    ".y4m",
-}
-IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
-
-
-def _is_frame_folder(path: Path) -> bool:
-    return any(
-        p.suffix.lower() in IMAGE_EXTENSIONS for p in path.iterdir() if p.is_file()
-    )
-
-
-def collect_inputs(paths: list[str]) -> list[Path]:
-    """Video files and frame folders named by ``paths`` (directories are searched one level deep)."""
-    found: list[Path] = []
-    for text in paths:
-        path = Path(text)
-        if not path.exists():
-            raise VideoError(f"input '{text}' does not exist")
-        if path.is_file() or _is_frame_folder(path):
-            found.append(path)
-        else:
-            entries = sorted(path.iterdir())
-            videos = [
-                p
-                for p in entries
-                if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS
-            ]
-            folders = [p for p in entries if p.is_dir() and _is_frame_folder(p)]
-            if not videos and not folders:
-                raise VideoError(
-                    f"directory '{text}' holds no video files ({', '.join(sorted(VIDEO_EXTENSIONS))}) or frame folders"
-                )
-            found.extend(sorted(videos + folders))
-    return found
+__all__ = ["build_parser", "main", "steps_keyword"]
 
 
 def steps_keyword(method: object) -> str:
@@ -71,16 +26,68 @@ def steps_keyword(method: object) -> str:
     )
 
 
-def _output_dir(path: Path) -> Path:
+def _create_output_dir(path: Path) -> list[Path]:
+    """Create ``path`` (and missing parents); returns the folders created, deepest first."""
+    created = []
+    for folder in [path, *path.parents]:
+        if folder.exists():
+            break
+        created.append(folder)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise VideoError(
-            f"cannot create output directory '{path}' ({err.strerror})"
-        ) from None
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise VideoError(f"output directory '{path}' is not writable")
-    return path
+        raise VideoError(f"cannot create output directory '{path}' ({err.strerror})") from None
+    if not path.is_dir():
+        raise VideoError(f"output directory '{path}' is not a directory")
+    return created
+
+
+def _remove_if_empty(folders: list[Path]) -> None:
+    """Remove the folders this run created if nothing was written into them (deepest first)."""
+    for folder in folders:
+        try:
+            folder.rmdir()  # only succeeds when empty
+        except OSError:
+            return
+
+
+def _check_writable(outdir: Path) -> None:
+    """Create and remove a file where the outputs go: an unwritable place fails before any work."""
+    from vsr_core.partial_files import partial_path
+
+    probe = partial_path(outdir / "write-check.mp4")
+    try:
+        probe.touch(exist_ok=False)
+    except OSError as err:
+        raise VideoError(f"cannot write into output directory '{outdir}' ({err.strerror}); choose another -o") from None
+    probe.unlink()
+
+
+def _targets(inputs: list[Path], outdir: Path, overwrite: bool) -> list[Path]:
+    """One ``outdir/<name>.mp4`` per input (``_2``, ... for repeated names), checked before any work.
+
+    Raises:
+        ConfigError: a target is one of the inputs (even with ``--overwrite``), or exists without ``--overwrite``.
+    """
+    names: set[str] = set()
+    targets = []
+    for source in inputs:
+        stem = source.stem if source.is_file() else source.name
+        name, n = stem, 1
+        while name in names:  # two inputs with one stem must not overwrite each other
+            n += 1
+            name = f"{stem}_{n}"
+        names.add(name)
+        targets.append(outdir / f"{name}.mp4")
+    for target in targets:
+        for source in inputs:
+            if target.exists() and source.exists() and os.path.samefile(target, source):
+                raise ConfigError(f"output '{target}' is the input '{source}'; restore never replaces its input, choose another -o")
+        if target.exists() and not overwrite:
+            raise ConfigError(f"output '{target}' exists; pass --overwrite to replace it, or choose another -o")
+        if target.is_dir():
+            raise ConfigError(f"output '{target}' is a directory; choose another -o")
+    return targets
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -143,6 +150,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--crf", type=int, default=18, help="H.264 quality (lower is better)"
     )
+    p.add_argument("--overwrite", action="store_true", help="replace outputs that exist (never an input)")
+    p.add_argument(
+        "--allow-truncated",
+        action="store_true",
+        help="restore the frames that decode from a truncated video (default: refuse it)",
+    )
     return p
 
 
@@ -184,29 +197,54 @@ def main(argv: list[str]) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as exit_:
         return int(exit_.code or 0)
+    from vsr_core import interrupts
+
     try:
         return _run(args)
-    except KeyboardInterrupt:
-        print("interrupted; no partial output was left", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM under `vsr` (vsr_core.interrupts)
+        print(f"{interrupts.message(err)}; no partial output was left", file=sys.stderr)
+        return interrupts.exit_code(err)
     except VSRError as err:
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code
 
 
 def _run(args: argparse.Namespace) -> int:
-    from vsr_core.checkpoint import load_method
     from vsr_core.data.video_io import probe_video
-    from vsr_core.inference import EngineOptions, RestoreEngine, restore_file
+    from vsr_core.inference import collect_inputs, frames_to_restore
 
     inputs = collect_inputs(args.inputs)
-    for source in inputs:  # fail on an unreadable input before restoring anything
-        probe_video(source)
-    outdir = _output_dir(Path(args.output))
+    # Every input is checked before anything is restored: readable, and whole (every promised frame decodes).
+    counts = []
+    for source in inputs:
+        count, promised = frames_to_restore(source, allow_truncated=args.allow_truncated), probe_video(source).frames
+        if count < promised:
+            print(
+                f"warning: {source} is truncated: restoring the {count} of its {promised} frames that decode "
+                "(--allow-truncated)",
+                file=sys.stderr,
+            )
+        counts.append(count)
     if args.device == "cuda" and not torch.cuda.is_available():
         raise ConfigError(
             "--device cuda was asked for but no CUDA device is available; use --device cpu"
         )
+    outdir = Path(args.output)
+    if outdir.exists() and not outdir.is_dir():
+        raise VideoError(f"output directory '{outdir}' is a file; choose another -o")
+    targets = _targets(inputs, outdir, args.overwrite)
+    created = _create_output_dir(outdir)
+    try:
+        _check_writable(outdir)
+        return _restore_all(args, inputs, counts, targets)
+    finally:
+        _remove_if_empty(created)  # a failed run leaves no empty output folder behind
+
+
+def _restore_all(args: argparse.Namespace, inputs: list[Path], counts: list[int], targets: list[Path]) -> int:
+    from vsr_core.checkpoint import load_method
+    from vsr_core.inference import EngineOptions, RestoreEngine, restore_file
+
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     method = load_method(args.ckpt, map_location=device)
     sampling = dict(getattr(method, "val_sampling", {}) or {})
@@ -226,27 +264,17 @@ def _run(args: argparse.Namespace) -> int:
         sampling=sampling,
     )
     engine = RestoreEngine(method, options)
-    names: set[str] = set()
     with _progress() as progress:
-        for source in inputs:
-            stem = source.stem if source.is_file() else source.name
-            name = stem
-            n = 1
-            while (
-                name in names
-            ):  # two inputs with one stem must not overwrite each other
-                n += 1
-                name = f"{stem}_{n}"
-            names.add(name)
-            target = outdir / f"{name}.mp4"
+        for source, count, target in zip(inputs, counts, targets):
             task = progress.add_task(source.name, total=None)
-            restore_file(
+            written = restore_file(
                 engine,
                 source,
                 target,
                 crf=args.crf,
                 on_start=lambda total, task=task: progress.update(task, total=total),
                 on_frame=lambda task=task: progress.advance(task),
+                num_frames=count,
             )
-            progress.console.print(f"wrote {target}")
+            progress.console.print(f"wrote {target} ({written} frames)")
     return 0

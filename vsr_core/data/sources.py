@@ -23,7 +23,7 @@ from pathlib import Path, PurePosixPath
 
 from vsr_core.data.sample_clips import ensure_sample_clips
 from vsr_core.data.video_io import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, VideoInfo, probe_video
-from vsr_core.errors import DataError, VideoError
+from vsr_core.errors import DataError, TruncatedVideoError, VideoError
 
 __all__ = [
     "DataWarning",
@@ -159,9 +159,12 @@ def _probe_all(found: list[_Found]) -> list[tuple[_Found, VideoInfo | None, str]
 
     def one(f: _Found) -> tuple[_Found, VideoInfo | None, str]:
         try:
-            return f, probe_video(f.path), ""
+            info = probe_video(f.path)
         except VideoError as err:
             return f, None, str(err)
+        if info.truncated:  # a file that breaks off part-way is truncated, not merely short
+            return f, None, str(TruncatedVideoError(info.frames_present, info.frames, f.path, "skipped"))
+        return f, info, ""
 
     with ThreadPoolExecutor(max_workers=min(8, max(1, os.cpu_count() or 1))) as pool:
         return list(pool.map(one, found))

@@ -18,7 +18,6 @@ import bisect
 import contextlib
 import os
 import re
-import secrets
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -31,13 +30,29 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from vsr_core.errors import VideoError
+from vsr_core.errors import TruncatedVideoError, VideoError
+from vsr_core.partial_files import partial_path, remove_stale_partials
 
 if TYPE_CHECKING:
     from typing_extensions import Self  # typing.Self needs Python 3.11
 
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "VIDEO_EXTENSIONS",
+    "FrameFolderReader",
+    "VideoInfo",
+    "VideoReader",
+    "VideoWriter",
+    "frames_to_tensor",
+    "open_video",
+    "probe_video",
+    "tensor_to_frames",
+]
+
 PathLike = str | os.PathLike
 
+#: The one list of video file extensions vsr looks for (sources, restore, evaluate): every container
+#: this PyAV build demuxes (mov/mp4/3gp, matroska/webm, avi, mpeg-ps, mpeg-ts, asf, flv, ogg, y4m).
 VIDEO_EXTENSIONS: tuple[str, ...] = (
     ".mp4",
     ".m4v",
@@ -70,6 +85,13 @@ class VideoInfo:
 
     ``width``/``height`` are the displayed size, i.e. after ``rotation`` (counter-clockwise
     degrees, one of 0/90/180/270) has been applied. ``fps`` is exact (``Fraction``).
+
+    ``frames`` is what the container promises: the frame count of its header (mp4/mov/avi), else
+    the packets found, or, when the header's duration reaches beyond the last packet (a cut
+    mkv/webm), the frames that duration holds. ``frames_present`` is the number of packets found
+    when probing counted them (``None`` for header-counted formats); ``frames_present < frames``
+    means the file is truncated. Whether every frame also decodes is only known by decoding
+    (:meth:`VideoReader.count_decodable`).
     """
 
     path: str
@@ -81,6 +103,12 @@ class VideoInfo:
     has_audio: bool = False
     codec: str = ""
     pix_fmt: str = ""
+    frames_present: int | None = None
+
+    @property
+    def truncated(self) -> bool:
+        """Whether probing already found fewer frames than the container promises."""
+        return self.frames_present is not None and self.frames_present < self.frames
 
 
 def _one_line(err: BaseException) -> str:
@@ -104,6 +132,7 @@ class _PacketIndex:
     # Frames are addressed by decode count from the start when packets lack timestamps, or when
     # decoded timestamps turned out not to match the packets' after a seek (MPEG-PS/TS parsers).
     sequential: bool
+    end_seconds: float | None = None  # end of the last packet, from the stream start (None: unknown)
     pts_set: frozenset = frozenset()
 
     def __post_init__(self) -> None:
@@ -123,19 +152,64 @@ def _build_packet_index(container: av.container.InputContainer, stream) -> _Pack
     pts: list[int] = []
     keys: list[int] = []
     sequential = False
-    for packet in container.demux(stream):
-        if packet.size == 0:  # the flush packet at the end of the stream
-            continue
-        if packet.pts is None:
-            sequential = True
-            pts.append(len(pts))
-            continue
-        pts.append(packet.pts)
-        if packet.is_keyframe:
-            keys.append(packet.pts)
+    end = None
+    try:
+        for packet in container.demux(stream):
+            if packet.size == 0:  # the flush packet at the end of the stream
+                continue
+            if packet.pts is None:
+                sequential = True
+                pts.append(len(pts))
+                continue
+            pts.append(packet.pts)
+            end = max(end or packet.pts, packet.pts + (packet.duration or 0))
+            if packet.is_keyframe:
+                keys.append(packet.pts)
+    except av.FFmpegError:
+        pass  # the file breaks off here: what follows is missing (the promise check names it)
     pts.sort()
     keys.sort()
-    return _PacketIndex(pts, keys, sequential)
+    end_seconds = None
+    if end is not None and not sequential and stream.time_base:
+        end_seconds = float((end - (stream.start_time or 0)) * stream.time_base)
+    return _PacketIndex(pts, keys, sequential, end_seconds)
+
+
+def _parse_duration_tag(text: str) -> float | None:
+    """``"HH:MM:SS.fffffffff"`` (matroska's per-track DURATION tag) in seconds."""
+    match = re.fullmatch(r"(\d+):(\d{2}):(\d{2}(?:\.\d+)?)", text.strip())
+    if match is None:
+        return None
+    hours, minutes, seconds = match.groups()
+    return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+
+
+def _declared_seconds(container, stream) -> float | None:
+    """How long the container says the video stream is (its own duration tag, else the file's if alone)."""
+    tag = (stream.metadata or {}).get("DURATION") or (stream.metadata or {}).get("duration")
+    if tag:
+        seconds = _parse_duration_tag(tag)
+        if seconds is not None:
+            return seconds
+    if len(container.streams) == 1 and container.duration:
+        return container.duration / av.time_base
+    return None
+
+
+def _promised_frames(container, stream, index: _PacketIndex, fps: Fraction) -> int:
+    """Packets found, or the declared length when the declared duration reaches beyond the last packet.
+
+    A gap of up to 1.5 frame periods is rounding (the last frame's duration, timestamp offsets);
+    a longer one means the file was cut (a partial download or copy).
+    """
+    present = len(index.pts)
+    declared = _declared_seconds(container, stream)
+    if declared is None or index.end_seconds is None:
+        return present
+    missing = (declared - index.end_seconds) * float(fps)
+    if missing <= 1.5:
+        return present
+    return max(present + 1, round(declared * float(fps)))  # the declared length in frames (exact at a constant rate)
 
 
 def _packet_index(path: str, container=None, stream=None) -> _PacketIndex:
@@ -234,10 +308,13 @@ def _probe_file_uncached(path: str) -> VideoInfo:
         if not fps:
             raise VideoError(f"{path}: the video stream has no frame rate; re-mux it with an explicit rate")
         fmt_names = container.format.name.split(",")
+        present = None
         if stream.frames > 0 and any(name in _TRUSTED_FRAME_COUNT_FORMATS for name in fmt_names):
             frames = int(stream.frames)
         else:
-            frames = len(_packet_index(path, container, stream).pts)
+            index = _packet_index(path, container, stream)
+            present = len(index.pts)
+            frames = _promised_frames(container, stream, index, Fraction(fps))
         width, height = first.width, first.height
         if rotation in (90, 270):
             width, height = height, width
@@ -251,6 +328,7 @@ def _probe_file_uncached(path: str) -> VideoInfo:
             has_audio=bool(container.streams.audio),
             codec=stream.codec_context.name,
             pix_fmt=stream.format.name if stream.format else "",
+            frames_present=present,
         )
     except av.FFmpegError as err:
         raise VideoError(f"{path}: cannot read ({_one_line(err)}); the file may be corrupt") from None
@@ -352,6 +430,10 @@ class _FrameSource:
     def __len__(self) -> int:
         return self.num_frames
 
+    def count_decodable(self) -> int:
+        """How many frames can be read in order (a frame folder: every file; a bad image raises on read)."""
+        return self.num_frames
+
     def close(self) -> None:
         """Release what the reader holds open (nothing, unless a subclass says otherwise)."""
 
@@ -410,18 +492,16 @@ class VideoReader(_FrameSource):
         except av.FFmpegError as err:
             raise VideoError(f"{self.path}: decoding failed ({_one_line(err)}); the file is corrupt or truncated") from None
 
-    def _truncated(self, got: int, wanted: int) -> VideoError:
-        return VideoError(
-            f"{self.path}: decoding ended after {got} frames but frame {wanted} was requested; "
-            "the file is truncated or corrupt, re-encode or remove it"
-        )
+    def _truncated(self, got: int) -> TruncatedVideoError:
+        return TruncatedVideoError(got, self.info.frames, self.path)
 
     def read_clip(self, start: int, num_frames: int, stride: int = 1) -> torch.Tensor:
         """Frames ``start, start+stride, ...`` (``num_frames`` of them) as ``uint8 [T, H, W, 3]``."""
         container, stream = self._open()
         index = _packet_index(self.path, container, stream)
-        total = min(self.info.frames, len(index.pts)) if not index.sequential else self.info.frames
-        wanted = _clip_indices(self.path, total, start, num_frames, stride)
+        wanted = _clip_indices(self.path, self.info.frames, start, num_frames, stride)
+        if not index.sequential and wanted[-1] >= len(index.pts):
+            raise self._truncated(len(index.pts))  # the container promises frames the file does not hold
         if index.sequential:
             return self._read_sequential(container, stream, wanted)
         targets = {index.pts[i]: k for k, i in enumerate(wanted)}
@@ -441,7 +521,7 @@ class VideoReader(_FrameSource):
                 break
         missing = [wanted[k] for k, frame in enumerate(out) if frame is None]
         if missing:
-            raise self._truncated(missing[0], missing[0])
+            raise self._truncated(missing[0])
         return torch.from_numpy(np.stack(out))
 
     def _decode_range(self, container, stream, index, seek_pts, first_pts, last_pts, targets) -> list | None:
@@ -484,7 +564,7 @@ class VideoReader(_FrameSource):
             if n >= wanted[-1]:
                 break
         if any(frame is None for frame in out):
-            raise self._truncated(n + 1, wanted[-1])
+            raise self._truncated(n + 1)
         return torch.from_numpy(np.stack(out))
 
     def iter_frames(self, start: int = 0) -> Iterator[torch.Tensor]:
@@ -502,6 +582,23 @@ class VideoReader(_FrameSource):
             n += 1
         if n == 0:
             raise VideoError(f"{self.path}: no frame could be decoded; the file is empty or corrupt")
+
+    def count_decodable(self) -> int:
+        """How many frames decode from the start, in order, before the stream ends or breaks off.
+
+        Decodes the whole file once (no colour conversion), exactly as :meth:`iter_frames` does, so
+        ``iter_frames`` yields this many frames before it ends or raises.
+        """
+        container, stream = self._open()
+        container.seek(0)
+        n = 0
+        try:
+            for _ in container.decode(stream):
+                n += 1
+        except av.FFmpegError:
+            pass  # the rest does not decode: n frames do
+        container.seek(0)
+        return n
 
 
 class FrameFolderReader(_FrameSource):
@@ -594,16 +691,29 @@ class VideoWriter:
         self.size: tuple[int, int] | None = None  # (height, width) actually encoded
         self._input_size: tuple[int, int] | None = None
         directory, name = os.path.split(self.path)
-        os.makedirs(directory, exist_ok=True)
         stem, suffix = os.path.splitext(name)
         if not suffix:
             raise VideoError(f"{self.path}: the output needs a file extension (.mp4, .mkv, ...) to pick a container")
-        self.tmp_path = os.path.join(directory, f".{stem}.partial-{secrets.token_hex(4)}{suffix}")
+        try:
+            os.makedirs(directory, exist_ok=True)
+        except OSError as err:
+            raise VideoError(f"{self.path}: cannot create the folder '{directory}' ({err.strerror})") from None
+        remove_stale_partials(directory)  # left by a vsr process that was killed outright
+        self.tmp_path = os.fspath(partial_path(self.path))
         self._closed = False
+        # Create the file now: an unwritable place fails here, before any frame is restored (the
+        # muxer would only open it once the encoder emits its first packet).
+        try:
+            with open(self.tmp_path, "xb"):
+                pass
+        except OSError as err:
+            self._closed = True
+            raise VideoError(f"{self.path}: cannot write into '{directory}' ({err.strerror}); choose another output") from None
         try:
             self._container = av.open(self.tmp_path, mode="w")
         except (av.FFmpegError, ValueError) as err:
             self._remove_tmp()
+            self._closed = True
             raise VideoError(f"{self.path}: cannot create the output ({_one_line(err)}); check the extension") from None
         self._stream = None
         self._audio_in = None

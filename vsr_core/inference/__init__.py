@@ -2,7 +2,7 @@
 
 from vsr_core.inference.color import adain_color_fix, wavelet_color_fix
 from vsr_core.inference.engine import EngineOptions, RestoreEngine
-from vsr_core.inference.files import restore_file
+from vsr_core.inference.files import collect_inputs, frames_to_restore, restore_file
 from vsr_core.inference.fusion import LinearCrossfade, WindowFusion, window_fusion_for
 from vsr_core.inference.prediction_writer import (
     RestorePredictionWriter,
@@ -21,6 +21,8 @@ __all__ = [
     "WindowFusion",
     "WindowPlan",
     "adain_color_fix",
+    "collect_inputs",
+    "frames_to_restore",
     "gaussian_weight",
     "plan_windows",
     "restore_file",

@@ -2,7 +2,10 @@
 
 Only the frames of the current window are held (input and fused output), so peak memory
 depends on window and tile size, never on video length; a frame is yielded as soon as no later
-window covers it. Output frame count equals input frame count exactly.
+window covers it. Output frame count equals input frame count exactly, and every output frame
+comes from a real input frame: a source that ends before the frames it promised raises
+:class:`~vsr_core.errors.TruncatedVideoError` instead of being padded (only the tail that a
+window's frame rule needs beyond the last frame is padded, and those outputs are dropped).
 """
 
 from __future__ import annotations
@@ -17,13 +20,15 @@ from typing import Any
 import torch
 
 from vsr_core.data.video_io import frames_to_tensor, tensor_to_frames
-from vsr_core.errors import ConfigError
+from vsr_core.errors import ConfigError, TruncatedVideoError, VideoError
 from vsr_core.inference.color import COLOR_FIXES
 from vsr_core.inference.fusion import WindowFusion, window_fusion_for
 from vsr_core.inference.padding import method_size_rules
 from vsr_core.inference.tiles import gaussian_weight, tile_starts
 from vsr_core.inference.windows import Window, WindowPlan, plan_windows
 from vsr_core.video_ops import pad_spatial, padded_size, upsample_frames
+
+__all__ = ["EngineOptions", "RestoreEngine"]
 
 
 @dataclass
@@ -180,11 +185,15 @@ class RestoreEngine:
         emitted = 0
         for i, window in enumerate(plan.windows):
             while first_input + len(inputs) < window.end:
-                frame = next(source, None)
-                if frame is None or first_input + len(inputs) >= num_frames:
-                    if last_frame is None:
-                        raise ConfigError("the video yielded no frames")
-                    frame = last_frame  # pad a short video with its last frame
+                position = first_input + len(inputs)
+                if position < num_frames:
+                    frame = next(source, None)
+                    if frame is None:  # the source promised num_frames but ended here
+                        if position == 0:
+                            raise VideoError("the video yielded no frames; the file is empty or corrupt")
+                        raise TruncatedVideoError(position, num_frames)
+                else:
+                    frame = last_frame  # the window's frame rule reaches past the end: padding, not output
                 inputs.append(frame)
                 last_frame = frame
             offset = window.start - first_input
@@ -228,13 +237,16 @@ class RestoreEngine:
         reader: Any,
         write: Callable[[torch.Tensor], None],
         on_frame: Callable[[], None] | None = None,
+        num_frames: int | None = None,
     ) -> int:
-        """Restore every frame of a :class:`~vsr_core.data.video_io.VideoReader` (or folder reader) into ``write``.
+        """Restore the frames of a :class:`~vsr_core.data.video_io.VideoReader` (or folder reader) into ``write``.
 
-        Returns the number of frames written.
+        ``num_frames``: the first frames only (default every frame the reader promises). Returns the
+        number of frames written.
         """
         count = 0
-        for frame in self.restore_frames(reader.iter_frames(), reader.num_frames):
+        total = reader.num_frames if num_frames is None else num_frames
+        for frame in self.restore_frames(reader.iter_frames(), total):
             write(frame)
             count += 1
             if on_frame is not None:

@@ -17,7 +17,9 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from torch.utils.data import DataLoader, Dataset
 
 from vsr_core.inference.engine import EngineOptions, RestoreEngine
-from vsr_core.inference.files import restore_file
+from vsr_core.inference.files import collect_inputs, restore_file
+
+__all__ = ["RestorePredictionWriter", "VideoFilesDataModule"]
 
 
 class _Files(Dataset):
@@ -48,8 +50,6 @@ class VideoFilesDataModule(pl.LightningDataModule):
         self.inputs = list(inputs)
 
     def predict_dataloader(self) -> DataLoader:
-        from vsr_core.commands.restore import collect_inputs
-
         return DataLoader(
             _Files(collect_inputs(self.inputs)), batch_size=1, collate_fn=_collate
         )

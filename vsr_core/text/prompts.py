@@ -62,7 +62,11 @@ def _load_embedding(path: str | os.PathLike, width: int | None) -> torch.Tensor:
             tensors = load_file(str(path))
             tensor = next(iter(tensors.values())) if len(tensors) == 1 else None
         else:
-            tensor = torch.load(path, map_location="cpu", weights_only=True)
+            from vsr_core.torch_files import read_torch_file
+
+            tensor = read_torch_file(path, what="embedding file")
+    except PretrainedError:
+        raise
     except Exception as err:  # noqa: BLE001 - any unreadable file is the user's to replace
         raise PretrainedError(f"{path} is not a readable tensor file ({type(err).__name__}); write it again") from None
     if not isinstance(tensor, torch.Tensor) or tensor.ndim not in (2, 3) or not tensor.is_floating_point():

@@ -38,7 +38,7 @@ def test_export_raw_weights_load_back_identical(trained, tmp_path, capsys):
     assert main([str(ckpt), "-o", str(tmp_path / "export")]) == 0
     record = json.loads((tmp_path / "export" / "vsr_method.json").read_text())
     assert (
-        record["class_path"] == "reference.model.ReferenceVSR"
+        record["class_path"] == "reference.ReferenceVSR"
         and record["weights"] == "raw"
     )
     assert record["init_args"]["channels"] == 4 and list(record["components"]) == [
@@ -56,7 +56,7 @@ def test_export_raw_weights_load_back_identical(trained, tmp_path, capsys):
 
 def test_ema_weights_are_exported_by_default(trained, tmp_path, capsys):
     ckpt, method = trained
-    checkpoint = torch.load(ckpt, weights_only=False)
+    checkpoint = torch.load(ckpt, weights_only=True)
     ema = {k: torch.full_like(v, 0.5) for k, v in method.named_parameters()}
     checkpoint["ema_state_dict"] = ema
     torch.save(checkpoint, tmp_path / "ema.ckpt")
@@ -118,3 +118,21 @@ def test_an_export_folder_can_be_exported_again(trained, tmp_path, capsys):
     assert torch.equal(copy.net.stem.weight, method.net.stem.weight)
     assert main([str(tmp_path / "a"), "-o", str(tmp_path / "c"), "--weights", "ema"]) != 0
     assert "--weights applies to checkpoints" in capsys.readouterr().err
+
+
+def test_a_malicious_checkpoint_is_refused_before_anything_runs(malicious_checkpoint, tmp_path, capsys):
+    path, marker = malicious_checkpoint
+    assert main([str(path), "-o", str(tmp_path / "export")]) != 0
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and "refused" in err
+    assert not marker.exists() and not (tmp_path / "export").exists()
+
+
+def test_ema_weights_that_do_not_fit_are_one_line(trained, tmp_path, capsys):
+    ckpt, method = trained
+    checkpoint = torch.load(ckpt, weights_only=True)
+    checkpoint["ema_state_dict"] = {"net.stem.weight": torch.zeros(1)}
+    torch.save(checkpoint, tmp_path / "bad_ema.ckpt")
+    assert main([str(tmp_path / "bad_ema.ckpt"), "-o", str(tmp_path / "x")]) != 0
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "net.stem.weight does not fit" in err and not (tmp_path / "x").exists()

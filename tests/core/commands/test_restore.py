@@ -32,13 +32,16 @@ def ckpt(tmp_path_factory) -> Path:
 
 
 def write_video(
-    path: Path, frames: int, height: int = 24, width: int = 32, audio: bool = False
+    path: Path, frames: int, height: int = 24, width: int = 32, audio: bool = False, options: dict | None = None
 ) -> np.ndarray:
-    """A random ``frames``-frame H.264 clip at 24 fps (yuv444p for odd sizes), with silent AAC if ``audio``."""
+    """A random ``frames``-frame H.264 clip at 24 fps (yuv444p for odd sizes), with silent AAC if ``audio``.
+
+    ``options`` go to the muxer (``{"movflags": "faststart"}``: the mp4 index before the data).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(frames)
     data = rng.integers(0, 256, (frames, height, width, 3), dtype=np.uint8)
-    with av.open(str(path), "w") as container:
+    with av.open(str(path), "w", options=options or {}) as container:
         stream = container.add_stream("libx264", rate=24)
         stream.height, stream.width = height, width
         stream.pix_fmt = "yuv420p" if height % 2 == 0 and width % 2 == 0 else "yuv444p"
@@ -170,7 +173,7 @@ def test_bad_inputs_fail_with_one_line(ckpt, tmp_path, capsys):
 
 
 def test_checkpoint_of_an_uninstalled_plugin_names_it(ckpt, tmp_path, capsys):
-    checkpoint = torch.load(ckpt, weights_only=False)
+    checkpoint = torch.load(ckpt, weights_only=True)
     checkpoint["vsr_method"]["class_path"] = "gonevsr.model.GoneVSR"
     torch.save(checkpoint, tmp_path / "gone.ckpt")
     write_video(tmp_path / "v.mp4", 2)
@@ -216,4 +219,140 @@ def test_ctrl_c_mid_video_leaves_no_file(ckpt, tmp_path, capsys, monkeypatch):
         ]
     )
     assert code == 130 and calls["n"] == 2
-    assert os.listdir(tmp_path / "o") == []
+    assert not (tmp_path / "o").exists()  # neither the partial file nor the folder this run created
+
+
+# ---------------------------------------------------------------------------------------------
+# What vsr promises on bad input (issue 9): each case is one `error:` line and leaves nothing.
+# ---------------------------------------------------------------------------------------------
+
+
+def cut(path: Path, fraction: float, name: str) -> Path:
+    target = path.with_name(name)
+    data = path.read_bytes()
+    target.write_bytes(data[: int(len(data) * fraction)])
+    return target
+
+
+def test_a_malicious_checkpoint_never_runs(malicious_checkpoint, tmp_path, capsys):
+    path, marker = malicious_checkpoint
+    write_video(tmp_path / "v.mp4", 3)
+    err = run_error([str(tmp_path / "v.mp4"), "--ckpt", str(path), "-o", str(tmp_path / "out"), "--device", "cpu"], capsys)
+    assert "refused" in err and not marker.exists()
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("ext", "options", "fraction"),
+    [("mp4", {"movflags": "faststart"}, 0.7), ("mkv", None, 0.3)],
+    ids=["faststart-mp4-70%", "mkv-30%"],
+)
+def test_a_truncated_video_fails_unless_allowed_and_never_gets_invented_frames(ckpt, tmp_path, capsys, ext, options, fraction):
+    write_video(tmp_path / f"whole.{ext}", 48, options=options)
+    source = cut(tmp_path / f"whole.{ext}", fraction, f"clip.{ext}")
+    decodable = VideoReader(source).count_decodable()
+    assert 0 < decodable < 48
+    out = tmp_path / "out"
+    common = [str(source), "--ckpt", str(ckpt), "-o", str(out), "--device", "cpu", "--window", "8"]
+    err = run_error(common, capsys)
+    assert f"only {decodable} of the 48 frames it promises decode" in err and "--allow-truncated" in err
+    assert not out.exists()
+    assert main([*common, "--allow-truncated"]) == 0
+    warning = capsys.readouterr().err.strip()
+    assert warning.startswith("warning: ") and f"the {decodable} of its 48 frames" in warning and "\n" not in warning
+    restored = VideoReader(out / "clip.mp4")
+    assert restored.num_frames == decodable  # what decoded, not 48 (no frozen copies of the last frame)
+    # the untrained reference method upsamples bicubically: the last output frame is the last decodable input
+    last_in = torch.stack(list(VideoReader(source).iter_frames()))[-1].float().mean()
+    last_out = restored.read_clip(decodable - 1, 1)[0].float().mean()
+    assert abs(last_in - last_out) < 4
+
+
+def test_restore_never_replaces_its_input(ckpt, tmp_path, capsys):
+    write_video(tmp_path / "dir" / "clip.mp4", 5)
+    before = (tmp_path / "dir" / "clip.mp4").read_bytes()
+    common = [str(tmp_path / "dir" / "clip.mp4"), "--ckpt", str(ckpt), "-o", str(tmp_path / "dir"), "--device", "cpu"]
+    for extra in ([], ["--overwrite"]):
+        err = run_error([*common, *extra], capsys)
+        assert "is the input" in err
+    assert (tmp_path / "dir" / "clip.mp4").read_bytes() == before
+    assert os.listdir(tmp_path / "dir") == ["clip.mp4"]
+
+
+def test_an_existing_output_is_replaced_only_with_overwrite(ckpt, tmp_path, capsys):
+    from vsr_core.partial_files import partial_path
+
+    write_video(tmp_path / "a.mp4", 4)
+    common = [str(tmp_path / "a.mp4"), "--ckpt", str(ckpt), "-o", str(tmp_path / "out"), "--device", "cpu"]
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "a.mp4").write_bytes(b"precious")
+    assert "exists; pass --overwrite" in run_error(common, capsys)
+    assert (tmp_path / "out" / "a.mp4").read_bytes() == b"precious"
+    # a partial left by a killed vsr process (a pid that is gone) is cleaned up by this run
+    child = __import__("subprocess").Popen(["true"])
+    child.wait()
+    stale = partial_path(tmp_path / "out" / "a.mp4")
+    stale = stale.with_name(stale.name.replace(f"-{os.getpid()}-", f"-{child.pid}-"))
+    stale.write_bytes(b"half")
+    assert main([*common, "--overwrite"]) == 0
+    assert probe_video(tmp_path / "out" / "a.mp4").frames == 4
+    assert sorted(os.listdir(tmp_path / "out")) == ["a.mp4"]
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux /proc")
+def test_an_unwritable_output_fails_before_any_work(ckpt, tmp_path, capsys, monkeypatch):
+    import vsr_core.checkpoint
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("the method was loaded although the output cannot be written")
+
+    monkeypatch.setattr(vsr_core.checkpoint, "load_method", no_loading)
+    write_video(tmp_path / "a.mp4", 3)
+    err = run_error([str(tmp_path / "a.mp4"), "--ckpt", str(ckpt), "-o", "/proc", "--device", "cpu"], capsys)
+    assert "cannot write into output directory '/proc'" in err
+
+
+SLOW_PLUGIN = """
+import time
+
+from reference.model import ReferenceVSR
+
+
+class SlowVSR(ReferenceVSR):
+    \"\"\"The reference method, 0.3 s per window: slow enough to be stopped mid-video.\"\"\"
+
+    def restore(self, lq, prompt=None, **sampling):
+        time.sleep(0.3)
+        return super().restore(lq, prompt, **sampling)
+"""
+
+
+def test_sigterm_mid_write_leaves_nothing_and_exits_143(tmp_path, fake_plugins):
+    import subprocess
+    import sys
+    import time
+
+    from vsr_core.testing import tiny_trainer
+
+    site = fake_plugins({"fake_slowvsr": SLOW_PLUGIN})
+    from fake_slowvsr import SlowVSR
+
+    trainer = tiny_trainer(tmp_path, max_steps=0)
+    trainer.strategy.connect(SlowVSR(scale=2, channels=4, num_blocks=1))
+    trainer.save_checkpoint(tmp_path / "slow.ckpt")
+    write_video(tmp_path / "long.mp4", 60)
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
+    command = [sys.executable, "-m", "vsr_core.cli", "restore", str(tmp_path / "long.mp4"), "--ckpt", str(tmp_path / "slow.ckpt"),
+               "-o", str(out), "--window", "4", "--overlap", "1", "--device", "cpu"]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (out.is_dir() and any(p.name.startswith(".long.") for p in out.iterdir())):
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.02)
+    time.sleep(0.7)  # a few windows into the video: frames are being written
+    process.terminate()  # SIGTERM, what timeout/kill/docker stop/Slurm send
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 143, stderr
+    assert stderr.strip() == "terminated; no partial output was left"
+    assert not out.exists()  # neither the partial nor the folder this run created

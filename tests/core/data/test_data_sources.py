@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from video_factory import make_frame_folder, make_video, pattern
+from video_factory import make_frame_folder, make_video, pattern, truncate
 
 from vsr_core.data.sources import DataWarning, PairedFolders, SampleClips, VideoFolder
 from vsr_core.errors import DataError
@@ -69,6 +69,15 @@ def test_video_folder_errors(tmp_path):
     (tmp_path / "bad" / "x.mp4").write_bytes(b"")
     with pytest.warns(DataWarning), pytest.raises(DataError, match="none of the 1"):
         VideoFolder(str(tmp_path / "bad")).items()
+
+
+def test_a_cut_video_is_skipped_as_truncated_not_short(tmp_path):
+    (tmp_path / "root").mkdir()
+    make_video(tmp_path / "root" / "whole.mkv", frames=48)
+    truncate(tmp_path / "root" / "whole.mkv", 0.3, tmp_path / "root" / "cut.mkv")
+    with pytest.warns(DataWarning, match=r"cut.mkv: the video is truncated: only \d+ of the 48 frames"):
+        items = VideoFolder(str(tmp_path / "root")).items()
+    assert [item.key for item in items] == ["whole"] and items[0].num_frames == 48
 
 
 def test_malformed_caption_line_names_file_and_line(tree):

@@ -10,7 +10,7 @@ import av
 import numpy as np
 import pytest
 import torch
-from video_factory import make_audio_only, make_frame_folder, make_video, pattern
+from video_factory import make_audio_only, make_frame_folder, make_video, pattern, truncate
 
 from vsr_core.data.video_io import (
     FrameFolderReader,
@@ -21,7 +21,7 @@ from vsr_core.data.video_io import (
     probe_video,
     tensor_to_frames,
 )
-from vsr_core.errors import VideoError
+from vsr_core.errors import TruncatedVideoError, VideoError
 
 FORMATS = [
     ("mp4", "libx264", "yuv420p"),
@@ -186,14 +186,33 @@ def test_bad_files_raise_one_line_video_errors(tmp_path):
 
 def test_truncated_stream_reads_what_is_there_and_errors_beyond(tmp_path):
     make_video(tmp_path / "whole.mkv", frames=40, gop=4)
-    data = (tmp_path / "whole.mkv").read_bytes()
-    (tmp_path / "cut.mkv").write_bytes(data[: int(len(data) * 0.6)])
-    info = probe_video(tmp_path / "cut.mkv")
-    assert 5 < info.frames < 40  # counted from the packets that survived
-    with VideoReader(tmp_path / "cut.mkv") as reader:
+    cut = truncate(tmp_path / "whole.mkv", 0.6)
+    info = probe_video(cut)
+    # the container promises 40 frames (its duration tag); fewer packets survived the cut
+    assert info.frames == 40 and 5 < info.frames_present < 40 and info.truncated
+    with VideoReader(cut) as reader:
         assert reader.read_clip(0, 4).shape[0] == 4
-        with pytest.raises(VideoError, match=r"has \d+ frames"):
-            reader.read_clip(info.frames - 2, 4)
+        assert reader.count_decodable() == info.frames_present
+        with pytest.raises(TruncatedVideoError, match=rf"only {info.frames_present} of the 40 frames"):
+            reader.read_clip(info.frames_present - 2, 4)
+
+
+@pytest.mark.parametrize(("name", "options"), [("fast.mp4", {"movflags": "faststart"}), ("cut.mkv", None)])
+def test_cut_files_promise_their_full_length_and_decode_less(tmp_path, name, options):
+    """A faststart mp4 keeps its sample table (48 frames) when cut; an mkv its duration tag."""
+    make_video(tmp_path / name, frames=48, container_options=options, audio=True)
+    whole = probe_video(tmp_path / name)
+    assert (whole.frames, whole.truncated) == (48, False)  # audio longer than video is not a cut
+    assert VideoReader(tmp_path / name).count_decodable() == 48
+    cut = truncate(tmp_path / name, 0.7)
+    info = probe_video(cut)
+    assert info.frames == 48
+    with VideoReader(cut) as reader:
+        decodable = reader.count_decodable()
+        assert 10 < decodable < 48
+        streamed = list(reader.iter_frames())
+        assert len(streamed) == decodable  # exactly what streaming yields
+        assert torch.equal(reader.read_clip(decodable - 3, 3), torch.stack(streamed[-3:]))
 
 
 def test_frame_folder_natural_order_and_same_api(tmp_path):

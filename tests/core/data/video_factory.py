@@ -40,10 +40,14 @@ def make_video(
     rotation: int | None = None,
     audio: bool = False,
     seed: int = 0,
+    container_options: dict[str, str] | None = None,
 ) -> np.ndarray:
-    """Write ``pattern(...)`` with PyAV (keyframe every ``gop`` frames); return the frames written."""
+    """Write ``pattern(...)`` with PyAV (keyframe every ``gop`` frames); return the frames written.
+
+    ``container_options`` go to the muxer, e.g. ``{"movflags": "faststart"}`` (mp4 index first).
+    """
     data = pattern(frames, height, width, seed)
-    container = av.open(str(path), "w")
+    container = av.open(str(path), "w", options=container_options or {})
     stream = container.add_stream(codec, rate=Fraction(fps))
     stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
     if codec in ("libx264", "libx265"):
@@ -73,6 +77,14 @@ def make_video(
         container.mux(packet)
     container.close()
     return data
+
+
+def truncate(path: Path, fraction: float, target: Path | None = None) -> Path:
+    """Copy the first ``fraction`` of ``path``'s bytes to ``target`` (default ``cut-<name>``): a cut download."""
+    target = target or path.with_name(f"cut-{path.name}")
+    data = path.read_bytes()
+    target.write_bytes(data[: int(len(data) * fraction)])
+    return target
 
 
 def make_audio_only(path: Path, seconds: float = 0.5) -> None:

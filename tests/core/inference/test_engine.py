@@ -120,3 +120,22 @@ def test_colour_fixes_take_the_reference_colour():
         torch.full_like(flat, -0.2),
         atol=1e-5,
     )
+
+
+def test_a_source_that_ends_early_is_an_error_not_padding():
+    """26 frames where 48 were promised: the engine must not invent the other 22 (issue 9)."""
+    import pytest
+
+    from vsr_core.errors import TruncatedVideoError
+
+    video = frames(26, 8, 8)
+    engine = RestoreEngine(Upscale(), EngineOptions(window=9, overlap=4))
+    out = []
+    with pytest.raises(TruncatedVideoError) as err:
+        for frame in engine.restore_frames(iter(video), 48):
+            out.append(frame)
+    assert (err.value.decoded, err.value.expected) == (26, 48)
+    assert len(out) < 26  # only frames of real inputs were yielded before the end was found
+    assert torch.equal(torch.stack(out), expected(video[: len(out)]))
+    # asked for the 26 that exist, the same source restores completely
+    assert torch.equal(run(engine, video), expected(video))
