@@ -159,6 +159,7 @@ def plain_hyperparameters(hparams: dict[str, Any]) -> dict[str, Any]:
     Checkpoints hold only plain types (None, bool, int, float, str, lists, tuples, dicts), so they
     load with ``torch.load(weights_only=True)``. A callable given in Python code (an optimizer
     factory) is stored as ``None``; from the CLI it arrives as a ``class_path`` mapping and is kept.
+    Module objects are kept for ``vsr export`` to record (or refuse) by name.
     """
     return {key: _plain(value) for key, value in hparams.items()}
 
@@ -177,6 +178,13 @@ def _plain(value: Any) -> Any:
         return type(value)(_plain(v) for v in value)
     if isinstance(value, _PLAIN):
         return value
-    # A Python callable (an optimizer factory passed in code) cannot be stored without storing code;
-    # the CLI records such arguments as class_path/init_args mappings instead.
+    from torch import nn
+
+    if isinstance(value, nn.Module):
+        # Kept: `vsr export` records it as class_path/init_args where its class allows, and
+        # refuses it (naming the argument) where it does not.
+        return value
+    # A Python callable (an optimizer or scheduler factory passed in code) cannot be stored without
+    # storing code and is not needed to rebuild the model; the CLI records such arguments as
+    # class_path/init_args mappings instead, which are kept.
     return None

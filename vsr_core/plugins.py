@@ -186,7 +186,7 @@ def installed_method(path: str, source: str = "the checkpoint", error: type[VSRE
     """
     if not isinstance(path, str) or not path:
         raise error(f"{source} names no method class")
-    for cls in available_methods().values():
+    for cls in [*available_methods().values(), *_core_test_methods(path)]:
         if path in class_path_forms(cls):
             return cls
     plugin = path.split(".")[0]
@@ -198,6 +198,19 @@ def installed_method(path: str, source: str = "the checkpoint", error: type[VSRE
         f"{source} was written by method '{path}' from plugin '{plugin}', which is not installed "
         f"(installed methods: {listing}); install it (see `vsr plugins`)"
     )
+
+
+def _core_test_methods(path: str) -> list[type[VSRMethod]]:
+    """The test methods of ``vsr_core.testing`` (BoringMethod, ThreeNetworkMethod) when ``path`` names one.
+
+    They are vsr's own code, imported from one fixed module name, so files written by them load
+    like a plugin's without letting a file choose what is imported.
+    """
+    if not path.startswith("vsr_core.testing."):
+        return []
+    import vsr_core.testing as testing
+
+    return [obj for name in testing.__all__ if isinstance(obj := getattr(testing, name), type) and issubclass(obj, VSRMethod)]
 
 
 def method_class(name: str) -> type[VSRMethod]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+__all__ = ["per_sample"]
+
 
 def per_sample(coef: torch.Tensor | float, like: torch.Tensor) -> torch.Tensor:
     """``coef`` (a scalar or ``[B]``) shaped ``[B, 1, ..., 1]`` to broadcast over ``like`` ``[B, ...]``, in ``like``'s dtype/device.
