@@ -1,7 +1,7 @@
 """vsr_core.text: encoders equal diffusers' own pipelines, prompt modes, guidance, the embedding cache.
 
 Tiny random T5 / umT5 / CLIP text models with tiny real tokenizers are saved with ``save_pretrained``
-(tests/core/tiny_text.py) and loaded back through the code path real weights take. Expected values
+(vsr_core/testing/tiny_text.py) and loaded back through the code path real weights take. Expected values
 come from diffusers' own prompt-encoding functions (called on the same model and tokenizer) or from
 the model's forward on the tokenizer's ids.
 """
@@ -16,7 +16,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from tiny_text import WIDTH, write_text_model
+from vsr_core.testing.tiny_text import WIDTH, write_text_model
 from torch import nn
 
 from vsr_core.errors import ConfigError, PretrainedError

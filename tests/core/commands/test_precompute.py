@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from tiny_text import write_text_model
+from vsr_core.testing.tiny_text import write_text_model
 
 from vsr_core.commands.precompute import main
 from vsr_core.text import EmbeddingCache, PromptEncoder, TextEncoder

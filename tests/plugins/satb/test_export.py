@@ -10,7 +10,7 @@ import pytest
 import torch
 from satb import SATBVR
 from satb.weights import FULL_FOLDERS, LORA_FILE, LORA_FOLDERS
-from test_satb_weights import cogvideox_folder  # noqa: F401 (the tiny CogVideoX folder fixture)
+from .test_weights import cogvideox_folder  # noqa: F401 (the tiny CogVideoX folder fixture)
 
 from vsr_core.checkpoint import load_method
 from vsr_core.errors import PretrainedError

@@ -11,11 +11,14 @@ from pathlib import Path
 
 import torch
 
+__all__ = ["clip_tokenizer", "t5_tokenizer", "WIDTH", "WORDS", "write_text_model"]
+
 WORDS = ["a", "cat", "video", "dog", "runs", "on", "grass", "high", "detail", "blurry"]
 WIDTH = 8
 
 
 def t5_tokenizer():
+    """A real ``T5Tokenizer`` over the ten ``WORDS`` (Unigram, whole words)."""
     from transformers import T5Tokenizer
 
     vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁", -3.0)] + [("▁" + w, -1.0) for w in WORDS]
@@ -23,6 +26,7 @@ def t5_tokenizer():
 
 
 def clip_tokenizer():
+    """A real ``CLIPTokenizer`` whose byte-level BPE merges spell out the ten ``WORDS``."""
     from transformers import CLIPTokenizer
 
     vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
