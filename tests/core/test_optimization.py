@@ -14,7 +14,7 @@ import torch
 from vsr_core.callbacks import EMA
 from vsr_core.cli import main
 from vsr_core.errors import CheckpointError, ConfigError
-from vsr_core.testing import SyntheticDataModule, ThreeNetworkMethod, tiny_trainer
+from vsr_core.testing import SyntheticDataModule, ThreeNetworkMethod, conformance_suite, tiny_trainer
 
 
 def data(num_clips: int = 16) -> SyntheticDataModule:
@@ -326,3 +326,8 @@ def test_three_optimizers_train_under_fsdp2(tmp_path):
     for name, value in rank0["trained"].items():
         assert torch.equal(value, rank1["trained"][name]), name
     assert rank0["ema_names"] == sorted(n for n in rank0["trained"] if n.startswith("net."))
+
+
+# The whole conformance kit, three optimizers included (every group trains, schedulers, clipping,
+# exact resume, EMA on the generator only, nothing training-only in checkpoints' restore path or exports).
+TestThreeNetworkConformance = conformance_suite(ThreeNetworkMethod)
