@@ -71,6 +71,8 @@ class VSRMethod(LightningModule, ABC):
       ``spatial_multiple``: the codec's ``spatial_factor`` divided by ``scale`` (rounded up), else 1.
     * ``tiny_init_args``: the init arguments of the method's smallest configuration (CPU, seconds);
       the test suite's every-method smoke test and ``vsr bench --dry-run`` build it.
+    * ``paper_benchmarks``: :class:`vsr_core.benchmark.PaperBenchmark` settings (the paper's speed
+      table) that ``benchmarks/gpu_suite.py`` measures on a GPU against the paper's time.
     * ``generator_groups``: the :meth:`parameter_groups` that form the generator — what EMA averages,
       ``vsr export`` writes and ``restore`` runs (default ``("model",)``, the single default group).
     * ``training_only_modules``: names of top-level submodules that exist only to train the
@@ -115,6 +117,8 @@ class VSRMethod(LightningModule, ABC):
     tiny_init_args: ClassVar[dict[str, Any]] = {}
     generator_groups: ClassVar[tuple[str, ...]] = ("model",)
     training_only_modules: ClassVar[tuple[str, ...]] = ()
+    #: The settings the method's paper reports speeds for (``benchmarks/gpu_suite.py`` measures them).
+    paper_benchmarks: ClassVar[tuple[Any, ...]] = ()
     #: The init argument that reads a ``vsr export`` folder of this class (e.g. ``"pretrained"``);
     #: ``load_method(folder)`` passes the folder there. ``None``: the core loads the components.
     export_init_arg: ClassVar[str | None] = None

@@ -8,8 +8,8 @@ Peak memory is the process RSS (sampled every 2 ms) on CPU and ``torch.cuda.max_
 on CUDA. ``--preset real`` builds the paper-size architecture with random weights: parameters
 are created on the meta device, materialised empty on the target device and re-initialised, so
 no checkpoint or download is needed. On CUDA, FLOPs of one run are counted with
-``torch.utils.flop_counter.FlopCounterMode`` to report achieved TFLOP/s and MFU against the
-device's dense bf16 peak.
+``torch.utils.flop_counter``'s per-operator formulas (:class:`FlopCount`) to report achieved
+TFLOP/s and MFU against the device's dense bf16 peak.
 """
 
 from __future__ import annotations
@@ -28,36 +28,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from vsr_core.benchmark import BF16_PEAK_TFLOPS, device_peak_tflops  # noqa: F401 (re-exported for callers)
 from vsr_core.errors import ConfigError
 from vsr_core.frames import frames_at_least, frames_at_most
 from vsr_core.method import VSRMethod
 from vsr_core.plugins import method_class
-
-# Dense bf16 tensor-core peaks (TFLOP/s) by a substring of torch.cuda.get_device_name().
-BF16_PEAK_TFLOPS = {
-    "H200": 989.0,
-    "H100 PCIe": 756.0,
-    "H100": 989.0,
-    "GH200": 989.0,
-    "B200": 2250.0,
-    "A100": 312.0,
-    "A800": 312.0,
-    "L40S": 362.0,
-    "L40": 181.0,
-    "L4": 121.0,
-    "A10G": 70.0,
-    "A6000": 155.0,
-    "RTX 4090": 165.0,
-    "RTX 3090": 71.0,
-    "V100": 125.0,
-}
-
-
-def device_peak_tflops(device_name: str) -> float | None:
-    """Known dense bf16 peak for a CUDA device name (longest matching key wins), else None."""
-    matches = [key for key in BF16_PEAK_TFLOPS if key in device_name]
-    return BF16_PEAK_TFLOPS[max(matches, key=len)] if matches else None
-
 
 @contextlib.contextmanager
 def _params_on_meta():
@@ -170,12 +145,43 @@ def _measure(fn: Callable[[], Any], device: torch.device, warmup: int, repeats: 
     return statistics.median(times), rss.peak
 
 
-def _count_flops(fn: Callable[[], Any]) -> int:
-    from torch.utils.flop_counter import FlopCounterMode
+class FlopCount:
+    """Counts the FLOPs of everything run inside it with ``torch.utils.flop_counter``'s per-op formulas.
 
-    with FlopCounterMode(display=False) as counter:
+    A plain dispatch mode: unlike ``FlopCounterMode`` it tracks no module hierarchy, whose backward
+    hooks fail inside ``torch.autograd.grad`` of checkpointed regions (SATB-VR's DDC gradient).
+    """
+
+    def __init__(self) -> None:
+        from torch.utils._python_dispatch import TorchDispatchMode
+        from torch.utils.flop_counter import flop_registry
+
+        counter = self
+
+        class _Mode(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                kwargs = kwargs or {}
+                out = func(*args, **kwargs)
+                formula = flop_registry.get(getattr(func, "_overloadpacket", None))
+                if formula is not None:
+                    counter.total += int(formula(*args, **kwargs, out_val=out))
+                return out
+
+        self.total = 0
+        self._mode = _Mode()
+
+    def __enter__(self) -> FlopCount:
+        self._mode.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._mode.__exit__(*exc)
+
+
+def _count_flops(fn: Callable[[], Any]) -> int:
+    with FlopCount() as counter:
         fn()
-    return counter.get_total_flops()
+    return counter.total
 
 
 def _check_frames(method: VSRMethod, frames: int) -> None:
@@ -276,10 +282,7 @@ class _StepTimer:
             else:
                 self._rss = _PeakRSS().__enter__()
         if self.count_flops and index == self.warmup - 1:  # the last warm-up step is counted
-            from torch.utils.flop_counter import FlopCounterMode
-
-            self._counter = FlopCounterMode(display=False)
-            self._counter.__enter__()
+            self._counter = FlopCount().__enter__()
         self._t0 = time.perf_counter()
 
     def _end(self, index: int) -> None:
@@ -287,7 +290,7 @@ class _StepTimer:
         elapsed = time.perf_counter() - self._t0
         if self._counter is not None:
             self._counter.__exit__(None, None, None)
-            self.flops, self._counter = self._counter.get_total_flops(), None
+            self.flops, self._counter = self._counter.total, None
         if index >= self.warmup:
             self.times.append(elapsed)
 

@@ -107,3 +107,23 @@ def test_train_mode_runs_a_three_optimizer_method_through_the_trainer(capsys):
     for metric in ("s/step", "clips/s", "peak_mem_gib", "TFLOP/s", "MFU"):
         assert metric in out
     assert "Trainer.fit" not in out
+
+
+def test_flop_count_by_value_and_inside_autograd_grad_of_checkpointed_code():
+    from torch.utils.checkpoint import checkpoint
+
+    from vsr_core.commands.bench import FlopCount
+
+    a, b = torch.randn(3, 5), torch.randn(5, 7)
+    with FlopCount() as count:
+        a @ b
+    assert count.total == 2 * 3 * 5 * 7  # one multiply and one add per term
+
+    x = torch.randn(4, 6, requires_grad=True)
+    w = torch.randn(6, 6)
+    with FlopCount() as count:  # FlopCounterMode's module hooks fail here (SATB-VR's DDC gradient)
+        y = checkpoint(lambda t: torch.tanh(t @ w), x, use_reentrant=False)  # tanh's backward needs its output
+        (grad,) = torch.autograd.grad(y.sum(), x)
+    assert grad.shape == x.shape
+    # forward 2*4*6*6, recomputed forward 2*4*6*6, backward for x 2*4*6*6 (w needs no gradient)
+    assert count.total == 3 * 2 * 4 * 6 * 6
