@@ -109,6 +109,9 @@ class VSRMethod(LightningModule, ABC):
         init_from_include, init_from_exclude: ``fnmatch`` patterns over state-dict keys that select
             what ``init_from`` loads (default: everything).
         init_from_strict: every selected key must exist in both, with the same shape.
+        compile: ``torch.compile`` every ``fsdp_block_classes`` module (in place: state-dict names do
+            not change) when the model is configured for fit; ``vsr restore --compile`` does the same
+            for inference. The first steps pay the compilation.
     """
 
     fsdp_block_classes: ClassVar[tuple[type[nn.Module], ...]] = ()
@@ -137,6 +140,7 @@ class VSRMethod(LightningModule, ABC):
         init_from_include: tuple[str, ...] = ("*",),
         init_from_exclude: tuple[str, ...] = (),
         init_from_strict: bool = True,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         if scale < 1:
@@ -154,6 +158,7 @@ class VSRMethod(LightningModule, ABC):
         self.init_from_include = tuple(init_from_include)
         self.init_from_exclude = tuple(init_from_exclude)
         self.init_from_strict = init_from_strict
+        self.compile_blocks_enabled = compile
         self._init_from_done = False
         self._rebuildable_ids: set[int] = set()
         self._training_modules_built = False
@@ -540,6 +545,21 @@ class VSRMethod(LightningModule, ABC):
             )
         elif self.gradient_checkpointing:
             self.enable_activation_checkpointing()
+        if self.compile_blocks_enabled:
+            self.compile_blocks()
+
+    def compile_blocks(self, **options: Any) -> int:
+        """``torch.compile`` each ``fsdp_block_classes`` module in place; returns how many were compiled.
+
+        ``options`` go to ``nn.Module.compile`` (``mode``, ``backend``, ``dynamic``, ...). Blocks, not the
+        whole method, are compiled: each is compiled once and reused by every repeat of its class.
+        """
+        count = 0
+        for module in self.modules():
+            if isinstance(module, tuple(self.fsdp_block_classes)) and getattr(module, "_compiled_call_impl", None) is None:
+                module.compile(**options)
+                count += 1
+        return count
 
     def enable_activation_checkpointing(self) -> None:
         """Recompute block activations in backward; override to use a backbone's own switch."""

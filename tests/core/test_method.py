@@ -107,3 +107,31 @@ def test_parameter_report_counts_frozen_and_trainable():
 def test_invalid_scale_is_a_config_error():
     with pytest.raises(ConfigError, match="scale must be a positive integer"):
         BoringMethod(scale=0)
+
+
+class Blocked(BoringMethod):
+    """BoringMethod whose convolutions are its 'blocks' (what FSDP shards and compile compiles)."""
+
+    fsdp_block_classes = (nn.Conv2d,)
+
+
+def test_compile_blocks_compiles_each_block_in_place_and_keeps_outputs():
+    method = Blocked(width=4).eval()
+    lq = torch.rand(1, 3, 2, 8, 8) * 2 - 1
+    with torch.no_grad():
+        eager = method.restore(lq)
+    keys = list(method.state_dict())
+    assert method.compile_blocks(backend="eager") == 2  # the two Conv2d of the net
+    assert all(m._compiled_call_impl is not None for m in method.modules() if isinstance(m, nn.Conv2d))
+    assert method.compile_blocks(backend="eager") == 0  # already compiled: nothing twice
+    assert list(method.state_dict()) == keys  # in place: checkpoints and exports keep their names
+    with torch.no_grad():
+        torch.testing.assert_close(method.restore(lq), eager)
+
+
+def test_compile_option_compiles_when_the_model_is_configured(monkeypatch):
+    calls = []
+    monkeypatch.setattr(nn.Module, "compile", lambda self, **kw: calls.append(type(self).__name__))
+    method = Blocked(width=4, compile=True)
+    method.configure_model()
+    assert calls == ["Conv2d", "Conv2d"]
