@@ -597,6 +597,13 @@ class VSRMethod(LightningModule, ABC):
         ``strict``.
         """
         state_dict = {k: v for k, v in state_dict.items() if not self._is_absent_training_key(k)}
+        own = self.state_dict()
+        for key, value in state_dict.items():
+            if key in own and hasattr(value, "shape") and tuple(value.shape) != tuple(own[key].shape):
+                raise CheckpointError(
+                    f"the weights do not fit {type(self).__name__}: {key} has shape {tuple(value.shape)} in them, "
+                    f"{tuple(own[key].shape)} in the method (were they written with other size arguments?)"
+                )
         result = super().load_state_dict(state_dict, strict=False, assign=assign)
         if strict:
             allowed = self.rebuildable_state_keys()
