@@ -42,10 +42,17 @@ def sampling_parameters(method: Any) -> dict[str, inspect.Parameter]:
 
 
 def _annotations(cls: type) -> dict[str, Any]:
-    try:
-        return typing.get_type_hints(cls.restore)
-    except Exception:  # an annotation that cannot be resolved: fall back to its text
-        return dict(getattr(cls.restore, "__annotations__", {}))
+    """Resolved annotations of ``restore``; an argument a subclass leaves unannotated keeps its base's."""
+    hints: dict[str, Any] = {}
+    for klass in reversed(cls.__mro__):
+        restore = vars(klass).get("restore")
+        if restore is None:
+            continue
+        try:
+            hints.update(typing.get_type_hints(restore))
+        except Exception:  # an annotation that cannot be resolved: fall back to its text
+            hints.update(getattr(restore, "__annotations__", {}))
+    return hints
 
 
 def _parts(annotation: Any) -> tuple[list[Any], bool]:
