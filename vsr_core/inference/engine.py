@@ -50,7 +50,7 @@ from vsr_core.inference.noise import TimelineNoise, make_generator
 from vsr_core.inference.padding import method_size_rules
 from vsr_core.inference.tiles import Tile, TileGrid, blend_rows, plan_tiles
 from vsr_core.inference.windows import Window, WindowPlan, plan_windows
-from vsr_core.video_ops import pad_spatial, padded_size, upsample_frames
+from vsr_core.video_ops import padded_size, upsample_frames
 
 __all__ = ["FUSION_MODES", "EngineOptions", "RestoreEngine"]
 
@@ -99,7 +99,8 @@ class RestoreEngine:
     ``restore_frames(frames, num_frames)`` takes an iterable of ``uint8 [h, w, 3]`` frames and
     yields ``uint8 [h*s, w*s, 3]`` frames (``s = method.scale``), one per input frame, in order;
     ``restore_tensor(video)`` does the same for a float ``[3, T, h, w]`` video in [-1, 1].
-    ``restore_seconds`` accumulates the time spent inside the method's calls.
+    ``restore_seconds`` accumulates the time spent inside the method's calls; ``last_grid`` is the
+    tile grid of the last video, ``runner`` the :class:`LatentRunner` of the last latent-fused one.
     """
 
     def __init__(
@@ -252,43 +253,41 @@ class RestoreEngine:
 
     # ------------------------------------------------------------------ pixel path
 
+    def _tile_lq(self, clip: torch.Tensor, tile: Tile) -> torch.Tensor:
+        """One tile of a window's frames as the method's input ``float [1,3,L,th,tw]`` on the device.
+
+        ``clip`` is ``uint8 [L,h,w,3]`` (or float ``[3,L,h,w]``) at the unpadded size; rows and columns
+        past its edge repeat the last ones (the engine's replicate padding), so the whole padded
+        window never exists in float.
+        """
+        uint8 = clip.dtype == torch.uint8
+        h, w = (clip.shape[1], clip.shape[2]) if uint8 else (clip.shape[2], clip.shape[3])
+        rows = torch.arange(tile.y, tile.y + tile.height).clamp_max(h - 1)
+        cols = torch.arange(tile.x, tile.x + tile.width).clamp_max(w - 1)
+        if uint8:
+            part = clip[:, rows][:, :, cols].permute(3, 0, 1, 2).float().div(127.5).sub(1.0)
+        else:
+            part = clip[:, :, rows][:, :, :, cols].float()
+        return part.unsqueeze(0).to(self.device)
+
     def _restore_tiles(
-        self, lq: torch.Tensor, grid: TileGrid, window: Window, plan: WindowPlan, generator: torch.Generator | None
+        self, clip: torch.Tensor, grid: TileGrid, window: Window, plan: WindowPlan, generator: torch.Generator | None
     ) -> Iterator[tuple[Tile, torch.Tensor]]:
-        """Restore each tile of a padded window ``lq [1,3,L,h,w]`` with ``method.restore`` (lazily, raster order)."""
+        """Restore each tile of a window's frames with ``method.restore`` (lazily, raster order)."""
         sampling = self._sampling(generator)
-        prompt = self._prompt(lq.shape[0])
+        prompt = self._prompt(1)
         for tile in grid.tiles:
-            part = lq[..., tile.y : tile.y + tile.height, tile.x : tile.x + tile.width]
+            part = self._tile_lq(clip, tile)
             extra = {"tile": tile} if self._fusion_takes_tile else {}
             out = self._call(self.fusion.restore_window, self.method, part, window, plan, prompt, **extra, **sampling)
             yield tile, self._finish_tile(self._check(out, part, "restore"), part)
 
-    def restore_window(
-        self, frames: torch.Tensor, window: Window, plan: WindowPlan, generator: torch.Generator | None = None
-    ) -> torch.Tensor:
-        """``uint8 [L, h, w, 3]`` (or float ``[3, L, h, w]``) -> restored ``float [3, L, h*s, w*s]`` in [-1, 1].
-
-        One window through the pixel path (padded, tiled as the options say, cropped back).
-        """
-        lq = self._to_lq(frames)
-        h, w = lq.shape[-2:]
-        grid = self.tile_grid(*self.padded_frame(h, w))
-        padded = pad_spatial(lq, grid.height, grid.width)
-        out = torch.zeros(3, lq.shape[2], grid.height * self.scale, grid.width * self.scale)
-        for y0, rows in blend_rows(grid, self.scale, self._restore_tiles(padded, grid, window, plan, generator)):
-            out[:, :, y0 : y0 + rows.shape[2]] = rows.cpu()
-        return out[..., : h * self.scale, : w * self.scale]
-
     # ------------------------------------------------------------------ a whole video
 
-    def _to_lq(self, clip: torch.Tensor) -> torch.Tensor:
-        """A clip of frames (``uint8 [L,h,w,3]`` or float ``[3,L,h,w]``) -> ``float [1,3,L,h,w]`` on the device."""
-        if clip.dtype == torch.uint8:
-            x = clip.permute(3, 0, 1, 2).float().div(127.5).sub(1.0)
-        else:
-            x = clip.float()
-        return x.unsqueeze(0).to(self.device)
+    @staticmethod
+    def _size(clip: torch.Tensor) -> tuple[int, int]:
+        """``(h, w)`` of a clip of ``uint8 [L,h,w,3]`` or float ``[3,L,h,w]`` frames."""
+        return (clip.shape[1], clip.shape[2]) if clip.dtype == torch.uint8 else (clip.shape[2], clip.shape[3])
 
     def restore_frames(self, frames: Iterable[torch.Tensor], num_frames: int) -> Iterator[torch.Tensor]:
         """Yield the restored ``uint8 [H, W, 3]`` frames of a ``num_frames``-frame stream, in order."""
@@ -332,9 +331,9 @@ class RestoreEngine:
         assembler: FrameAssembler | None = None
         emitted = 0
 
-        def assemble(window: Window, lq: torch.Tensor, bands: Iterable[tuple[int, torch.Tensor]]) -> Iterator[torch.Tensor]:
+        def assemble(window: Window, size: tuple[int, int], bands: Iterable[tuple[int, torch.Tensor]]) -> Iterator[torch.Tensor]:
             nonlocal assembler, emitted
-            h, w = lq.shape[-2:]
+            h, w = size
             if assembler is None:
                 assembler = FrameAssembler(num_frames, h * self.scale, w * self.scale, as_uint8=as_uint8)
             following = plan.windows[window.index + 1].start if window.index + 1 < len(plan.windows) else None
@@ -348,12 +347,11 @@ class RestoreEngine:
             yield from self._latent_stream(plan, clip_of, assemble, generator)
             return
         for window in plan.windows:
-            lq = self._to_lq(clip_of(window))
-            grid = self.tile_grid(*self.padded_frame(*lq.shape[-2:]))
+            clip = clip_of(window)
+            grid = self.tile_grid(*self.padded_frame(*self._size(clip)))
             self.last_grid = grid
-            padded = pad_spatial(lq, grid.height, grid.width)
-            bands = blend_rows(grid, self.scale, self._restore_tiles(padded, grid, window, plan, generator))
-            yield from assemble(window, lq, bands)
+            bands = blend_rows(grid, self.scale, self._restore_tiles(clip, grid, window, plan, generator))
+            yield from assemble(window, self._size(clip), bands)
 
     def _latent_stream(
         self,
@@ -363,13 +361,12 @@ class RestoreEngine:
         generator: torch.Generator | None,
     ) -> Iterator[torch.Tensor]:
         layout, s = self.layout, self.scale
-        first = self._to_lq(clip_of(plan.windows[0]))
-        grid = self.tile_grid(*self.padded_frame(*first.shape[-2:]))
+        first = clip_of(plan.windows[0])
+        size = self._size(first)
+        grid = self.tile_grid(*self.padded_frame(*size))
         self.last_grid = grid
-        lq_size = first.shape[-2:]
         seed = self.options.seed if self.options.seed is not None else int(torch.randint(0, 2**62, ()).item())
         noise = TimelineNoise(seed, 1, layout.latent_channels, self.device)
-        sampling = self._sampling(generator)
         runner = LatentRunner(
             self.method,
             layout,
@@ -379,25 +376,23 @@ class RestoreEngine:
             (layout.to_latent(grid.height, s), layout.to_latent(grid.width, s)),
             noise,
             self._call,
+            self._tile_lq,
             prompt=self._prompt(1),
-            sampling=sampling,
+            sampling=self._sampling(generator),
         )
         self.runner = runner
 
-        def lq_of(j: int) -> torch.Tensor:
-            lq = first if j == 0 else self._to_lq(clip_of(plan.windows[j]))
-            return pad_spatial(lq, grid.height, grid.width)
+        def clip_at(j: int) -> torch.Tensor:
+            return first if j == 0 else clip_of(plan.windows[j])
 
-        for latent_window, lq, decoded in runner.run(lq_of):
-            window = latent_window.window
+        for latent_window, clip, decoded in runner.run(clip_at):
 
             def tiles() -> Iterator[tuple[Tile, torch.Tensor]]:
                 for latent_tile, video in decoded:
-                    t = latent_tile.tile
-                    part = lq[..., t.y : t.y + t.height, t.x : t.x + t.width]
-                    yield t, self._finish_tile(self._check(video, part, "finish_window"), part)
+                    part = self._tile_lq(clip, latent_tile.tile)
+                    yield latent_tile.tile, self._finish_tile(self._check(video, part, "finish_window"), part)
 
-            yield from assemble(window, lq[..., : lq_size[0], : lq_size[1]], blend_rows(grid, s, tiles()))
+            yield from assemble(latent_window.window, size, blend_rows(grid, s, tiles()))
 
     def restore_video(
         self,

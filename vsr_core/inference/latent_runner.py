@@ -43,9 +43,9 @@ class _Level:
 
 @dataclass
 class _Live:
-    """A prepared window: its LQ ``[B,3,L,h,w]``, one state per tile, how many levels it contributed."""
+    """A prepared window: its frames, one state per tile, how many levels it contributed."""
 
-    lq: torch.Tensor
+    clip: Any
     states: list[Any] = field(default_factory=list)
     levels: int = 0
 
@@ -62,6 +62,7 @@ class LatentRunner:
         frame_size: ``(H, W)`` of the full (padded) latent frame.
         noise: the video's :class:`TimelineNoise`.
         call: runs a method call (the engine's inference mode, autocast and timing).
+        tile_lq: ``(clip, tile) -> [B,3,L,th,tw]``, the method input of one tile of a window's frames.
         prompt, sampling: passed to ``prepare_window``.
     """
 
@@ -75,6 +76,7 @@ class LatentRunner:
         frame_size: tuple[int, int],
         noise: TimelineNoise,
         call: Callable[..., Any],
+        tile_lq: Callable[[Any, Any], torch.Tensor],
         prompt: list[str] | None = None,
         sampling: dict[str, Any] | None = None,
     ) -> None:
@@ -86,6 +88,7 @@ class LatentRunner:
         self.frame_size = frame_size
         self.noise = noise
         self.call = call
+        self.tile_lq = tile_lq
         self.prompt = prompt
         self.sampling = dict(sampling or {})
         self.steps: int | None = None
@@ -156,11 +159,10 @@ class LatentRunner:
 
     # ------------------------------------------------------------------ the three actions
 
-    def _prepare(self, window: LatentWindow, lq: torch.Tensor) -> _Live:
-        live = _Live(lq)
+    def _prepare(self, window: LatentWindow, clip: Any) -> _Live:
+        live = _Live(clip)
         for tile in self.tiles:
-            t = tile.tile
-            part = lq[..., t.y : t.y + t.height, t.x : t.x + t.width]
+            part = self.tile_lq(clip, tile.tile)
             noise = self._noise(0, window, tile)
             state = self.call(self.method.prepare_window, part, self.prompt, noise=noise, **self.sampling)
             steps = int(state.num_steps)
@@ -200,12 +202,12 @@ class LatentRunner:
     # ------------------------------------------------------------------ the schedule
 
     def run(
-        self, lq_of: Callable[[int], torch.Tensor]
-    ) -> Iterator[tuple[LatentWindow, torch.Tensor, Iterator[tuple[LatentTile, torch.Tensor]]]]:
-        """Yield ``(window, lq, tiles)`` per window in order, ``tiles`` lazily decoding ``(tile, video)``.
+        self, clip_of: Callable[[int], Any]
+    ) -> Iterator[tuple[LatentWindow, Any, Iterator[tuple[LatentTile, torch.Tensor]]]]:
+        """Yield ``(window, clip, tiles)`` per window in order, ``tiles`` lazily decoding ``(tile, video)``.
 
-        ``lq_of(j)`` gives window ``j``'s padded LQ ``[B,3,L,h,w]``; it is called in increasing
-        ``j``. Consume each ``tiles`` iterator before advancing the outer one.
+        ``clip_of(j)`` gives window ``j``'s frames (what ``tile_lq`` cuts tiles from); it is called in
+        increasing ``j``. Consume each ``tiles`` iterator before advancing the outer one.
         """
         self.fusion.start(self.windows, self.tiles)
         live: dict[int, _Live] = {}
@@ -226,7 +228,7 @@ class LatentRunner:
             if action is None:
                 if prepared == count:
                     raise RuntimeError("latent window schedule stalled")  # cannot happen: see the module docstring
-                live[prepared] = self._prepare(self.windows[prepared], lq_of(prepared))
+                live[prepared] = self._prepare(self.windows[prepared], clip_of(prepared))
                 prepared += 1
                 self.peak_live = max(self.peak_live, len(live))
                 continue
@@ -236,6 +238,6 @@ class LatentRunner:
                 self._step(window, live[j])
             else:
                 record = live[j]
-                yield window, record.lq, self._finish(window, record)
+                yield window, record.clip, self._finish(window, record)
                 del live[j]
                 finished += 1
