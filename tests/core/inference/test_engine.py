@@ -237,3 +237,20 @@ def test_a_source_that_ends_early_is_an_error_not_padding():
     assert torch.equal(torch.stack(out), expected(video[: len(out)]))
     # asked for the 26 that exist, the same source restores completely
     assert torch.equal(run(engine, video), expected(video))
+
+
+def test_the_default_overlap_is_the_methods_temporal_overlap():
+    from vsr_core.testing import BoringMethod
+
+    class EightFour(Upscale):  # DiffVSR's long-video setting: 8-frame windows, 4 shared
+        temporal_window = 9  # the 4k+1 rule of Upscale: 9-frame windows
+        temporal_overlap = 4
+
+    assert [w.start for w in RestoreEngine(EightFour(), EngineOptions()).plan(19).windows] == [0, 5, 10]
+    # --window scales the method's overlap with it (4 of 9 -> 8 of 17), --overlap overrides it
+    assert RestoreEngine(EightFour(), EngineOptions(window=17)).overlap == 8
+    assert RestoreEngine(EightFour(), EngineOptions(overlap=1)).overlap == 1
+    method = BoringMethod()  # VSRMethod's default: a quarter of temporal_window (16)
+    assert method.temporal_overlap == 4 and RestoreEngine(method, EngineOptions()).overlap == 4
+    method.temporal_overlap = 6  # settable per instance (e.g. from an init argument)
+    assert RestoreEngine(method, EngineOptions()).overlap == 6
