@@ -81,6 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="default: cuda if available",
     )
     p.add_argument("--precision", choices=("bf16", "fp32"), default="fp32")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads of torch (default: torch's, one per core; fewer when other jobs share the cores)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--crf", type=int, default=18, help="H.264 quality (lower is better)"
@@ -195,6 +201,10 @@ def _restore_all(args: argparse.Namespace, inputs: list[Path], counts: list[int]
     from vsr_core.checkpoint import load_method
     from vsr_core.inference import RestoreEngine, engine_options, restore_file
 
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ConfigError(f"--threads must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     method = load_method(args.ckpt, map_location=device)
     options = engine_options(

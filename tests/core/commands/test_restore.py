@@ -415,7 +415,7 @@ def flat_video(path: Path, frames: int, value: int = 100, size: int = 16) -> Non
 def test_sample_options_reach_the_methods_restore(offset_ckpt, tmp_path):
     flat_video(tmp_path / "flat.mp4", 4)
     common = [str(tmp_path / "flat.mp4"), "--ckpt", str(offset_ckpt), "--device", "cpu"]
-    assert main([*common, "-o", str(tmp_path / "plain")]) == 0
+    assert main([*common, "-o", str(tmp_path / "plain"), "--threads", "1"]) == 0
     assert main([*common, "-o", str(tmp_path / "shifted"), "--sample", "offset=0.2", "--sample", "mode=sub"]) == 0
     plain = VideoReader(tmp_path / "plain" / "flat.mp4").read_clip(0, 4).float().mean().item()
     shifted = VideoReader(tmp_path / "shifted" / "flat.mp4").read_clip(0, 4).float().mean().item()
@@ -433,6 +433,7 @@ def test_bad_sampling_options_are_one_line(offset_ckpt, tmp_path, capsys):
     assert "OffsetVSR has no text encoder, so --prompt cannot be used" in run_error([*c, "--prompt", "a cat"], capsys)
     assert "--tile 4 is smaller than OffsetVSR's minimum tile of 8 LQ pixels" in run_error([*c, "--tile", "4"], capsys)
     assert "does not implement prepare_window" in run_error([*c, "--fusion", "latent"], capsys)
+    assert "--threads must be >= 1" in run_error([*c, "--threads", "0"], capsys)
     assert not (tmp_path / "out").exists()
 
 
