@@ -118,6 +118,23 @@ class SATBVR(VSRMethod):
     fsdp_block_classes = (CogVideoXBlock,)
     temporal_window = 81
     frames_rule = (4, 1)
+    #: Output-pixel tiles (side, overlap) ``vsr restore`` cuts larger frames into: the release's 1024 px
+    #: with stride 768 at full size; 64 px with stride 48 (the same 3/4) on the CPU-sized tiny preset,
+    #: about the 48-px crops it trains on.
+    OUTPUT_TILES: ClassVar[dict[str, tuple[int, int]]] = {"full": (1024, 256), "tiny": (64, 16)}
+
+    @property
+    def native_tile(self) -> int:
+        """LQ tile side of the engine's automatic tiling (:attr:`OUTPUT_TILES` divided by the scale)."""
+        full = self.hparams.get("preset") == "real" or bool(self.hparams.get("pretrained"))
+        return self.OUTPUT_TILES["full" if full else "tiny"][0] // self.scale
+
+    @property
+    def native_tile_overlap(self) -> int:
+        """LQ pixels neighbouring native tiles share."""
+        full = self.hparams.get("preset") == "real" or bool(self.hparams.get("pretrained"))
+        return self.OUTPUT_TILES["full" if full else "tiny"][1] // self.scale
+
     tiny_init_args: ClassVar[dict[str, Any]] = {"scale": 4, "preset": "tiny", "learning_rate": 5e-4, "num_steps": 2}
     # Table 3: runtime per frame on an NVIDIA H20 at 1024^2 (1 and 5 steps); the training step at the
     # paper's crop (Sec. 4.1: 1024^2 clips, 17-37 frames; 25 as the config).

@@ -197,3 +197,10 @@ def test_prompts_without_text_encoder() -> None:
 def test_bad_configuration(options: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         SATBVR(**{**TINY, **options})
+
+
+@pytest.mark.parametrize(("scale", "tile", "overlap"), [(4, 16, 4), (2, 32, 8)])
+def test_tiny_preset_declares_cpu_sized_native_tiles(scale: int, tile: int, overlap: int) -> None:
+    method = SATBVR(**{**TINY, "scale": scale})
+    # 64 output pixels with a stride of 48 (the release's 1024/768 ratio), in LQ pixels
+    assert (method.native_tile, method.native_tile_overlap) == (tile, overlap)

@@ -204,4 +204,6 @@ def test_real_preset_matches_cogvideox15_5b_on_meta() -> None:
     trainable = sum(p.numel() for p in method.parameters() if p.requires_grad)
     assert trainable == 2 * lora + layers * connector + embed + controlnet
     assert method.codec.spatial_factor == 8 and method.codec.temporal_factor == 4 and method.frames_rule == (4, 1)
+    # the release's 1024-px tiles with stride 768, in LQ pixels at x4
+    assert (method.native_tile, method.native_tile_overlap) == (256, 64)
     assert all(not any(p.requires_grad for p in m.parameters()) for m in (method.codec,))
