@@ -27,7 +27,7 @@ from vsr_core import interrupts
 from vsr_core.commands import EXTRA_COMMANDS
 from vsr_core.errors import VSRError
 
-__all__ = ["LIGHTNING_COMMANDS", "main", "one_line_parse_error", "resolve_model_args", "vsr_error_cause"]
+__all__ = ["LIGHTNING_COMMANDS", "main", "one_line_parse_error", "resolve_model_args", "version_line", "vsr_error_cause"]
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 
@@ -149,13 +149,30 @@ def _run_extra_command(name: str, argv: list[str]) -> int:
     return int(getattr(importlib.import_module(module_name), function)(argv) or 0)
 
 
+def version_line() -> str:
+    """``vsr X (torch A, lightning B, diffusers C; Python D)`` from installed metadata, importing none of them."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from vsr_core import __version__
+
+    def installed(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
+
+    libraries = ", ".join(f"{name} {installed(name)}" for name in ("torch", "lightning", "diffusers"))
+    return f"vsr {__version__} ({libraries}; Python {sys.version.split()[0]})"
+
+
 def _print_overview() -> None:
-    print("usage: vsr {fit,validate,test,predict," + ",".join(EXTRA_COMMANDS) + "} [options]\n")
+    print("usage: vsr [--version] {fit,validate,test,predict," + ",".join(EXTRA_COMMANDS) + "} [options]\n")
     print("Train and run latent-diffusion video super-resolution methods.\n")
     for name in LIGHTNING_COMMANDS:
         print(f"  {name:<10} Lightning {name} (see `vsr {name} --help`)")
     for name, (_, help_text) in EXTRA_COMMANDS.items():
         print(f"  {name:<10} {help_text}")
+    print(f"  {'--version':<10} print the versions of vsr, torch, lightning and diffusers")
     print("\nExample: vsr fit --model reference.ReferenceVSR")
 
 
@@ -190,6 +207,9 @@ def _main(argv: list[str]) -> int:
     try:
         if not argv or argv[0] in ("-h", "--help"):
             _print_overview()
+            return 0
+        if argv[0] in ("-V", "--version"):
+            print(version_line())
             return 0
         if argv[0] in EXTRA_COMMANDS:
             return _run_extra_command(argv[0], argv[1:])

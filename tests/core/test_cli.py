@@ -133,3 +133,39 @@ def test_a_yaml_syntax_error_names_the_file_line_and_column(tmp_path, capsys):
     assert capsys.readouterr().err.strip() == (
         f"error: {tab}: YAML syntax error at line 3, column 1: found character '\\t' that cannot start any token"
     )
+
+
+def test_version_is_the_distribution_version(capsys):
+    import tomllib
+
+    expected = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    assert main(["--version"]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith(f"vsr {expected} (torch {torch.__version__.split('+')[0]}") and "lightning" in line
+
+
+HEAVY = ("torch", "lightning", "diffusers", "pyiqa", "reference", "satb")
+
+
+@pytest.mark.parametrize(
+    ("argv", "allowed"),
+    [
+        (["--help"], ()),
+        (["--version"], ()),
+        (["plugins"], ()),
+        (["evaluate", "--help"], ()),
+        (["restore", "--help"], ("torch",)),  # restore.py imports torch at its top (it needs it for any run)
+    ],
+    ids=lambda value: " ".join(value) if isinstance(value, list) else None,
+)
+def test_help_version_and_listing_import_no_heavy_stack(argv, allowed, tmp_path):
+    """What `vsr --help`, `vsr plugins`, ... import: none of torch, Lightning, diffusers, pyiqa or a plugin."""
+    code = (
+        "import sys\nfrom vsr_core.cli import main\n"
+        f"try:\n    code = main({argv!r})\nexcept SystemExit as exit_:\n    code = exit_.code or 0\n"
+        f"print('IMPORTED', sorted({{m.split('.')[0] for m in sys.modules}} & {set(HEAVY)!r}), code)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    last = result.stdout.strip().splitlines()[-1]
+    assert last == f"IMPORTED {sorted(allowed)} 0", result.stdout[-2000:]
