@@ -154,6 +154,7 @@ HEAVY = ("torch", "lightning", "diffusers", "pyiqa", "reference", "satb")
         (["--version"], ()),
         (["plugins"], ()),
         (["evaluate", "--help"], ()),
+        (["degrade", "--help"], ()),
         (["restore", "--help"], ("torch",)),  # restore.py imports torch at its top (it needs it for any run)
     ],
     ids=lambda value: " ".join(value) if isinstance(value, list) else None,
