@@ -50,12 +50,38 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'vsr_core.cli' has no attribute {name!r}")
 
 
-class _DropAdverts(logging.Filter):
+# Lightning's start-up lines that vsr's one-line run summary replaces (device, precision, seed), and its adverts.
+_DROPPED_PREFIXES = (
+    "GPU available",
+    "TPU available",
+    "HPU available",
+    "IPU available",
+    "Seed set to",
+    "LOCAL_RANK:",
+    "Restoring states from the checkpoint path",  # vsr says which checkpoint it resumes from, and where
+    "Restored all states from the checkpoint",
+)
+
+
+class _DropNoise(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        return "litlogger" not in record.getMessage().lower()
+        message = record.getMessage()
+        return "litlogger" not in message.lower() and not message.startswith(_DROPPED_PREFIXES)
 
 
-logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropAdverts())
+for _name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.seed", "lightning.fabric.utilities.rank_zero"):
+    logging.getLogger(_name).addFilter(_DropNoise())
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """vsr's own warnings (DataWarning, PromptWarning, ...) as one ``warning:`` line, without a source line."""
+    if category.__module__.split(".")[0] == "vsr_core":
+        print(f"warning: {message}", file=file or sys.stderr)
+        return
+    _default_show_warning(message, category, filename, lineno, file, line)
+
+
+_default_show_warning = warnings.showwarning
 
 
 def _looks_like_config(value: str) -> bool:
@@ -222,6 +248,7 @@ def _main(argv: list[str]) -> int:
         with warnings.catch_warnings():
             for pattern in QUIET_WARNINGS:
                 warnings.filterwarnings("ignore", message=pattern)
+            warnings.showwarning = _show_warning
             VSRCLI(args=argv, parser_kwargs={"exit_on_error": False})
         return 0
     except argparse.ArgumentError as err:
