@@ -44,6 +44,7 @@ from satb.weights import (
     load_release_parts,
     save_release,
 )
+from vsr_core.benchmark import PaperBenchmark
 from vsr_core.diffusion import DDPMSchedule, sample
 from vsr_core.errors import ConfigError, PretrainedError
 from vsr_core.inference import wavelet_color_fix
@@ -118,6 +119,14 @@ class SATBVR(VSRMethod):
     temporal_window = 81
     frames_rule = (4, 1)
     tiny_init_args: ClassVar[dict[str, Any]] = {"scale": 4, "preset": "tiny", "learning_rate": 5e-4, "num_steps": 2}
+    # Table 3: runtime per frame on an NVIDIA H20 at 1024^2 (1 and 5 steps); the training step at the
+    # paper's crop (Sec. 4.1: 1024^2 clips, 17-37 frames; 25 as the config).
+    paper_benchmarks: ClassVar[tuple[PaperBenchmark, ...]] = tuple(
+        PaperBenchmark(f"{steps} step{'s' * (steps > 1)}, {frames}x1024^2", "infer", frames, 1024, 1024, steps,
+                       seconds, "frame", "H20", {"preset": "real"}, "Table 3")
+        for steps, seconds in ((1, 1.106), (5, 3.247))
+        for frames in (17, 37)
+    ) + (PaperBenchmark("train step, 25x1024^2", "train", 25, 1024, 1024, init_args={"preset": "real"}, source="Sec. 4.1"),)
 
     def __init__(
         self,
