@@ -26,7 +26,9 @@ def lora_target_pattern(targets: Sequence[str]) -> str:
     return rf".*transformer_blocks\.\d+\.(attn1\.)?({names})"
 
 
-def add_lora(model: nn.Module, rank: int, alpha: float | None, targets: Sequence[str], adapter_name: str = "default") -> None:
+def add_lora(
+    model: nn.Module, rank: int, alpha: float | None, targets: Sequence[str], adapter_name: str = "default"
+) -> None:
     """Attach a fresh LoRA adapter (``B = 0``: the model starts equal to its base) to the blocks of ``model``."""
     core_add_lora(model, rank, alpha, lora_target_pattern(targets), adapter_name)
 
