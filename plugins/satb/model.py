@@ -76,6 +76,8 @@ class WindowState:
     """What one window carries from :meth:`SATBVR.prepare_window` through the solver steps to the decode.
 
     Latents are CogVideoX-ordered ``[B, F, C, h, w]`` (``F`` latent frames incl. ``prepended``).
+    ``solver`` and ``previous_x0`` change at every step (the release fuses ``previous_x0`` across
+    latent tiles after each step, as it fuses the latents).
     """
 
     latents: torch.Tensor  #: the jump-start state ``x_{τ_s}`` of Eq. 3, fp32
