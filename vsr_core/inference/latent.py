@@ -188,7 +188,13 @@ def latent_fusion_for(method: Any) -> LatentFusion:
 
 
 def implements_latent_protocol(method: Any) -> bool:
-    """True when ``method`` has all of ``prepare_window``, ``denoise_step`` and ``finish_window``."""
+    """True when ``method`` has all of ``prepare_window``, ``denoise_step`` and ``finish_window`` and a ``latent_layout``.
+
+    A method whose three steps serve only its own ``restore`` (not yet the engine's latent fusion)
+    says so with ``latent_layout = None``.
+    """
+    if getattr(method, "latent_layout", None) is None:
+        return False
     return all(callable(getattr(method, name, None)) for name in PROTOCOL_METHODS)
 
 

@@ -78,3 +78,12 @@ def test_default_fusion_crossfades_shared_latent_frames_and_weights_tiles():
     assert torch.allclose(ramp_down[4:] + torch.tensor([0.2, 0.4, 0.6, 0.8]), torch.ones(4))
     fusion.start((first,), tiles[:1])  # one tile: no spatial weighting
     assert torch.equal(fusion.weights(first, tiles[0], 0), ramp_down[:, None, None])
+
+
+def test_a_method_opts_out_of_latent_fusion_with_no_layout():
+    """Three steps for its own restore only: ``latent_layout = None`` keeps the engine on pixel fusion."""
+
+    class OwnStepsOnly(LatentBoringMethod):
+        latent_layout = None
+
+    assert not implements_latent_protocol(OwnStepsOnly(scale=2, temporal_factor=4))
