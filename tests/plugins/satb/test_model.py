@@ -22,6 +22,8 @@ from vsr_core.video_ops import upsample_frames
 TINY = dict(SATBVR.tiny_init_args)
 #: The tiny recipe with the paper's sampling (t <= τ_s, so the blend matters) and L_diff into F_p.
 PAPER = {**TINY, "recipe": {"timestep_sampling": "paper", "tau_max": 400, "diff_grad_to_predictor": True}}
+#: Training only at the 1- and 5-step solver start points (τ_s = t = 199, 399; the blend plays no part).
+JUMP = {**TINY, "recipe": {"timestep_sampling": "jump_start", "train_step_counts": [1, 5]}}
 
 
 def alpha_bar() -> torch.Tensor:
@@ -300,10 +302,12 @@ def test_training_draws_are_reproducible_and_follow_the_recipe() -> None:
     b = method.compute_losses(make_batch())["total"].item()
     assert a == b  # noise and timesteps come from step_generator(), not the global RNG
     x = torch.zeros(4000, 1)
-    tau_s, t, _ = build(TINY).draw_training_noise(x)
+    tau_s, t, _ = build(JUMP).draw_training_noise(x)
     assert torch.equal(tau_s, t) and set(tau_s.tolist()) == {199, 399}  # jump_start: the 1- and 5-step starts
-    tau_s, t, _ = build(PAPER).draw_training_noise(x)
-    assert (t <= tau_s).all() and tau_s.max() < 400 and len(set(tau_s.tolist())) > 300
+    for recipe in (PAPER, TINY):  # the tiny preset trains with the paper's sampling below τ_max = 400
+        tau_s, t, _ = build(recipe).draw_training_noise(x)
+        assert (t <= tau_s).all() and tau_s.max() < 400 and len(set(tau_s.tolist())) > 300
+        assert (t < tau_s).float().mean() > 0.9  # almost always t < τ_s: the blend weight is below 1
 
 
 def test_training_step_logs_the_ddc_to_diff_ratio() -> None:
@@ -430,12 +434,14 @@ def test_wavelet_colour_fix_comes_after_clamping_the_decoded_video() -> None:
 
 
 def test_jump_start_models_refuse_untrained_start_points() -> None:
-    method = SATBVR(**TINY).eval()  # jump_start trained 199 (1 step) and 399 (5 steps)
+    method = SATBVR(**JUMP).eval()  # jump_start trained 199 (1 step) and 399 (5 steps)
     lq = make_batch()["lq"]
     with pytest.raises(ConfigError, match="never trained at"):
         method.restore(lq, num_inference_steps=3)  # starts at 299
     assert method.restore(lq, num_inference_steps=2).shape[2] == 5  # 2 steps start at 199 too
-    only_one = SATBVR(**{**TINY, "recipe": {**TINY["recipe"], "train_step_counts": [1]}}).eval()
+    tiny = SATBVR(**TINY).eval()  # the paper's sampling below τ_max = 400 trained every start point of Table 4
+    assert tiny.restore(lq, num_inference_steps=3).shape[2] == 5
+    only_one = SATBVR(**{**JUMP, "recipe": {**JUMP["recipe"], "train_step_counts": [1]}}).eval()
     with pytest.raises(ConfigError, match="use 1 steps"):
         only_one.restore(lq, num_inference_steps=5)
 
