@@ -483,3 +483,88 @@ def test_frames_larger_than_the_native_tile_are_tiled_by_default(tmp_path, capsy
     assert {(t.height, t.width) for t in grids[0].tiles} == {(16, 16)} and len(grids[0].tiles) == 2 * 3
     assert grids[1].single
     assert probe_video(tmp_path / "auto" / "v.mp4").frames == 3
+
+
+DIFFUSERS_PLUGIN = """
+from vsr_core.testing import BoringMethod
+
+
+class UNetVSR(BoringMethod):
+    \"\"\"BoringMethod restoring through a tiny diffusers VAE and UNet: two models to offload.\"\"\"
+
+    def __init__(self, **kwargs):
+        from diffusers import UNet2DModel
+
+        from vsr_core.latent import AutoencoderKLCodec
+
+        super().__init__(**kwargs)
+        self.codec = AutoencoderKLCodec.tiny(seed=1)
+        self.unet = UNet2DModel(
+            sample_size=8, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(8, 8),
+            down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
+            norm_num_groups=4,
+        )
+
+    def restore(self, lq, prompt=None, *, num_inference_steps=None, guidance_scale=None, generator=None):
+        z = self.codec.encode(super().restore(lq))
+        b, c, t, h, w = z.shape
+        frames = z.transpose(1, 2).reshape(b * t, c, h, w)
+        frames = frames + 0.5 * self.unet(frames, 10).sample
+        return self.codec.decode(frames.reshape(b, t, c, h, w).transpose(1, 2)).clamp(-1, 1)
+"""
+
+
+@pytest.fixture
+def unet_ckpt(tmp_path, fake_plugins) -> Path:
+    from vsr_core.testing import tiny_trainer
+
+    fake_plugins({"fake_unetvsr": DIFFUSERS_PLUGIN})
+    from fake_unetvsr import UNetVSR
+
+    torch.manual_seed(0)
+    trainer = tiny_trainer(tmp_path / "unet", max_steps=0)
+    trainer.strategy.connect(UNetVSR(scale=2))
+    trainer.save_checkpoint(tmp_path / "unet.ckpt")
+    return tmp_path / "unet.ckpt"
+
+
+@pytest.mark.parametrize("mode", ["model", "sequential"])
+def test_offloaded_restore_writes_the_same_video(unet_ckpt, tmp_path, capsys, mode):
+    """--offload keeps the diffusers models in CPU memory until called; the frames are the same."""
+    import vsr
+
+    flat_video(tmp_path / "clip.mp4", 3, value=90)
+    common = [str(tmp_path / "clip.mp4"), "--ckpt", str(unet_ckpt), "--device", "cpu", "--tile", "0"]
+    assert main([*common, "-o", str(tmp_path / "plain")]) == 0
+    assert main([*common, "-o", str(tmp_path / "off"), "--offload", mode]) == 0
+    assert f"offload ({mode}): codec.vae, unet stay in CPU memory" in capsys.readouterr().err
+    plain = VideoReader(tmp_path / "plain" / "clip.mp4").read_clip(0, 3)
+    assert torch.equal(VideoReader(tmp_path / "off" / "clip.mp4").read_clip(0, 3), plain)
+    assert plain.float().std() > 0  # the UNet's output reaches the frames
+
+    frames = VideoReader(tmp_path / "clip.mp4").read_clip(0, 3).numpy()
+    pipe = vsr.load(unet_ckpt, device="cpu", offload=mode, tile=0)
+    assert (pipe(frames) == vsr.load(unet_ckpt, device="cpu", tile=0)(frames)).all()
+
+
+def test_compile_restores_the_same_video(ckpt, tmp_path, capsys):
+    """--compile torch.compiles the method's blocks (also on CPU); the frames match the eager ones."""
+    flat_video(tmp_path / "clip.mp4", 2)
+    common = [str(tmp_path / "clip.mp4"), "--ckpt", str(ckpt), "--device", "cpu"]
+    assert main([*common, "-o", str(tmp_path / "eager")]) == 0
+    capsys.readouterr()
+    assert main([*common, "-o", str(tmp_path / "compiled"), "--compile"]) == 0
+    assert "compile: 1 blocks torch.compile'd" in capsys.readouterr().err
+    eager = VideoReader(tmp_path / "eager" / "clip.mp4").read_clip(0, 2).int()
+    compiled = VideoReader(tmp_path / "compiled" / "clip.mp4").read_clip(0, 2).int()
+    assert (eager - compiled).abs().max() <= 1  # float reassociation may move a value across a level
+
+
+def test_offload_and_compile_of_a_method_without_them_is_one_line(unet_ckpt, ckpt, tmp_path, capsys):
+    flat_video(tmp_path / "clip.mp4", 2)
+    common = [str(tmp_path / "clip.mp4"), "--device", "cpu", "-o", str(tmp_path / "out")]
+    assert main([*common, "--ckpt", str(ckpt), "--offload", "model"]) == 2
+    assert "has no diffusers or transformers model to offload; drop --offload" in capsys.readouterr().err
+    assert main([*common, "--ckpt", str(unet_ckpt), "--compile"]) == 2
+    assert "declares no fsdp_block_classes to compile; drop --compile" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "clip.mp4").exists()
