@@ -131,12 +131,22 @@ class Pipeline:
         return torch.stack(restored).to(device=video.device, dtype=video.dtype)
 
 
-def load(path: str | os.PathLike, device: str | None = None, **options: Any) -> Pipeline:
+def load(
+    path: str | os.PathLike,
+    device: str | None = None,
+    *,
+    offload: str = "none",
+    compile: bool = False,  # noqa: A002 - vsr restore's --compile
+    **options: Any,
+) -> Pipeline:
     """Load a ``vsr fit`` checkpoint or a ``vsr export`` folder into a :class:`Pipeline`.
 
     Args:
         path: the checkpoint or export folder (any installed plugin's).
         device: ``"cuda"``, ``"cpu"``, ... (default: CUDA when available).
+        offload: ``"none"``, ``"model"`` or ``"sequential"``: keep the big models in CPU memory
+            (``vsr restore --offload``).
+        compile: ``torch.compile`` the method's blocks (``vsr restore --compile``).
         **options: defaults of every call, as ``vsr restore``'s flags: ``steps``, ``prompt``,
             ``sample`` (a dict of method-specific sampling options), ``window``, ``overlap``,
             ``tile`` (``None`` native tiling, ``0`` off), ``tile_overlap``, ``color_fix``, ``fusion``,
@@ -147,12 +157,11 @@ def load(path: str | os.PathLike, device: str | None = None, **options: Any) -> 
     """
     import torch
 
-    from vsr_core.checkpoint import load_method
+    from vsr_core.inference import load_for_inference
 
     _check_options(options)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device={device!r} was asked for but no CUDA device is available; use device='cpu'")
-    method = load_method(path, map_location=device)
-    method.eval()
+    method = load_for_inference(path, device, offload=offload, compile=compile)
     return Pipeline(method, device, **options)

@@ -82,6 +82,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--precision", choices=("bf16", "fp32"), default="fp32")
     p.add_argument(
+        "--offload",
+        choices=("none", "model", "sequential"),
+        default="none",
+        help="keep the big models in CPU memory and move each to the GPU when called (model), or stream "
+        "every layer (sequential, least memory, slowest): for GPUs smaller than the method",
+    )
+    p.add_argument(
+        "--compile", action="store_true", help="torch.compile the transformer/UNet blocks (first window slower)"
+    )
+    p.add_argument(
         "--threads",
         type=int,
         default=None,
@@ -198,15 +208,14 @@ def _run(args: argparse.Namespace) -> int:
 def _restore_all(args: argparse.Namespace, inputs: list[Path], counts: list[int], targets: list[Path]) -> int:
     import torch
 
-    from vsr_core.checkpoint import load_method
-    from vsr_core.inference import RestoreEngine, engine_options, restore_file
+    from vsr_core.inference import RestoreEngine, engine_options, load_for_inference, restore_file
 
     if args.threads is not None:
         if args.threads < 1:
             raise ConfigError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    method = load_method(args.ckpt, map_location=device)
+    method = load_for_inference(args.ckpt, device, offload=args.offload, compile=args.compile)
     options = engine_options(
         method,
         device,

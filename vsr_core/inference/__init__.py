@@ -15,6 +15,7 @@ from vsr_core.inference.latent import (
     latent_fusion_for,
 )
 from vsr_core.inference.latent_runner import LatentRunner
+from vsr_core.inference.loading import load_for_inference
 from vsr_core.inference.noise import TimelineNoise, make_generator
 from vsr_core.inference.options import engine_options
 from vsr_core.inference.prediction_writer import (
@@ -54,6 +55,7 @@ __all__ = [
     "gaussian_weight",
     "implements_latent_protocol",
     "latent_fusion_for",
+    "load_for_inference",
     "make_generator",
     "parse_sample_options",
     "plan_tiles",

@@ -1,4 +1,4 @@
-"""`vsr bench`: table of medians on the tiny reference method; meta-device build of paper-size presets."""
+"""`vsr bench`: table of medians on a tiny installed method (``fake_tiny.TinyVSR``); meta-device build of paper-size presets."""
 
 import types
 
@@ -19,12 +19,12 @@ from vsr_core.commands.bench import (
 from vsr_core.errors import ConfigError
 
 
-def test_bench_reference_on_cpu_prints_medians(capsys):
+def test_bench_on_cpu_prints_medians(capsys, tiny_plugin):
     rc = vsr_main(
         [
             "bench",
             "--model",
-            "reference.ReferenceVSR",
+            "fake_tiny.TinyVSR",
             "--frames",
             "5",
             "--height",
@@ -43,9 +43,9 @@ def test_bench_reference_on_cpu_prints_medians(capsys):
         assert key in out
 
 
-def test_flop_rate_and_mfu_against_a_given_peak_on_cpu():
+def test_flop_rate_and_mfu_against_a_given_peak_on_cpu(tiny_plugin):
     args = build_parser().parse_args(
-        ["--model", "reference.ReferenceVSR", "--frames", "5", "--height", "32", "--width", "32"]
+        ["--model", "fake_tiny.TinyVSR", "--frames", "5", "--height", "32", "--width", "32"]
         + ["--repeats", "1", "--warmup", "0", "--peak-tflops", "0.5"]
     )
     rows = {row["mode"]: row for row in run_bench(args)}
@@ -57,8 +57,8 @@ def test_flop_rate_and_mfu_against_a_given_peak_on_cpu():
     assert rows["train"]["TFLOP/s"] * rows["train"]["s/step"] > 2 * rows["infer"]["TFLOP/s"] * seconds
 
 
-def test_preset_on_method_without_presets_is_one_line_error(capsys):
-    assert vsr_main(["bench", "--model", "reference.ReferenceVSR", "--preset", "real", "--mode", "infer"]) != 0
+def test_preset_on_method_without_presets_is_one_line_error(capsys, tiny_plugin):
+    assert vsr_main(["bench", "--model", "fake_tiny.TinyVSR", "--preset", "real", "--mode", "infer"]) != 0
     err = capsys.readouterr().err.strip()
     assert "has no presets" in err and len(err.splitlines()) == 1
 

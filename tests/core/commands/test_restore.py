@@ -1,4 +1,4 @@
-"""`vsr restore` end to end, in process, with a tiny reference checkpoint."""
+"""`vsr restore` end to end, in process, with a checkpoint of a tiny installed plugin (``fake_tiny.TinyVSR``)."""
 
 from __future__ import annotations
 
@@ -17,13 +17,11 @@ from vsr_core.data.video_io import VideoReader, probe_video
 
 
 @pytest.fixture(scope="module")
-def ckpt(tmp_path_factory) -> Path:
-    from reference.model import ReferenceVSR
-
+def ckpt(tmp_path_factory, tiny_plugin) -> Path:
     from vsr_core.testing import tiny_trainer
 
     root = tmp_path_factory.mktemp("ckpt")
-    method = ReferenceVSR(scale=2, channels=4, num_blocks=1)
+    method = tiny_plugin(scale=2, width=4)
     trainer = tiny_trainer(root, max_steps=0)
     trainer.strategy.connect(method)
     path = root / "tiny.ckpt"
@@ -109,7 +107,7 @@ def test_restores_videos_and_frame_folders_keeping_count_fps_audio(
     assert (one.frames, one.width, one.height) == (1, 18, 14)
     frames = probe_video(out / "frames.mp4")
     assert (frames.frames, frames.width, frames.height) == (3, 24, 20)
-    # the untrained reference method is a bicubic upsampler: flat frames stay flat
+    # the untrained method is a bicubic upsampler (zero-initialised residual): flat frames stay flat
     last = VideoReader(out / "frames.mp4").read_clip(2, 1)[0].float()
     assert abs(last.mean().item() - 80) < 3
 
@@ -262,7 +260,7 @@ def test_a_truncated_video_fails_unless_allowed_and_never_gets_invented_frames(c
     assert warning.startswith("warning: ") and f"the {decodable} of its 48 frames" in warning and "\n" not in warning
     restored = VideoReader(out / "clip.mp4")
     assert restored.num_frames == decodable  # what decoded, not 48 (no frozen copies of the last frame)
-    # the untrained reference method upsamples bicubically: the last output frame is the last decodable input
+    # the untrained method upsamples bicubically: the last output frame is the last decodable input
     last_in = torch.stack(list(VideoReader(source).iter_frames()))[-1].float().mean()
     last_out = restored.read_clip(decodable - 1, 1)[0].float().mean()
     assert abs(last_in - last_out) < 4
@@ -315,11 +313,11 @@ def test_an_unwritable_output_fails_before_any_work(ckpt, tmp_path, capsys, monk
 SLOW_PLUGIN = """
 import time
 
-from reference.model import ReferenceVSR
+from vsr_core.testing import BoringMethod
 
 
-class SlowVSR(ReferenceVSR):
-    \"\"\"The reference method, 0.3 s per window: slow enough to be stopped mid-video.\"\"\"
+class SlowVSR(BoringMethod):
+    \"\"\"The core's BoringMethod, 0.3 s per window: slow enough to be stopped mid-video.\"\"\"
 
     def restore(self, lq, prompt=None, **sampling):
         time.sleep(0.3)
@@ -338,7 +336,7 @@ def test_sigterm_mid_write_leaves_nothing_and_exits_143(tmp_path, fake_plugins):
     from fake_slowvsr import SlowVSR
 
     trainer = tiny_trainer(tmp_path, max_steps=0)
-    trainer.strategy.connect(SlowVSR(scale=2, channels=4, num_blocks=1))
+    trainer.strategy.connect(SlowVSR(scale=2, width=4))
     trainer.save_checkpoint(tmp_path / "slow.ckpt")
     write_video(tmp_path / "long.mp4", 60)
     out = tmp_path / "out"
@@ -365,11 +363,11 @@ def test_sigterm_mid_write_leaves_nothing_and_exits_143(tmp_path, fake_plugins):
 OPTIONS_PLUGIN = """
 from typing import Literal
 
-from reference.model import ReferenceVSR
+from vsr_core.testing import BoringMethod
 
 
-class OffsetVSR(ReferenceVSR):
-    \"\"\"The reference method plus an offset: a method-specific sampling option to set with --sample.\"\"\"
+class OffsetVSR(BoringMethod):
+    \"\"\"The core's BoringMethod plus an offset: a method-specific sampling option to set with --sample.\"\"\"
 
     min_size = 8
 
@@ -394,7 +392,7 @@ def offset_ckpt(tmp_path, fake_plugins) -> Path:
     from fake_offsetvsr import OffsetVSR
 
     trainer = tiny_trainer(tmp_path / "offset", max_steps=0)
-    trainer.strategy.connect(OffsetVSR(scale=2, channels=4, num_blocks=1))
+    trainer.strategy.connect(OffsetVSR(scale=2, width=4))
     trainer.save_checkpoint(tmp_path / "offset.ckpt")
     return tmp_path / "offset.ckpt"
 
@@ -429,7 +427,7 @@ def test_bad_sampling_options_are_one_line(offset_ckpt, tmp_path, capsys):
     assert err == "error: --sample gain: OffsetVSR has no such sampling option; it takes: guidance_scale, mode, offset"
     assert "expected add|sub" in run_error([*c, "--sample", "mode=mul"], capsys)
     assert "use --steps instead" in run_error([*c, "--sample", "num_inference_steps=2"], capsys)
-    assert "ReferenceVSR restores in one pass; num_inference_steps=2" in run_error([*c, "--steps", "2"], capsys)
+    assert "BoringMethod restores in one pass; num_inference_steps=2" in run_error([*c, "--steps", "2"], capsys)
     assert "OffsetVSR has no text encoder, so --prompt cannot be used" in run_error([*c, "--prompt", "a cat"], capsys)
     assert "--tile 4 is smaller than OffsetVSR's minimum tile of 8 LQ pixels" in run_error([*c, "--tile", "4"], capsys)
     assert "does not implement prepare_window" in run_error([*c, "--fusion", "latent"], capsys)
@@ -483,3 +481,88 @@ def test_frames_larger_than_the_native_tile_are_tiled_by_default(tmp_path, capsy
     assert {(t.height, t.width) for t in grids[0].tiles} == {(16, 16)} and len(grids[0].tiles) == 2 * 3
     assert grids[1].single
     assert probe_video(tmp_path / "auto" / "v.mp4").frames == 3
+
+
+DIFFUSERS_PLUGIN = """
+from vsr_core.testing import BoringMethod
+
+
+class UNetVSR(BoringMethod):
+    \"\"\"BoringMethod restoring through a tiny diffusers VAE and UNet: two models to offload.\"\"\"
+
+    def __init__(self, **kwargs):
+        from diffusers import UNet2DModel
+
+        from vsr_core.latent import AutoencoderKLCodec
+
+        super().__init__(**kwargs)
+        self.codec = AutoencoderKLCodec.tiny(seed=1)
+        self.unet = UNet2DModel(
+            sample_size=8, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(8, 8),
+            down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
+            norm_num_groups=4,
+        )
+
+    def restore(self, lq, prompt=None, *, num_inference_steps=None, guidance_scale=None, generator=None):
+        z = self.codec.encode(super().restore(lq))
+        b, c, t, h, w = z.shape
+        frames = z.transpose(1, 2).reshape(b * t, c, h, w)
+        frames = frames + 0.5 * self.unet(frames, 10).sample
+        return self.codec.decode(frames.reshape(b, t, c, h, w).transpose(1, 2)).clamp(-1, 1)
+"""
+
+
+@pytest.fixture
+def unet_ckpt(tmp_path, fake_plugins) -> Path:
+    from vsr_core.testing import tiny_trainer
+
+    fake_plugins({"fake_unetvsr": DIFFUSERS_PLUGIN})
+    from fake_unetvsr import UNetVSR
+
+    torch.manual_seed(0)
+    trainer = tiny_trainer(tmp_path / "unet", max_steps=0)
+    trainer.strategy.connect(UNetVSR(scale=2))
+    trainer.save_checkpoint(tmp_path / "unet.ckpt")
+    return tmp_path / "unet.ckpt"
+
+
+@pytest.mark.parametrize("mode", ["model", "sequential"])
+def test_offloaded_restore_writes_the_same_video(unet_ckpt, tmp_path, capsys, mode):
+    """--offload keeps the diffusers models in CPU memory until called; the frames are the same."""
+    import vsr
+
+    flat_video(tmp_path / "clip.mp4", 3, value=90)
+    common = [str(tmp_path / "clip.mp4"), "--ckpt", str(unet_ckpt), "--device", "cpu", "--tile", "0"]
+    assert main([*common, "-o", str(tmp_path / "plain")]) == 0
+    assert main([*common, "-o", str(tmp_path / "off"), "--offload", mode]) == 0
+    assert f"offload ({mode}): codec.vae, unet stay in CPU memory" in capsys.readouterr().err
+    plain = VideoReader(tmp_path / "plain" / "clip.mp4").read_clip(0, 3)
+    assert torch.equal(VideoReader(tmp_path / "off" / "clip.mp4").read_clip(0, 3), plain)
+    assert plain.float().std() > 0  # the UNet's output reaches the frames
+
+    frames = VideoReader(tmp_path / "clip.mp4").read_clip(0, 3).numpy()
+    pipe = vsr.load(unet_ckpt, device="cpu", offload=mode, tile=0)
+    assert (pipe(frames) == vsr.load(unet_ckpt, device="cpu", tile=0)(frames)).all()
+
+
+def test_compile_restores_the_same_video(ckpt, tmp_path, capsys):
+    """--compile torch.compiles the method's blocks (also on CPU); the frames match the eager ones."""
+    flat_video(tmp_path / "clip.mp4", 2)
+    common = [str(tmp_path / "clip.mp4"), "--ckpt", str(ckpt), "--device", "cpu"]
+    assert main([*common, "-o", str(tmp_path / "eager")]) == 0
+    capsys.readouterr()
+    assert main([*common, "-o", str(tmp_path / "compiled"), "--compile"]) == 0
+    assert "compile: 1 blocks torch.compile'd" in capsys.readouterr().err
+    eager = VideoReader(tmp_path / "eager" / "clip.mp4").read_clip(0, 2).int()
+    compiled = VideoReader(tmp_path / "compiled" / "clip.mp4").read_clip(0, 2).int()
+    assert (eager - compiled).abs().max() <= 1  # float reassociation may move a value across a level
+
+
+def test_offload_and_compile_of_a_method_without_them_is_one_line(unet_ckpt, ckpt, tmp_path, capsys):
+    flat_video(tmp_path / "clip.mp4", 2)
+    common = [str(tmp_path / "clip.mp4"), "--device", "cpu", "-o", str(tmp_path / "out")]
+    assert main([*common, "--ckpt", str(ckpt), "--offload", "model"]) == 2
+    assert "has no diffusers or transformers model to offload; drop --offload" in capsys.readouterr().err
+    assert main([*common, "--ckpt", str(unet_ckpt), "--compile"]) == 2
+    assert "declares no fsdp_block_classes to compile; drop --compile" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "clip.mp4").exists()

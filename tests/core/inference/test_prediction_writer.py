@@ -27,11 +27,9 @@ def _video(path, frames):
 
 
 def test_trainer_predict_restores_every_file(tmp_path):
-    from reference.model import ReferenceVSR
+    from vsr_core.testing import BoringMethod, tiny_trainer
 
-    from vsr_core.testing import tiny_trainer
-
-    class FilePredicting(ReferenceVSR):
+    class FilePredicting(BoringMethod):
         # The pass-through VSRMethod.predict_step needs for file batches (see docs/inference.md).
         def predict_step(self, batch, batch_idx):
             if "path" in batch and "lq" not in batch:
@@ -44,7 +42,7 @@ def test_trainer_predict_restores_every_file(tmp_path):
     writer = RestorePredictionWriter(str(tmp_path / "out"), window=4, overlap=1)
     trainer = tiny_trainer(tmp_path, callbacks=[writer])
     trainer.predict(
-        FilePredicting(scale=2, channels=4, num_blocks=1),
+        FilePredicting(scale=2, width=4),
         datamodule=VideoFilesDataModule([str(tmp_path / "in")]),
     )
     frames = {p.name: probe_video(p).frames for p in writer.written}
