@@ -144,7 +144,7 @@ class SATBVR(VSRMethod):
         "scale": 4,
         "preset": "tiny",
         "learning_rate": 3e-4,
-        "recipe": {"timestep_sampling": "paper", "tau_max": 400, "diff_weighting": "x0", "diff_grad_to_predictor": False},
+        "recipe": {"timestep_sampling": "paper", "tau_max": 400, "diff_grad_to_predictor": False},
         "predictor_options": {"parameterization": "residual", "finetune": "full"},
         "denoiser_options": {"output": "lq_residual", "finetune": "full"},
         "sampling": {"num_inference_steps": 2, "guidance_scale": 1.0, "sampler": "dpmsolver++"},
