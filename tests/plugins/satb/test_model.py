@@ -630,3 +630,11 @@ def test_one_latent_tile_through_the_engine_equals_prepare_steps_finish_with_the
     torch.testing.assert_close(out, expected, rtol=0, atol=1e-5)
     plain = method.restore(video[None], num_inference_steps=5, generator=torch.Generator().manual_seed(3))[0]
     assert (plain - expected).abs().max() > 1e-3  # the noise matters: the equality above is not vacuous
+
+
+def test_engine_noise_of_the_wrong_shape_is_named() -> None:
+    method = SATBVR(**TINY).eval()
+    lq = make_batch(batch=1)["lq"]  # 5 frames of 8x8 -> latents [1, 12, 5, 16, 16]
+    method.prepare_window(lq, noise=torch.zeros(1, 12, 5, 16, 16))
+    with pytest.raises(ConfigError, match=r"must be \[B, c, t, h, w\] = \[1, 12, 5, 16, 16\]"):
+        method.prepare_window(lq, noise=torch.zeros(1, 5, 12, 16, 16))  # CogVideoX's order is internal
