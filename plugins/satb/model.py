@@ -47,6 +47,7 @@ from satb.options import (
 from satb.predictor import AuxiliaryPredictor
 from satb.presets import Preset, get_preset
 from satb.schedule import jump_start_timesteps, sample_jump_start_timesteps, sample_training_timesteps, satb_blend
+from satb.solver import cogvideox_dpm_step
 from satb.text import POSITIVE_TEMPLATE, build_prompt_encoder
 from satb.weights import (
     EXTRA_MODULES,
@@ -60,7 +61,7 @@ from vsr_core.benchmark import PaperBenchmark
 from vsr_core.diffusion import DDPMSchedule
 from vsr_core.errors import ConfigError, PretrainedError
 from vsr_core.frames import frames_at_most
-from vsr_core.inference import wavelet_color_fix
+from vsr_core.inference import LatentLayout, wavelet_color_fix
 from vsr_core.latent import CogVideoXCodec, LatentCodec, PixelUnshuffleCodec
 from vsr_core.method import VSRMethod
 from vsr_core.pretrained import as_dtype
@@ -74,15 +75,21 @@ TorchDtype = Literal["float32", "bfloat16", "float16"]
 
 @dataclass
 class WindowState:
-    """What one window carries from :meth:`SATBVR.prepare_window` through the solver steps to the decode.
+    """What one window (or latent tile) carries from :meth:`SATBVR.prepare_window` through the solver steps to the decode.
 
-    Latents are CogVideoX-ordered ``[B, F, C, h, w]`` (``F`` latent frames incl. ``prepended``).
-    ``solver`` and ``previous_x0`` change at every step (the release fuses ``previous_x0`` across
-    latent tiles after each step, as it fuses the latents).
+    ``latents`` is in the engine's order ``[B, c, t, h, w]`` (``t`` latent frames of the window).
+    The transformer reads CogVideoX-ordered ``[B, F, C, h, w]`` with ``prepended`` copies of the first
+    latent frame in front (whole temporal patches); those frames belong to this window alone and live
+    in ``prefix``. ``prefix``, ``solver`` and ``previous_x0`` change at every step; the engine fuses
+    only ``latents`` across overlapping tiles and windows, so ``previous_x0`` (CogVideoX DPM-Solver++'s
+    carried clean estimate; the release fuses it across tiles too) and the multistep solver's history
+    stay per tile.
     """
 
-    latents: torch.Tensor  #: the jump-start state ``x_{τ_s}`` of Eq. 3, fp32
-    x_lq: torch.Tensor  #: the LQ latent (the denoiser's condition)
+    latents: torch.Tensor  #: the jump-start state ``x_{τ_s}`` of Eq. 3, fp32 ``[B, c, t, h, w]``
+    num_steps: int  #: solver steps (``len(timesteps)``)
+    prefix: torch.Tensor  #: the prepended latent frames, fp32 ``[B, prepended, C, h, w]`` at the current step
+    x_lq: torch.Tensor  #: the LQ latent ``[B, F, C, h, w]`` (the denoiser's condition)
     text: torch.Tensor  #: ``[B, L, D]``, or ``[2B, L, D]`` (negative; positive) with guidance
     rotary: Any
     timesteps: list[int]  #: ``[τ_s, …, τ_1]`` (Table 4)
@@ -96,7 +103,7 @@ class WindowState:
     width: int  #: output width ``w·scale``
     prepended: int  #: latent frames prepended for the temporal patches
     color_fix: str
-    previous_x0: torch.Tensor | None = None  #: CogVideoX DPM-Solver++'s carried clean estimate
+    previous_x0: torch.Tensor | None = None  #: CogVideoX DPM-Solver++'s carried clean estimate ``[B, F, C, h, w]``
 
 
 class SATBVR(VSRMethod):
@@ -132,16 +139,12 @@ class SATBVR(VSRMethod):
 
     fsdp_block_classes = (CogVideoXBlock,)
     export_init_arg = "satb_weights"
-    #: prepare_window / denoise_step / finish_window drive ``restore`` one solver step at a time, but
-    #: their latents are CogVideoX-ordered ``[B, F, C, h, w]`` with prepended frames, not the engine's
-    #: ``[B, c, t, h, w]`` timeline: ``vsr restore`` fuses SATB-VR's windows and tiles in pixels.
-    latent_layout = None
     #: The tiny CPU recipe of ``configs/tiny.yaml`` (its model part), restoring with 2 steps.
     tiny_init_args: ClassVar[dict[str, Any]] = {
         "scale": 4,
         "preset": "tiny",
         "learning_rate": 3e-4,
-        "recipe": {"timestep_sampling": "jump_start", "train_step_counts": [1, 5], "diff_grad_to_predictor": False},
+        "recipe": {"timestep_sampling": "paper", "tau_max": 400, "diff_grad_to_predictor": False},
         "predictor_options": {"parameterization": "residual", "finetune": "full"},
         "denoiser_options": {"output": "lq_residual", "finetune": "full"},
         "sampling": {"num_inference_steps": 2, "guidance_scale": 1.0, "sampler": "dpmsolver++"},
@@ -150,6 +153,16 @@ class SATBVR(VSRMethod):
     #: with stride 768 at full size; 64 px with stride 48 (the same 3/4) on the CPU-sized tiny preset,
     #: about the 48-px crops it trains on.
     OUTPUT_TILES: ClassVar[dict[str, tuple[int, int]]] = {"full": (1024, 256), "tiny": (64, 16)}
+
+    @property
+    def latent_layout(self) -> LatentLayout:
+        """The engine's latent protocol: the codec's factors, tile sides in whole transformer patches.
+
+        ``vsr restore`` fuses every solver step across overlapping latent tiles and windows
+        (the release tiles latents and blends them after each step); output pixels per latent
+        pixel are the codec's (the LQ video is upsampled before encoding).
+        """
+        return LatentLayout.from_codec(self.codec, latent_multiple=int(self.transformer_config.patch_size))
 
     @property
     def native_tile(self) -> int:
@@ -203,6 +216,9 @@ class SATBVR(VSRMethod):
             torch_dtype = torch_dtype or "float32"
         super().__init__(scale=scale, **kwargs)
         self.spec: Preset = get_preset(preset)
+        # The release's temporal tiles: 80 frames with a stride of 64, so a fifth of a window is shared
+        # (16 of 81 frames at full size: windows start 64 frames apart; 3 of the tiny preset's 17).
+        self.temporal_overlap = (self.spec.temporal_window - 1) // 5
         self.recipe = TrainingRecipe.coerce(recipe)
         self.predictor_options = PredictorOptions.coerce(predictor_options)
         self.denoiser_options = DenoiserOptions.coerce(denoiser_options)
@@ -405,7 +421,7 @@ class SATBVR(VSRMethod):
             vae_posterior=vae_posterior,
         )
         latents = state.latents
-        for i in range(len(state.timesteps)):
+        for i in range(state.num_steps):
             latents = self.denoise_step(state, i, latents)
         return self.finish_window(state, latents)
 
@@ -414,6 +430,7 @@ class SATBVR(VSRMethod):
         lq: torch.Tensor,
         prompt: list[str] | None = None,
         *,
+        noise: torch.Tensor | None = None,
         num_inference_steps: int | None = None,
         guidance_scale: float | None = None,
         generator: torch.Generator | None = None,
@@ -421,7 +438,13 @@ class SATBVR(VSRMethod):
         sampler: str | None = None,
         vae_posterior: str | None = None,
     ) -> WindowState:
-        """Encode one LQ window, condition it and build the jump-start state ``x_{τ_s}`` (Eq. 3)."""
+        """Encode one LQ window ``[B,3,T,h,w]``, condition it and build the jump-start state ``x_{τ_s}`` (Eq. 3).
+
+        ``noise``: the ε of Eq. 3 in the engine's order ``[B, c, t, h', w']`` (the latent of the
+        window, ``t`` latent frames; the engine's shared noise, so overlapping tiles start alike);
+        the prepended frames take the first frame's noise. ``None`` draws ε ``[B, F, C, h', w']``
+        (prepended frames included) from ``generator``.
+        """
         s = self.sampling
         steps = s.num_inference_steps if num_inference_steps is None else num_inference_steps
         guidance = s.guidance_scale if guidance_scale is None else guidance_scale
@@ -456,12 +479,17 @@ class SATBVR(VSRMethod):
         tau_s = torch.full((b,), timesteps[0], device=x_lq.device, dtype=torch.long)
         with self._compute_precision():
             x_p = self._predict(x_lq, tau_s, text[-b:], rotary)
-        noise_device = generator.device if generator is not None else x_p.device
-        noise = torch.randn(x_p.shape, generator=generator, device=noise_device, dtype=torch.float32).to(x_p.device)
-        latents = self.schedule.add_noise(x_p.float(), noise, tau_s)
+        if noise is None:
+            noise_device = generator.device if generator is not None else x_p.device
+            epsilon = torch.randn(x_p.shape, generator=generator, device=noise_device, dtype=torch.float32)
+        else:
+            epsilon = self._transformer_order(noise, x_p, prepended, "noise")
+        full = self.schedule.add_noise(x_p.float(), epsilon.to(x_p.device, torch.float32), tau_s)
         solver = self.schedule.make_sampler(solver_kind, timesteps=timesteps)
         return WindowState(
-            latents=latents,
+            latents=full[:, prepended:].transpose(1, 2),
+            num_steps=len(timesteps),
+            prefix=full[:, :prepended],
             x_lq=x_lq,
             text=text,
             rotary=rotary,
@@ -478,11 +506,19 @@ class SATBVR(VSRMethod):
             color_fix=color_fix or s.color_fix,
         )
 
-    def denoise_step(self, state: WindowState, i: int, latents: torch.Tensor) -> torch.Tensor:
-        """One solver step from ``state.timesteps[i]`` to the next (``latents`` fp32 ``[B, F, C, h, w]``)."""
+    def denoise_step(
+        self, state: WindowState, i: int, latents: torch.Tensor, *, noise: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """One solver step from ``state.timesteps[i]`` to the next: fp32 ``[B, c, t, h, w]`` in and out.
+
+        ``noise`` (``[B, c, t, h, w]``, the engine's shared noise of this step) is the stochastic
+        CogVideoX solver's step noise (the prepended frames take the first frame's); ``None`` draws
+        it from the window's generator as diffusers does. The deterministic ``dpmsolver++`` ignores it.
+        """
         t = state.solver.timesteps[i]
-        b = latents.shape[0]
-        x_t = latents.to(state.x_lq.dtype)
+        full = torch.cat([state.prefix, latents.transpose(1, 2).float()], dim=1)  # [B, F, C, h, w]
+        b = full.shape[0]
+        x_t = full.to(state.x_lq.dtype)
         with self._compute_precision():
             if state.guided:
                 t_batch = t.to(x_t.device).long().expand(2 * b)
@@ -496,20 +532,42 @@ class SATBVR(VSRMethod):
         if isinstance(state.solver, CogVideoXDPMScheduler):
             # CogVideoX's DPM-Solver++(2M) carries the previous clean estimate and timestep itself.
             back = state.solver.timesteps[i - 1] if i > 0 else None
-            latents, state.previous_x0 = state.solver.step(
-                v, state.previous_x0, t, back, latents, generator=state.generator, return_dict=False
-            )
-            return latents
-        return state.solver.step(v, t, latents, generator=state.generator, return_dict=False)[0]
+            if noise is None:
+                full, state.previous_x0 = state.solver.step(
+                    v, state.previous_x0, t, back, full, generator=state.generator, return_dict=False
+                )
+            else:
+                following = int(state.solver.timesteps[i + 1]) if i + 1 < state.num_steps else -1
+                step_noise = self._transformer_order(noise, full, state.prepended, "step noise")
+                full, state.previous_x0 = cogvideox_dpm_step(
+                    state.solver, v, state.previous_x0, int(t), None if back is None else int(back), following,
+                    full, step_noise,
+                )
+        else:
+            full = state.solver.step(v, t, full, generator=state.generator, return_dict=False)[0]
+        state.prefix = full[:, : state.prepended]
+        return full[:, state.prepended :].transpose(1, 2)
 
     def finish_window(self, state: WindowState, latents: torch.Tensor) -> torch.Tensor:
-        """Decode, crop to the window's size, clamp and colour-fix (the release's order): ``[B,3,T,H,W]``."""
+        """Decode ``[B, c, t, h, w]``, crop to the window's size, clamp and colour-fix (the release's order): ``[B,3,T,H,W]``."""
         with self._compute_precision():
-            video = self._decode(latents.to(state.x_lq.dtype), state.prepended)
+            video = self._decode(latents.to(state.x_lq.dtype))
         video = video.float()[:, :, : state.frames, : state.height, : state.width].clamp(-1, 1)
         if state.color_fix == "wavelet":
             video = wavelet_color_fix(video, state.reference[:, :, : state.frames].float())
         return video.clamp(-1, 1)
+
+    @staticmethod
+    def _transformer_order(noise: torch.Tensor, like: torch.Tensor, prepended: int, what: str) -> torch.Tensor:
+        """The engine's ``[B, c, t, h, w]`` as CogVideoX's ``[B, F, C, h, w]``, the first frame repeated in front."""
+        b, f, c, h, w = like.shape
+        if tuple(noise.shape) != (b, c, f - prepended, h, w):
+            raise ConfigError(
+                f"SATB-VR {what} must be [B, c, t, h, w] = {[b, c, f - prepended, h, w]} for this window, "
+                f"got {list(noise.shape)}"
+            )
+        frames = noise.transpose(1, 2)
+        return torch.cat([frames[:, :1].expand(-1, prepended, -1, -1, -1), frames], dim=1)
 
     def _check_steps(self, num_steps: int) -> list[int]:
         """Table 4's timesteps for ``num_steps``, refused when they start where this model never trained."""
@@ -540,8 +598,9 @@ class SATBVR(VSRMethod):
             z = self.codec.encode(video, sample_posterior=sample_posterior, generator=generator).transpose(1, 2)
         return pad_latent_frames(z, self.transformer_config.patch_size_t)
 
-    def _decode(self, latents: torch.Tensor, prepended: int) -> torch.Tensor:
-        return self.codec.decode(latents[:, prepended:].transpose(1, 2))
+    def _decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Latents ``[B, c, t, h, w]`` (the engine's order, no prepended frames) → pixels ``[B, 3, T, H, W]``."""
+        return self.codec.decode(latents)
 
     def _rotary(self, latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
         _, f, _, h, w = latents.shape

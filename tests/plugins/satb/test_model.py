@@ -22,6 +22,8 @@ from vsr_core.video_ops import upsample_frames
 TINY = dict(SATBVR.tiny_init_args)
 #: The tiny recipe with the paper's sampling (t <= τ_s, so the blend matters) and L_diff into F_p.
 PAPER = {**TINY, "recipe": {"timestep_sampling": "paper", "tau_max": 400, "diff_grad_to_predictor": True}}
+#: Training only at the 1- and 5-step solver start points (τ_s = t = 199, 399; the blend plays no part).
+JUMP = {**TINY, "recipe": {"timestep_sampling": "jump_start", "train_step_counts": [1, 5]}}
 
 
 def alpha_bar() -> torch.Tensor:
@@ -300,10 +302,12 @@ def test_training_draws_are_reproducible_and_follow_the_recipe() -> None:
     b = method.compute_losses(make_batch())["total"].item()
     assert a == b  # noise and timesteps come from step_generator(), not the global RNG
     x = torch.zeros(4000, 1)
-    tau_s, t, _ = build(TINY).draw_training_noise(x)
+    tau_s, t, _ = build(JUMP).draw_training_noise(x)
     assert torch.equal(tau_s, t) and set(tau_s.tolist()) == {199, 399}  # jump_start: the 1- and 5-step starts
-    tau_s, t, _ = build(PAPER).draw_training_noise(x)
-    assert (t <= tau_s).all() and tau_s.max() < 400 and len(set(tau_s.tolist())) > 300
+    for recipe in (PAPER, TINY):  # the tiny preset trains with the paper's sampling below τ_max = 400
+        tau_s, t, _ = build(recipe).draw_training_noise(x)
+        assert (t <= tau_s).all() and tau_s.max() < 400 and len(set(tau_s.tolist())) > 300
+        assert (t < tau_s).float().mean() > 0.9  # almost always t < τ_s: the blend weight is below 1
 
 
 def test_training_step_logs_the_ddc_to_diff_ratio() -> None:
@@ -366,7 +370,8 @@ def test_eq3_solver_starts_from_the_noised_predictor_output(steps: int) -> None:
     starts = []
     original = method.denoise_step
     method.denoise_step = lambda state, i, latents: (
-        (starts.append(latents.clone()) if i == 0 else None) or original(state, i, latents)
+        (starts.append(torch.cat([state.prefix, latents.transpose(1, 2)], 1)) if i == 0 else None)
+        or original(state, i, latents)
     )
     lq = make_batch()["lq"]
     method.restore(lq, num_inference_steps=steps, generator=torch.Generator().manual_seed(5))
@@ -406,7 +411,7 @@ def test_restore_is_prepare_then_steps_then_finish() -> None:
     lq = make_batch()["lq"]
     state = method.prepare_window(lq, num_inference_steps=2, generator=torch.Generator().manual_seed(4))
     latents = state.latents
-    for i in range(len(state.timesteps)):
+    for i in range(state.num_steps):
         latents = method.denoise_step(state, i, latents)
     manual = method.finish_window(state, latents)
     assert torch.equal(manual, method.restore(lq, num_inference_steps=2, generator=torch.Generator().manual_seed(4)))
@@ -418,23 +423,25 @@ def test_wavelet_colour_fix_comes_after_clamping_the_decoded_video() -> None:
 
     method = build(PAPER).eval()
     decode = method._decode
-    method._decode = lambda latents, prepended: 3.0 * decode(latents, prepended)  # a VAE overshooting [-1, 1]
+    method._decode = lambda latents: 3.0 * decode(latents)  # a VAE overshooting [-1, 1]
     lq = make_batch()["lq"]
     state = method.prepare_window(lq, num_inference_steps=1, color_fix="wavelet")
     latents = method.denoise_step(state, 0, state.latents)
-    decoded = method._decode(latents, state.prepended)[:, :, :5, :32, :32]
+    decoded = method._decode(latents)[:, :, :5, :32, :32]
     assert decoded.abs().max() > 1
     expected = wavelet_color_fix(decoded.clamp(-1, 1), state.reference[:, :, :5]).clamp(-1, 1)
     torch.testing.assert_close(method.finish_window(state, latents), expected)
 
 
 def test_jump_start_models_refuse_untrained_start_points() -> None:
-    method = SATBVR(**TINY).eval()  # jump_start trained 199 (1 step) and 399 (5 steps)
+    method = SATBVR(**JUMP).eval()  # jump_start trained 199 (1 step) and 399 (5 steps)
     lq = make_batch()["lq"]
     with pytest.raises(ConfigError, match="never trained at"):
         method.restore(lq, num_inference_steps=3)  # starts at 299
     assert method.restore(lq, num_inference_steps=2).shape[2] == 5  # 2 steps start at 199 too
-    only_one = SATBVR(**{**TINY, "recipe": {**TINY["recipe"], "train_step_counts": [1]}}).eval()
+    tiny = SATBVR(**TINY).eval()  # the paper's sampling below τ_max = 400 trained every start point of Table 4
+    assert tiny.restore(lq, num_inference_steps=3).shape[2] == 5
+    only_one = SATBVR(**{**JUMP, "recipe": {**JUMP["recipe"], "train_step_counts": [1]}}).eval()
     with pytest.raises(ConfigError, match="use 1 steps"):
         only_one.restore(lq, num_inference_steps=5)
 
@@ -527,3 +534,107 @@ def test_tiny_preset_declares_cpu_sized_native_tiles(scale: int, tile: int, over
     method = SATBVR(**{**TINY, "scale": scale})
     # 64 output pixels with a stride of 48 (the release's 1024/768 ratio), in LQ pixels
     assert (method.native_tile, method.native_tile_overlap) == (tile, overlap)
+
+
+# ---------------------------------------------------------------------------------------------
+# Latent tiling per solver step (the release tiles latents and blends them after every step)
+# ---------------------------------------------------------------------------------------------
+
+
+def engine_ready(sampler: str) -> SATBVR:
+    """The tiny recipe with every network moved off its zero/identity start, so tiles see their context."""
+    method = build({**TINY, "sampling": {**TINY["sampling"], "sampler": sampler}}, perturb_predictor=False)
+    g = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        for p in method.parameters():
+            if p.requires_grad:
+                p.add_(torch.randn(p.shape, generator=g) * 0.05)
+    return method.eval()
+
+
+def test_latent_layout_is_the_codec_in_whole_transformer_patches() -> None:
+    tiny = SATBVR(**TINY).latent_layout
+    assert (tiny.latent_channels, tiny.temporal_factor, tiny.spatial_factor, tiny.causal) == (12, 1, 2, False)
+    assert tiny.latent_multiple == 2  # CogVideoX patches 2x2 latent pixels
+
+
+def test_vsr_restore_of_a_frame_larger_than_one_tile_fuses_every_solver_step() -> None:
+    """Each step of every latent tile starts from the Gaussian-weighted mean of the tiles' last outputs."""
+    from vsr_core.inference import EngineOptions, LatentFusion, RestoreEngine, TimelineNoise
+
+    method = engine_ready("cogvideox_dpm")
+    prepared, stepped = [], []
+    prepare, step = method.prepare_window, method.denoise_step
+
+    def recording_prepare(lq, prompt=None, *, noise=None, **sampling):
+        prepared.append(noise.clone())
+        return prepare(lq, prompt, noise=noise, **sampling)
+
+    def recording_step(state, i, latents, *, noise=None):
+        out = step(state, i, latents, noise=noise)
+        stepped.append((i, latents.clone(), out.clone()))
+        return out
+
+    method.prepare_window, method.denoise_step = recording_prepare, recording_step
+    video = torch.rand(3, 5, 24, 24, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    engine = RestoreEngine(method, EngineOptions(seed=7, sampling={"num_inference_steps": 2}))
+    out = engine.restore_tensor(video)
+    assert out.shape == (3, 5, 96, 96) and engine.latent
+    runner = engine.runner
+    (window,), tiles = runner.windows, runner.tiles
+    assert len(tiles) == 4  # 24 LQ px in native 16-px tiles with 4 px of overlap: 2 x 2
+
+    # Level 0: every tile's ε is its slice of one noise tensor of the whole latent frame.
+    noise = TimelineNoise(7, 1, 12)
+    for tile, given in zip(tiles, prepared):
+        expected = noise.slice(0, range(5), range(tile.y, tile.y + tile.height), range(tile.x, tile.x + tile.width))
+        assert torch.equal(given, expected)
+
+    # Level 1: step 1 of each tile reads the weighted mean of the step-0 outputs where tiles overlap.
+    fusion = LatentFusion()
+    fusion.start(runner.windows, tiles)
+    height, width = runner.frame_size
+    total, weight = torch.zeros(1, 12, 5, height, width), torch.zeros(5, height, width)
+    outputs = [o for i, _, o in stepped if i == 0]
+    inputs = [x for i, x, _ in stepped if i == 1]
+    assert len(outputs) == len(inputs) == 4
+    for tile, x in zip(tiles, outputs):
+        w = fusion.weights(window, tile, 1).expand(5, tile.height, tile.width)
+        total[..., tile.y : tile.y + tile.height, tile.x : tile.x + tile.width] += x * w
+        weight[:, tile.y : tile.y + tile.height, tile.x : tile.x + tile.width] += w
+    fused = total / weight
+    for tile, x, own in zip(tiles, inputs, outputs):
+        region = fused[..., tile.y : tile.y + tile.height, tile.x : tile.x + tile.width]
+        torch.testing.assert_close(x, region, rtol=1e-5, atol=1e-6)
+        assert (x - own).abs().max() > 1e-4  # a tile's own output is not what it continues from
+
+
+@pytest.mark.parametrize("sampler", ["dpmsolver++", "cogvideox_dpm"])
+def test_one_latent_tile_through_the_engine_equals_prepare_steps_finish_with_the_same_noise(sampler: str) -> None:
+    from vsr_core.inference import EngineOptions, RestoreEngine, TimelineNoise, make_generator
+
+    method = engine_ready(sampler)
+    video = torch.rand(3, 5, 16, 16, generator=torch.Generator().manual_seed(1)) * 2 - 1  # one native tile
+    engine = RestoreEngine(method, EngineOptions(seed=3, sampling={"num_inference_steps": 5}))
+    out = engine.restore_tensor(video)
+    assert engine.latent and len(engine.last_grid.tiles) == 1
+
+    noise = TimelineNoise(3, 1, 12)
+    region = (range(5), range(32), range(32))  # latent frames and pixels: x4 upsampling, codec factor 2
+    generator = make_generator(3, "cpu")
+    state = method.prepare_window(video[None], noise=noise.slice(0, *region), num_inference_steps=5, generator=generator)
+    latents = state.latents
+    for i in range(state.num_steps):
+        latents = method.denoise_step(state, i, latents, noise=noise.slice(i + 1, *region))
+    expected = method.finish_window(state, latents)[0]
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-5)
+    plain = method.restore(video[None], num_inference_steps=5, generator=torch.Generator().manual_seed(3))[0]
+    assert (plain - expected).abs().max() > 1e-3  # the noise matters: the equality above is not vacuous
+
+
+def test_engine_noise_of_the_wrong_shape_is_named() -> None:
+    method = SATBVR(**TINY).eval()
+    lq = make_batch(batch=1)["lq"]  # 5 frames of 8x8 -> latents [1, 12, 5, 16, 16]
+    method.prepare_window(lq, noise=torch.zeros(1, 12, 5, 16, 16))
+    with pytest.raises(ConfigError, match=r"must be \[B, c, t, h, w\] = \[1, 12, 5, 16, 16\]"):
+        method.prepare_window(lq, noise=torch.zeros(1, 5, 12, 16, 16))  # CogVideoX's order is internal

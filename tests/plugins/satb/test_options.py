@@ -91,7 +91,8 @@ def test_config_round_trip_keeps_every_group(tmp_path: Path) -> None:
     second = VSRCLI(args=["--config", str(tmp_path / "config.yaml")], run=False)
     assert second.parser.dump(second.config, skip_none=False) == dumped
     model = second.model
-    assert model.recipe.timestep_sampling == "jump_start" and model.recipe.diff_grad_to_predictor is False
+    assert model.recipe.timestep_sampling == "paper" and model.recipe.diff_grad_to_predictor is False
+    assert model.recipe.tau_max == 400 and model.recipe.diff_weighting == "v" and model.recipe.blend == "satb"
     assert model.predictor_options.parameterization == "residual" and model.denoiser_options.output == "lq_residual"
     assert model.sampling.guidance_scale == 1.0 and model.sampling.sampler == "dpmsolver++"
     third = VSRCLI(args=["--config", str(tmp_path / "config.yaml"), "--model.recipe.blend", "none"], run=False)
