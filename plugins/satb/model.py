@@ -139,7 +139,8 @@ class SATBVR(VSRMethod):
 
     fsdp_block_classes = (CogVideoXBlock,)
     export_init_arg = "satb_weights"
-    #: The tiny CPU recipe of ``configs/tiny.yaml`` (its model part), restoring with 2 steps.
+    #: The tiny CPU recipe of ``configs/tiny-paper.yaml`` (its model part: the paper's sampling, so the
+    #: smoke tests run SATB's blend), restoring with 2 steps.
     tiny_init_args: ClassVar[dict[str, Any]] = {
         "scale": 4,
         "preset": "tiny",

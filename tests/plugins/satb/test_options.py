@@ -82,10 +82,10 @@ def test_print_config_shows_every_effective_value(tmp_path: Path) -> None:
 
 
 def test_config_round_trip_keeps_every_group(tmp_path: Path) -> None:
-    """tiny.yaml -> parsed -> dumped -> parsed again: the same config, and the model has the file's values."""
+    """tiny-paper.yaml -> parsed -> dumped -> parsed again: the same config, and the model has the file's values."""
     from vsr_core.cli import VSRCLI
 
-    first = VSRCLI(args=["--config", str(CONFIGS / "tiny.yaml")], run=False)
+    first = VSRCLI(args=["--config", str(CONFIGS / "tiny-paper.yaml")], run=False)
     dumped = first.parser.dump(first.config, skip_none=False)
     (tmp_path / "config.yaml").write_text(dumped)
     second = VSRCLI(args=["--config", str(tmp_path / "config.yaml")], run=False)
@@ -100,8 +100,8 @@ def test_config_round_trip_keeps_every_group(tmp_path: Path) -> None:
 
 
 def test_tiny_init_args_are_the_tiny_recipe() -> None:
-    """``tiny_init_args`` (the smoke test's model) trains as configs/tiny.yaml says, restoring with 2 steps."""
-    config = yaml.safe_load((CONFIGS / "tiny.yaml").read_text())["model"]["init_args"]
+    """``tiny_init_args`` (the smoke test's model) trains as configs/tiny-paper.yaml says, restoring with 2 steps."""
+    config = yaml.safe_load((CONFIGS / "tiny-paper.yaml").read_text())["model"]["init_args"]
     config.pop("val_sampling")
     config["sampling"]["num_inference_steps"] = 2
     tiny = dict(SATBVR.tiny_init_args)
@@ -113,6 +113,18 @@ def test_tiny_init_args_are_the_tiny_recipe() -> None:
         else:  # the same effective values (the file may write a default out)
             assert group.coerce(tiny.get(name, {})) == group.coerce(config.get(name, {})), name
     assert set(GROUPS) <= set(groups)
+
+
+def test_tiny_yaml_is_tiny_paper_trained_at_the_start_points_only() -> None:
+    """configs/tiny.yaml (make demo, the learning check) = tiny-paper.yaml with jump_start sampling at 1 and 5 steps."""
+    tiny = yaml.safe_load((CONFIGS / "tiny.yaml").read_text())
+    paper = yaml.safe_load((CONFIGS / "tiny-paper.yaml").read_text())
+    tiny_recipe = tiny["model"]["init_args"].pop("recipe")
+    paper_recipe = paper["model"]["init_args"].pop("recipe")
+    assert tiny == paper
+    assert GROUPS["recipe"].coerce(tiny_recipe) == GROUPS["recipe"].coerce(
+        {**paper_recipe, "timestep_sampling": "jump_start", "train_step_counts": [1, 5], "tau_max": 1000}
+    )
 
 
 def test_paper_scale_config_is_the_class_defaults_with_the_size_and_text() -> None:
