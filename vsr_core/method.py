@@ -278,19 +278,28 @@ class VSRMethod(LightningModule, ABC):
         """Declare that the frozen weights of ``modules`` are rebuilt from init arguments (files).
 
         Their frozen parameters and buffers are left out of checkpoints (a 5B base is already on
-        disk) and may be missing when a checkpoint is loaded; trainable parts (LoRA adapters) stay.
+        disk) and may be missing when a checkpoint is loaded; trainable parts and LoRA adapters
+        (also frozen ones, e.g. a base adapter in a later training stage) stay.
         """
         self._rebuildable_ids.update(id(m) for m in modules)
 
     def rebuildable_state_keys(self) -> set[str]:
-        """State-dict keys of frozen weights in modules passed to :meth:`mark_rebuildable`."""
+        """State-dict keys of frozen weights in modules passed to :meth:`mark_rebuildable`.
+
+        LoRA adapter weights (peft layers) inside such a module are never among them, frozen or
+        not: an adapter trained in one stage and frozen in the next (a stage sequence) is trained
+        state that no init argument rebuilds.
+        """
         keys: set[str] = set()
         if not self._rebuildable_ids:
             return keys
+        adapters = _adapter_tensor_ids(self)
         for prefix, module in self.named_modules():
             if id(module) not in self._rebuildable_ids:
                 continue
             for key, value in module.state_dict(prefix=f"{prefix}." if prefix else "", keep_vars=True).items():
+                if id(value) in adapters:
+                    continue
                 if not (isinstance(value, nn.Parameter) and value.requires_grad):
                     keys.add(key)
         return keys
@@ -607,3 +616,20 @@ def _group_parameters(group: ParamGroup) -> list[nn.Parameter]:
     if items and isinstance(items[0], dict):
         return [p for entry in items for p in entry["params"]]
     return items
+
+
+def _adapter_tensor_ids(module: nn.Module) -> set[int]:
+    """``id`` of every tensor held by a peft adapter (LoRA A/B, embeddings, magnitudes) inside ``module``."""
+    try:
+        from peft.tuners.tuners_utils import BaseTunerLayer
+    except ImportError:  # peft is a dependency; without it no module can hold adapters
+        return set()
+    ids: set[int] = set()
+    for layer in module.modules():
+        if not isinstance(layer, BaseTunerLayer):
+            continue
+        for name in (*layer.adapter_layer_names, *layer.other_param_names):
+            held = getattr(layer, name, None)
+            if isinstance(held, nn.Module):
+                ids.update(id(t) for t in (*held.parameters(), *held.buffers()))
+    return ids
