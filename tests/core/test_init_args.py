@@ -5,7 +5,8 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import pytest
 import torch
@@ -13,6 +14,7 @@ from torch import nn
 
 from vsr_core.errors import CheckpointError, ConfigError
 from vsr_core.init_args import build_init_args, check_init_args, encode_init_args
+from vsr_core.options import OptionGroup
 
 
 class Taker:
@@ -92,3 +94,31 @@ def test_records_naming_other_code_are_refused(args):
 
 def test_plain_strings_for_plain_arguments_pass():
     check_init_args(Taker, {"name": "satb.SATBVR", "size": 1}, "test", CheckpointError)
+
+
+@dataclass(frozen=True)
+class Choices(OptionGroup):
+    """An option group whose string fields look like dotted names."""
+
+    kind: Literal["a.b", "c"] = "a.b"
+    label: str = "x.y"
+    backbone: nn.Module | None = None
+
+
+class GroupTaker:
+    """Stands for a method taking an option group (recorded as the plain dict of its fields)."""
+
+    def __init__(self, choices: Choices = Choices(), maybe: Choices | None = None) -> None:
+        self.choices, self.maybe = choices, maybe
+
+
+def test_option_group_fields_are_judged_by_their_own_types():
+    record = {"choices": {"kind": "a.b", "label": "os.system"}, "maybe": {"kind": "c", "label": "satb.SATBVR"}}
+    check_init_args(GroupTaker, record, "test", CheckpointError)  # strings in str / Literal fields are plain values
+    kwargs, _ = build_init_args(GroupTaker, record, "test", CheckpointError)
+    assert kwargs == record
+    # a field that takes objects still refuses a name jsonargparse would import
+    with pytest.raises(CheckpointError, match=r"init argument 'choices'.backbone is the string 'os.system'"):
+        check_init_args(GroupTaker, {"choices": {"backbone": "os.system"}}, "test", CheckpointError)
+    with pytest.raises(CheckpointError, match="names 'os.system'"):
+        check_init_args(GroupTaker, {"maybe": {"backbone": {"class_path": "os.system"}}}, "test", CheckpointError)
