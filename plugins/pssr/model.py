@@ -57,6 +57,7 @@ from pssr.options import (
 )
 from pssr.presets import PresetName, get_preset
 from pssr.weights import load_release, save_release
+from vsr_core.benchmark import PaperBenchmark
 from vsr_core.diffusion import FlowMatchingSchedule
 from vsr_core.errors import CheckpointError, ConfigError, PretrainedError
 from vsr_core.frames import frames_at_least, frames_at_most
@@ -121,7 +122,8 @@ class PSSR(VSRMethod):
         pssr_weights: a folder with the authors' ``base.safetensors`` and ``draft.safetensors`` (their
             DiffSynth key names) — also what ``vsr export`` writes for this class.
         stage: what this run trains: ``latent`` / ``pixel`` (the base, Sec. 3.3) or ``draft`` (Sec. 3.4).
-        torch_dtype: dtype of the frozen Wan weights (``bfloat16`` halves their memory at full size).
+        torch_dtype: dtype of the frozen weights (Wan, VAE, umT5; ``bfloat16`` halves their memory at
+            full size); what trains stays fp32.
         lora: the base's LoRA (rank 32 on every block's attention and FFN projections).
         flow: base / draft timesteps (699 -> 599, 499, 399 as the release; 1000 = the paper's sigma_T = 1).
         draft: draft size (20 of 30 blocks pruned) and its training input.
@@ -143,6 +145,14 @@ class PSSR(VSRMethod):
     training_only_modules: ClassVar[tuple[str, ...]] = ("discriminator", "perceptual")
     export_init_arg: ClassVar[str | None] = "pssr_weights"
     tiny_init_args: ClassVar[dict[str, Any]] = {"preset": "tiny", "learning_rate": 1e-3}
+    # Table 4: 21.11 s per 29-frame 720x1280 clip with 1 + 3 steps on an A800; the release's 33-frame
+    # windows at 720x1280; one latent-phase training step at the release's 33x720x1280 clips.
+    paper_benchmarks: ClassVar[tuple[PaperBenchmark, ...]] = (
+        PaperBenchmark("1+3 steps, 29x720x1280", "infer", 29, 720, 1280, 4, 21.11, "clip", "A800", {"preset": "real"}, "Table 4"),
+        PaperBenchmark("1 step, 29x720x1280", "infer", 29, 720, 1280, 1, None, "clip", None, {"preset": "real"}, "Table 5 T=1"),
+        PaperBenchmark("1+3 steps, 33x720x1280", "infer", 33, 720, 1280, 4, None, "clip", None, {"preset": "real"}, "release window"),
+        PaperBenchmark("train step (latent), 33x720x1280", "train", 33, 720, 1280, init_args={"preset": "real"}, source="release train_base.sh"),
+    )
     base_adapter: ClassVar[str] = "base"
     fake_adapter: ClassVar[str] = "fake"
 
@@ -153,7 +163,7 @@ class PSSR(VSRMethod):
         pretrained: str | None = None,
         pssr_weights: str | None = None,
         stage: Stage = "latent",
-        torch_dtype: str = "float32",
+        torch_dtype: Literal["float32", "bfloat16", "float16"] = "float32",
         lora: PSSRLoRA = PSSRLoRA(),
         flow: FlowOptions = FlowOptions(),
         draft: DraftOptions = DraftOptions(),
@@ -206,6 +216,7 @@ class PSSR(VSRMethod):
                 "proj_out": copy.deepcopy(self.transformer.proj_out),
             }
         )
+        self.base_io.float()  # trained: fp32 master weights even when the frozen Wan is bf16
         if self.spec.zero_head and not pretrained:
             with torch.no_grad():
                 self.base_io["proj_out"].weight.zero_()
@@ -227,7 +238,7 @@ class PSSR(VSRMethod):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(2)
             self.draft = PSSRDraft(draft_config, kept)
-        if dtype not in (None, torch.float32):
+        if dtype not in (None, torch.float32) and stage != "draft":  # a trained draft keeps fp32 weights
             self.draft.to(dtype)
         self.draft.initialise_from(self.transformer, self.base_io["patch_embedding"], self.base_io["proj_out"], self.base_adapter)
         self._draft_from_file = False
@@ -331,13 +342,16 @@ class PSSR(VSRMethod):
             self.perceptual = PerceptualLoss(self.pixel.perceptual)
         if self.uses_vsd:
             real, fake = adapter_scores(self.transformer, self.fake_adapter, forward=_score_forward)
+            # Without a text encoder the negative and positive embeddings are the same zeros and
+            # guidance returns the conditional output exactly: one real-score pass instead of two.
+            guidance = 1.0 if self.prompt_encoder.mode == "none" else self.vsd.guidance_scale
             self.distribution_matching = DistributionMatching(
                 self.schedule,
                 real,
                 fake,
                 t_min=self.vsd.t_min,
                 t_max=self.vsd.t_max,
-                guidance_scale=self.vsd.guidance_scale,
+                guidance_scale=guidance,
                 weighting=self.vsd.weighting,
             )
 
