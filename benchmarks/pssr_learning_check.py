@@ -15,7 +15,8 @@ no-reference sharpness measure.
 
 Sharpness (the no-reference measure of the check) is the mean Sobel gradient magnitude of the
 luminance (Tenengrad) in 8-bit levels per pixel: higher is sharper; the ground truth's value is
-printed for scale. NIQE (pyiqa, lower is better; the paper's no-reference metric) is reported too.
+printed for scale. (NIQE, the paper's no-reference metric, is not used: on 192-pixel crops of the
+sample clips pyiqa's NIQE gives the ground truth about 93, far outside its calibrated range.)
 Temporal flicker is the mean absolute difference between the frame-to-frame changes of the output
 and those of the ground truth, in 8-bit levels (lower is better).
 
@@ -66,30 +67,18 @@ def sharpness(video: torch.Tensor) -> torch.Tensor:
     return (gx.square() + gy.square()).sqrt().reshape(b, -1).mean(dim=1)
 
 
-def niqe_score(video: torch.Tensor, metric) -> torch.Tensor:
-    """Per-clip mean NIQE of the frames (lower is better; pyiqa, needs frames of at least 192 px)."""
-    b, c, t, h, w = video.shape
-    frames = ((video.clamp(-1, 1) + 1) / 2).transpose(1, 2).reshape(b * t, c, h, w)
-    return metric(frames.double()).float().reshape(b, t).mean(dim=1)
-
-
 def evaluate(method: PSSR, datamodule: VideoDataModule) -> dict[str, dict[str, float]]:
-    """Mean PSNR / SSIM / flicker / sharpness / NIQE over the validation clips for bicubic, PS-SR and the GT."""
-    from vsr_core.metrics import create_iqa_metric
-
+    """Mean PSNR / SSIM / flicker / sharpness over the validation clips for bicubic, PS-SR and the GT."""
     method.eval()
-    niqe = create_iqa_metric("niqe")
     scores: dict[str, dict[str, list[float]]] = {}
 
     def add(name: str, output: torch.Tensor, hq: torch.Tensor) -> None:
-        row = scores.setdefault(name, {"psnr": [], "ssim": [], "flicker": [], "sharpness": [], "niqe": []})
+        row = scores.setdefault(name, {"psnr": [], "ssim": [], "flicker": [], "sharpness": []})
         output = output.clamp(-1, 1)
         row["psnr"] += psnr(output, hq).flatten().tolist()
         row["ssim"] += ssim(output, hq).flatten().tolist()
         row["flicker"] += temporal_flicker(output, hq).tolist()
         row["sharpness"] += sharpness(output).tolist()
-        if min(output.shape[-2:]) >= 192:
-            row["niqe"] += niqe_score(output, niqe).tolist()
 
     for batch in datamodule.val_dataloader():
         batch = datamodule.on_after_batch_transfer(batch, 0)
@@ -101,21 +90,18 @@ def evaluate(method: PSSR, datamodule: VideoDataModule) -> dict[str, dict[str, f
             add("T=4, alpha 1", method.restore(lq, num_inference_steps=4, alpha=1.0), hq)
             add("T=4, no FDU", method.restore(lq, num_inference_steps=4, frequency_update="off"), hq)
         add("ground truth", hq, hq)
-    return {name: {k: sum(v) / len(v) if v else math.nan for k, v in row.items()} for name, row in scores.items()}
+    return {name: {k: sum(v) / len(v) for k, v in row.items()} for name, row in scores.items()}
 
 
 def print_table(results: dict[str, dict[str, float]], header: str) -> None:
     print(f"\n{header}")
-    print(f"| {'method':<13} | {'PSNR (dB) ↑':>11} | {'SSIM ↑':>7} | {'flicker ↓':>9} | {'sharpness ↑':>11} | {'NIQE ↓':>6} |")
-    print(f"|{'-' * 15}|{'-' * 13}|{'-' * 9}|{'-' * 11}|{'-' * 13}|{'-' * 8}|")
+    print(f"| {'method':<13} | {'PSNR (dB) ↑':>11} | {'SSIM ↑':>7} | {'flicker ↓':>9} | {'sharpness ↑':>11} |")
+    print(f"|{'-' * 15}|{'-' * 13}|{'-' * 9}|{'-' * 11}|{'-' * 13}|")
     for name, row in results.items():
         if name == "ground truth":
-            print(f"| {name:<13} | {'—':>11} | {'—':>7} | {'—':>9} | {row['sharpness']:>11.2f} | {row['niqe']:>6.2f} |")
+            print(f"| {name:<13} | {'—':>11} | {'—':>7} | {'—':>9} | {row['sharpness']:>11.2f} |")
         else:
-            print(
-                f"| {name:<13} | {row['psnr']:>11.2f} | {row['ssim']:>7.4f} | {row['flicker']:>9.2f} "
-                f"| {row['sharpness']:>11.2f} | {row['niqe']:>6.2f} |"
-            )
+            print(f"| {name:<13} | {row['psnr']:>11.2f} | {row['ssim']:>7.4f} | {row['flicker']:>9.2f} | {row['sharpness']:>11.2f} |")
 
 
 def stage_options(name: str, config_dir: Path) -> dict:
@@ -134,7 +120,7 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=2)
     parser.add_argument("--clip-frames", type=int, default=5)
     parser.add_argument("--crop-size", type=int, default=64)
-    parser.add_argument("--val-crop-size", type=int, default=192, help="HQ validation crops (NIQE needs >= 192)")
+    parser.add_argument("--val-crop-size", type=int, default=192, help="HQ validation crops")
     parser.add_argument("--config-dir", type=Path, default=ROOT / "plugins/pssr/configs", help="stage configs (model init_args)")
     parser.add_argument("--val-clips", type=int, default=None, help="validation clips to evaluate (default all)")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")

@@ -306,6 +306,7 @@ class PSSR(VSRMethod):
             empty=mode == "empty",
             width=width,
             negative_prompt=self.text.negative_prompt,
+            cache=self.text.cache,
             owner="PSSR",
             torch_dtype=dtype,
         )

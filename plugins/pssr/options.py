@@ -223,6 +223,8 @@ class TextOptions(OptionGroup):
         template: appended to every prompt (the release's default training/inference prompt; it
             also appends RAM tags of the LQ video, which are not reproduced here).
         negative_prompt: the unconditional prompt of guidance (release default).
+        cache: a caption-embedding cache directory (``vsr precompute``): cached prompts are read
+            from it and umT5 runs only for the others.
     """
 
     encoder: Literal["auto", "umt5", "empty", "none"] = "auto"
@@ -232,3 +234,4 @@ class TextOptions(OptionGroup):
         "blurring, dirty, messy, worst quality, low quality, frames, watermark, signature, jpeg artifacts, deformed, "
         "lowres, over-smooth"
     )
+    cache: str | None = None

@@ -287,8 +287,8 @@ def wan_folder(tmp_path_factory):
     return root
 
 
-def test_a_wan_folder_loads_with_umt5_prompts_and_guidance(wan_folder):
-    method = PSSR(preset="tiny-wan", pretrained=str(wan_folder)).eval()
+def test_a_wan_folder_loads_with_umt5_prompts_and_guidance(wan_folder, tmp_path):
+    method = PSSR(preset="tiny-wan", pretrained=str(wan_folder), text={"cache": str(tmp_path / "cache")}).eval()
     assert method.prompt_encoder.mode == "umt5" and method.codec.temporal_factor == 4
     lq = _lq(frames=5)
     with torch.no_grad():
@@ -297,6 +297,7 @@ def test_a_wan_folder_loads_with_umt5_prompts_and_guidance(wan_folder):
         guided = method.restore(lq, prompt=["a cat"], guidance_scale=3.0)
     assert plain.shape == (1, 3, 5, 32, 32)
     assert not torch.allclose(plain, other) and not torch.allclose(plain, guided)
+    assert len(list((tmp_path / "cache").rglob("*.safetensors"))) >= 3  # the prompts (with the template), cached
     z = method.codec.encode(upsample_frames(lq, 4))
     assert z.shape[2] == 2  # 4k+1 frames -> k+1 latent frames through the causal Wan VAE
 
