@@ -20,6 +20,7 @@ Any other ``class_path``, or a plain string given for an argument whose type adm
 from __future__ import annotations
 
 import collections.abc
+import dataclasses
 import enum
 import functools
 import importlib
@@ -132,6 +133,13 @@ def _admits_objects(tp: Any) -> bool:
         return True
     if origin is not None:
         return any(_admits_objects(arg) for arg in typing.get_args(tp) if arg is not Ellipsis)
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        # An option group (vsr_core.options) is recorded as a mapping of its fields: judge the fields.
+        try:
+            hints = typing.get_type_hints(tp)
+        except Exception:  # noqa: BLE001 - unresolvable annotations: keep refusing strings
+            return True
+        return any(_admits_objects(hint) for hint in hints.values())
     if isinstance(tp, type):
         return not issubclass(tp, _PLAIN_TYPES)
     return False

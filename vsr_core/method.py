@@ -62,7 +62,11 @@ class VSRMethod(LightningModule, ABC):
 
     * ``fsdp_block_classes``: the transformer/UNet block classes that FSDP2 shards one by one and
       that activation checkpointing wraps.
-    * ``temporal_window``: default number of frames per window for long-video inference.
+    * ``temporal_window``: default number of frames per window for long-video inference;
+      ``temporal_overlap``: frames consecutive windows share (default a quarter of the window).
+    * ``native_tile`` / ``native_tile_overlap``: the LQ tile side (pixels) the method is built for
+      and the overlap of neighbouring tiles; ``vsr restore`` tiles larger frames automatically
+      (default ``None``: the method needs no tiling).
     * ``frames_rule``: ``(multiple, remainder)``; a window must have ``multiple * k + remainder``
       frames (``(4, 1)`` for causal 3D VAEs, ``(1, 0)`` for any count). Default: the rule of the
       method's ``codec`` (a :class:`~vsr_core.latent.LatentCodec` attribute), else ``(1, 0)``.
@@ -89,6 +93,10 @@ class VSRMethod(LightningModule, ABC):
     teacher) are registered with :meth:`mark_rebuildable` and are not written into checkpoints.
     * optional ``make_window_fusion()`` (own long-video scheme, see docs/inference.md) and
       ``export_pretrained(directory)`` (own export layout for ``vsr export``).
+    * optional **latent window protocol** ``prepare_window`` / ``denoise_step`` / ``finish_window``
+      (the engine fuses overlapping windows and tiles in latent space at every solver step, see
+      docs/inference.md), with ``latent_layout`` (default: from the ``codec``) mapping pixel windows
+      and tiles to latent ones, and an optional ``make_latent_fusion()``.
 
     Args:
         scale: spatial upscaling factor ``s`` (1 for pure restoration).
@@ -117,6 +125,10 @@ class VSRMethod(LightningModule, ABC):
     fsdp_block_classes: ClassVar[tuple[type[nn.Module], ...]] = ()
     temporal_window: ClassVar[int] = 16
     min_size: ClassVar[int] = 1
+    #: LQ tile side the method is built for; the long-video engine tiles larger frames. None: no tiling needed.
+    native_tile: ClassVar[int | None] = None
+    #: LQ pixels shared by neighbouring native tiles.
+    native_tile_overlap: ClassVar[int] = 0
     tiny_init_args: ClassVar[dict[str, Any]] = {}
     generator_groups: ClassVar[tuple[str, ...]] = ("model",)
     training_only_modules: ClassVar[tuple[str, ...]] = ()
@@ -186,6 +198,33 @@ class VSRMethod(LightningModule, ABC):
         if codec is None:
             return 1
         return max(1, -(-int(codec.spatial_factor) // self.scale))
+
+    @property
+    def temporal_overlap(self) -> int:
+        """Frames consecutive temporal windows share by default: a quarter of ``temporal_window``.
+
+        A method sets its own with a class attribute (``temporal_overlap = 4``) or in ``__init__``.
+        """
+        return self.__dict__.get("_temporal_overlap", int(self.temporal_window) // 4)
+
+    @temporal_overlap.setter
+    def temporal_overlap(self, value: int) -> None:
+        self.__dict__["_temporal_overlap"] = int(value)
+
+    @property
+    def latent_layout(self) -> Any:
+        """The :class:`~vsr_core.inference.LatentLayout` of the latent window protocol; ``None`` without a codec.
+
+        Default: the ``codec``'s temporal/spatial factors, channels and causality (output pixels per
+        latent pixel = ``codec.spatial_factor``). Override to add e.g. a transformer's patch size as
+        ``latent_multiple``.
+        """
+        codec = self._codec()
+        if codec is None:
+            return None
+        from vsr_core.inference.latent import LatentLayout
+
+        return LatentLayout.from_codec(codec)
 
     def _codec(self) -> Any:
         from vsr_core.latent import LatentCodec
@@ -597,6 +636,13 @@ class VSRMethod(LightningModule, ABC):
         ``strict``.
         """
         state_dict = {k: v for k, v in state_dict.items() if not self._is_absent_training_key(k)}
+        own = self.state_dict()
+        for key, value in state_dict.items():
+            if key in own and hasattr(value, "shape") and tuple(value.shape) != tuple(own[key].shape):
+                raise CheckpointError(
+                    f"the weights do not fit {type(self).__name__}: {key} has shape {tuple(value.shape)} in them, "
+                    f"{tuple(own[key].shape)} in the method (were they written with other size arguments?)"
+                )
         result = super().load_state_dict(state_dict, strict=False, assign=assign)
         if strict:
             allowed = self.rebuildable_state_keys()

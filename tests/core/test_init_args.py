@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import pytest
@@ -90,6 +90,29 @@ def test_records_naming_other_code_are_refused(args):
         check_init_args(Taker, args, "test", CheckpointError)
     with pytest.raises(CheckpointError):
         build_init_args(Taker, args, "test", CheckpointError)
+
+
+@dataclass(frozen=True)
+class PlainGroup(OptionGroup):
+    kind: Literal["a", "b"] = "a"
+    path: str = "x"
+
+
+@dataclass(frozen=True)
+class HoldingGroup(OptionGroup):
+    factory: Callable[..., Any] | None = None
+
+
+class HoldingTaker:
+    def __init__(self, plain: PlainGroup = PlainGroup(), holding: HoldingGroup = HoldingGroup()) -> None:
+        self.plain, self.holding = plain, holding
+
+
+def test_option_groups_are_judged_by_their_fields():
+    """A group (vsr_core.options) is recorded as a dict of its fields: a string field is a plain value."""
+    check_init_args(HoldingTaker, {"plain": {"kind": "b", "path": "torch.nn.Linear"}}, "test", CheckpointError)
+    with pytest.raises(CheckpointError, match="holding"):
+        check_init_args(HoldingTaker, {"holding": {"factory": "os.system"}}, "test", CheckpointError)
 
 
 def test_plain_strings_for_plain_arguments_pass():

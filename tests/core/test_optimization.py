@@ -197,9 +197,9 @@ def test_fit_cli_with_clipping_accumulation_and_a_scheduler_per_group(tmp_path, 
     assert fit(tmp_path / "a", 6) == 0
     assert fit(tmp_path / "b", 3) == 0
     half = next((tmp_path / "b").rglob("last.ckpt"))
-    assert fit(tmp_path / "c", 6, "--ckpt_path", str(half)) == 0
+    assert fit(tmp_path / "c", 6, "--ckpt_path", str(half)) == 0  # resumes in the run it came from (b)
     straight = torch.load(next((tmp_path / "a").rglob("last.ckpt")), weights_only=True)
-    resumed = torch.load(next((tmp_path / "c").rglob("last.ckpt")), weights_only=True)
+    resumed = torch.load(half, weights_only=True)
     assert straight["global_step"] == resumed["global_step"] == 6
     for key, value in straight["state_dict"].items():
         assert torch.equal(resumed["state_dict"][key], value), key

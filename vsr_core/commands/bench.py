@@ -205,7 +205,7 @@ def run_bench(args: argparse.Namespace) -> list[dict[str, Any]]:
     amp = torch.autocast(device.type, dtype=torch.bfloat16) if args.precision == "bf16" else contextlib.nullcontext()
     hq = torch.rand(1, 3, args.frames, args.height, args.width, device=device) * 2 - 1
     lq = torch.rand(1, 3, args.frames, args.height // method.scale, args.width // method.scale, device=device) * 2 - 1
-    sampling = {"steps": args.steps} if args.steps is not None else {}
+    sampling = {"num_inference_steps": args.steps} if args.steps is not None else {}
     results = []
     peak_tflops = args.peak_tflops or (device_peak_tflops(torch.cuda.get_device_name(device)) if device.type == "cuda" else None)
 
@@ -367,7 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--frames", type=int, default=17, help="frames per clip/window (must satisfy the method's frame rule)")
     parser.add_argument("--height", type=int, default=256, help="output (HQ) height")
     parser.add_argument("--width", type=int, default=256, help="output (HQ) width")
-    parser.add_argument("--steps", type=int, help="sampling steps passed to restore (method default if omitted)")
+    parser.add_argument("--steps", type=int, help="restore(num_inference_steps=N) (method default if omitted)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="bf16 runs under autocast")
     parser.add_argument("--mode", choices=("infer", "train", "both"), default="both")
