@@ -90,6 +90,9 @@ class SpeculativeState:
         features: the base's hidden states entering the kept blocks (set by the base step).
         video: ``x_t`` in pixels ``[B, 3, T, H, W]`` (set by the base step, updated by FDU).
         x0: the latest clean-latent estimate ``[B, c, t, h, w]``.
+
+    ``latents`` (the initial latents, ``z_L``) and ``num_steps`` (``T``) are the attributes the core's
+    latent window protocol reads from a state.
     """
 
     z_lq: torch.Tensor
@@ -105,6 +108,16 @@ class SpeculativeState:
     features: list[torch.Tensor] | None = None
     video: torch.Tensor | None = None
     x0: torch.Tensor | None = None
+
+    @property
+    def latents(self) -> torch.Tensor:
+        """The initial latents ``[B, c, t, h, w]``: the flow starts at ``z_L`` (no noise is drawn)."""
+        return self.z_lq
+
+    @property
+    def num_steps(self) -> int:
+        """``T``: one base step and ``T - 1`` draft steps."""
+        return len(self.timesteps)
 
 
 class PSSR(VSRMethod):
@@ -141,6 +154,12 @@ class PSSR(VSRMethod):
     fsdp_block_classes = (WanTransformerBlock,)
     frames_rule = (4, 1)  # Wan's causal VAE: 4k+1 frames (kept for the weight-free tiny codec too)
     temporal_window = 33  # the release's windows (overlap 8 = the engine's default quarter)
+    #: The three sampler calls keep the speculative steps' *pixel* state: x_t is built from decoded
+    #: predictions by the frequency-domain update (Eq. 6, 13-14) and is what finish_window returns, so
+    #: fusing the latents of overlapping windows would not fuse the output. Windows are fused in
+    #: pixels by the release's temporal position-aware averaging (make_window_fusion) instead, and
+    #: the flow draws no noise for a shared timeline noise to matter. vsr restore runs ``restore``.
+    latent_layout = None
     generator_groups: ClassVar[tuple[str, ...]] = ("generator",)
     training_only_modules: ClassVar[tuple[str, ...]] = ("discriminator", "perceptual")
     export_init_arg: ClassVar[str | None] = "pssr_weights"
@@ -373,6 +392,16 @@ class PSSR(VSRMethod):
         return TemporalPositionAveraging()
 
     @property
+    def native_tile(self) -> int:  # type: ignore[override]
+        """LQ tile side: output tiles of 1280 pixels (the release's 720x1280 frames are one tile)."""
+        return _round_up(1280 // self.scale, self.spatial_multiple)
+
+    @property
+    def native_tile_overlap(self) -> int:  # type: ignore[override]
+        """LQ pixels neighbouring tiles share: the release's 128 output pixels."""
+        return _round_up(128 // self.scale, self.spatial_multiple)
+
+    @property
     def spatial_multiple(self) -> int:  # type: ignore[override]
         """LQ sizes are padded so that the HQ size is a multiple of VAE factor x patch size."""
         return self._multiple // math.gcd(self._multiple, self.scale)
@@ -569,8 +598,14 @@ class PSSR(VSRMethod):
         alpha: float | None = None,
         frequency_update: str | None = None,
         color_fix: str | None = None,
-    ) -> tuple[SpeculativeState, torch.Tensor]:
-        """Encode one LQ window ``[B, 3, T, h, w]``: ``(state, z_L)``, ``z_L`` being the flow's state at sigma_L."""
+        noise: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> SpeculativeState:
+        """Encode one LQ window ``[B, 3, T, h, w]``; ``state.latents`` is ``z_L [B, c, t, h', w']``, the flow's start.
+
+        ``noise`` and ``generator`` are accepted (the latent window protocol's vocabulary) and unused:
+        the LQ -> HQ flow of Eq. 4 starts from ``z_L``, not from noise.
+        """
         options = self.sampling.replace(
             **{
                 k: v
@@ -610,7 +645,7 @@ class PSSR(VSRMethod):
             reference=reference,
             color_fix=options.color_fix,
         )
-        return state, z_lq
+        return state
 
     def _velocity(self, state: SpeculativeState, i: int, latents: torch.Tensor) -> torch.Tensor:
         """phi at step ``i`` (0: the base on z_L, Eq. 5; else the draft, Eq. 6), guided when ``state.cfg``."""
@@ -685,7 +720,7 @@ class PSSR(VSRMethod):
             frequency_update: ``every_step`` (paper), ``final`` (release) or ``off`` (Table 3 "w/o FDU").
             color_fix: ``none`` / ``wavelet`` / ``adain`` against the upsampled input.
         """
-        state, latents = self.prepare_window(
+        state = self.prepare_window(
             lq,
             prompt,
             num_inference_steps=num_inference_steps,
@@ -694,7 +729,8 @@ class PSSR(VSRMethod):
             frequency_update=frequency_update,
             color_fix=color_fix,
         )
-        for i in range(len(state.timesteps)):
+        latents = state.latents
+        for i in range(state.num_steps):
             latents = self.denoise_step(state, i, latents)
         return self.finish_window(state, latents)
 
@@ -717,6 +753,10 @@ class PSSR(VSRMethod):
 def _score_forward(module: nn.Module, x_t: torch.Tensor, timestep: torch.Tensor, condition: Any) -> torch.Tensor:
     """The plain Wan forward (16-channel input, Wan's head) the real and fake scores of Eq. 8 run."""
     return module(hidden_states=x_t, timestep=timestep, encoder_hidden_states=condition, return_dict=False)[0]
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return max(multiple, -(-value // multiple) * multiple)
 
 
 def _lcm(a: int, b: int) -> int:

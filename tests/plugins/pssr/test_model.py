@@ -36,7 +36,8 @@ def test_the_base_step_is_eq5(base_timestep):
     method = _trained_like(PSSR(preset="tiny", flow={"base_timestep": base_timestep}))
     lq = _lq()
     with torch.no_grad():
-        state, z = method.prepare_window(lq)
+        state = method.prepare_window(lq)
+        z = state.latents
         z_lq = method.codec.encode(upsample_frames(lq, 4))  # z_L: the upsampled LQ video, encoded
         torch.testing.assert_close(z, z_lq)
         sigma_t, sigma_next = base_timestep / 1000, state.timesteps[1] / 1000
@@ -52,7 +53,8 @@ def test_the_base_step_is_eq5(base_timestep):
 def test_a_draft_step_is_eq6_with_the_frequency_update():
     method = _trained_like(PSSR(preset="tiny"))
     with torch.no_grad():
-        state, z = method.prepare_window(_lq())
+        state = method.prepare_window(_lq())
+        z = state.latents
         z = method.denoise_step(state, 0, z)
         before = state.video.clone()
         phi = method.draft_velocity(z, state.z_lq, torch.full((1,), 599.0), state.text, state.features)
@@ -68,7 +70,8 @@ def test_restore_is_prepare_steps_finish_and_the_fdu_modes():
     lq = _lq(frames=9)
     with torch.no_grad():
         out = method.restore(lq)
-        state, z = method.prepare_window(lq)
+        state = method.prepare_window(lq)
+        z = state.latents
         base = None
         for i in range(4):
             z = method.denoise_step(state, i, z)
@@ -352,3 +355,32 @@ def test_vsr_restore_with_a_checkpoint_and_with_its_export_folder(tmp_path):
         info = probe_video(tmp_path / out / "clip.mp4")
         assert (info.frames, info.width, info.height) == (40, 64, 64)
     assert restore_command.main([str(tmp_path / "clip.mp4"), "--ckpt", str(tmp_path / "export"), "-o", str(tmp_path / "x"), "--steps", "400"]) != 0
+
+
+def test_the_engine_fuses_windows_in_pixels_by_position_aware_averaging():
+    from vsr_core.inference import EngineOptions, RestoreEngine, implements_latent_protocol
+
+    method = _trained_like(PSSR(preset="tiny"))
+    state = method.prepare_window(_lq(frames=5), noise=torch.randn(1, 48, 5, 8, 8))  # the protocol's keyword, unused
+    # [B, c, t, h, w]: the tiny codec maps 4x4 pixels of each upsampled frame to 48 channels, frame by frame
+    assert state.latents.shape == (1, 48, 5, 8, 8) and state.num_steps == 4
+    # The output is the FDU's pixel state, not a decode of the final latents: PS-SR opts out of latent fusion.
+    assert method.latent_layout is None and not implements_latent_protocol(method)
+    assert (method.native_tile, method.native_tile_overlap) == (320, 32)  # the release's 1280 / 128 output pixels at x4
+    video = _lq(frames=40, size=8, seed=3)[0]
+    engine = RestoreEngine(method, EngineOptions(sampling={"num_inference_steps": 2}))
+    assert not engine.latent
+    out = engine.restore_tensor(video)
+    first, second = engine.plan(40).windows
+    assert (first.start, first.length, second.end) == (0, 33, 40) and second.start < first.end  # 33-frame windows
+    with torch.no_grad():
+        a = method.restore(video[None, :, first.start : first.end], num_inference_steps=2)[0]
+        b = method.restore(video[None, :, second.start : second.end], num_inference_steps=2)[0]
+    o = first.end - second.start  # shared frames: the release's linear blend (1 - k/(o-1), k/(o-1))
+    assert o == first.overlap_after >= 8
+    ramp = torch.arange(o, dtype=torch.float32) / (o - 1)
+    expected = torch.cat(
+        [a[:, : second.start], a[:, second.start :] * (1 - ramp)[:, None, None] + b[:, :o] * ramp[:, None, None], b[:, o:]],
+        dim=1,
+    )
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
