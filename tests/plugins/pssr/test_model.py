@@ -338,7 +338,7 @@ def _write_video(path, frames: int, size: int = 16) -> None:
             container.mux(packet)
 
 
-def test_vsr_restore_with_a_checkpoint_and_with_its_export_folder(tmp_path):
+def test_vsr_restore_with_a_checkpoint_and_with_its_export_folder(tmp_path, capsys):
     from vsr_core.commands import export as export_command
     from vsr_core.commands import restore as restore_command
     from vsr_core.data.video_io import probe_video
@@ -355,6 +355,12 @@ def test_vsr_restore_with_a_checkpoint_and_with_its_export_folder(tmp_path):
         info = probe_video(tmp_path / out / "clip.mp4")
         assert (info.frames, info.width, info.height) == (40, 64, 64)
     assert restore_command.main([str(tmp_path / "clip.mp4"), "--ckpt", str(tmp_path / "export"), "-o", str(tmp_path / "x"), "--steps", "400"]) != 0
+    capsys.readouterr()
+    common = [str(tmp_path / "clip.mp4"), "--ckpt", str(tmp_path / "export"), "--steps", "2", "--device", "cpu", "--sample"]
+    assert restore_command.main([*common, "alpha=1.5", "-o", str(tmp_path / "y")]) != 0  # alpha outside [0, 1]
+    assert "alpha" in capsys.readouterr().err and not (tmp_path / "y" / "clip.mp4").exists()
+    assert restore_command.main([*common, "alpha=1.0", "--sample", "frequency_update=off", "-o", str(tmp_path / "z")]) == 0
+    assert probe_video(tmp_path / "z" / "clip.mp4").frames == 40
 
 
 def test_the_engine_fuses_windows_in_pixels_by_position_aware_averaging():
