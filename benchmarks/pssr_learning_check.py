@@ -10,7 +10,7 @@ validation sample clips: bicubic upsampling, PS-SR with T = 1 (the base alone) a
 without the update, Table 3's "w/o FDU"), reporting PSNR, SSIM, temporal flicker and a
 no-reference sharpness measure.
 
-    python benchmarks/pssr_learning_check.py                 # ~10 minutes on 2 cores
+    python benchmarks/pssr_learning_check.py --threads 1     # ~10 minutes (one thread: on a shared box two oversubscribe)
     python benchmarks/pssr_learning_check.py --minutes 3     # quick look
 
 Sharpness (the no-reference measure of the check) is the mean Sobel gradient magnitude of the
@@ -114,7 +114,7 @@ def stage_options(name: str, config_dir: Path) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=9.0, help="training wall-time budget of the three stages together")
-    parser.add_argument("--split", type=float, nargs=3, default=(0.55, 0.15, 0.3), help="budget share of latent, pixel, draft")
+    parser.add_argument("--split", type=float, nargs=3, default=(0.4, 0.3, 0.3), help="budget share of latent, pixel, draft")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=2)
