@@ -20,6 +20,7 @@ Any other ``class_path``, or a plain string given for an argument whose type adm
 from __future__ import annotations
 
 import collections.abc
+import dataclasses
 import enum
 import functools
 import importlib
@@ -130,6 +131,14 @@ def _admits_objects(tp: Any) -> bool:
         return any(_admits_objects(arg) for arg in typing.get_args(tp))
     if tp is collections.abc.Callable or origin is collections.abc.Callable or origin is type:
         return True
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        # An option group is rebuilt from a mapping of its fields (OptionGroup.coerce): it takes objects only
+        # where one of its fields does.
+        try:
+            hints = typing.get_type_hints(tp)
+        except Exception:  # noqa: BLE001 - a forward reference that does not resolve: judge values by form
+            return True
+        return any(_admits_objects(hints.get(f.name, Any)) for f in dataclasses.fields(tp))
     if origin is not None:
         return any(_admits_objects(arg) for arg in typing.get_args(tp) if arg is not Ellipsis)
     if isinstance(tp, type):

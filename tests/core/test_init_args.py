@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 import torch
@@ -13,6 +14,7 @@ from torch import nn
 
 from vsr_core.errors import CheckpointError, ConfigError
 from vsr_core.init_args import build_init_args, check_init_args, encode_init_args
+from vsr_core.options import OptionGroup, SamplingOptions
 
 
 class Taker:
@@ -92,3 +94,32 @@ def test_records_naming_other_code_are_refused(args):
 
 def test_plain_strings_for_plain_arguments_pass():
     check_init_args(Taker, {"name": "satb.SATBVR", "size": 1}, "test", CheckpointError)
+
+
+@dataclass(frozen=True)
+class _Choices(OptionGroup):
+    kind: Literal["layer", "ada"] = "layer"
+    label: str = "x.y"
+
+
+@dataclass(frozen=True)
+class _WithFactory(OptionGroup):
+    make: Callable[..., Any] | None = None
+
+
+class GroupTaker:
+    """A method with option-group arguments: strings in plain fields are values, not names to import."""
+
+    def __init__(
+        self, choices: _Choices = _Choices(), sampling: SamplingOptions = SamplingOptions(), made: _WithFactory = _WithFactory()
+    ) -> None:
+        self.choices, self.sampling, self.made = choices, sampling, made
+
+
+def test_option_group_fields_take_their_own_types():
+    args = {"choices": {"kind": "ada", "label": "os.system"}, "sampling": {"sampler": "ddim", "color_fix": "wavelet"}}
+    kwargs, _ = build_init_args(GroupTaker, args, "test", CheckpointError)
+    assert kwargs["choices"] == {"kind": "ada", "label": "os.system"} and kwargs["sampling"]["color_fix"] == "wavelet"
+    # A group whose field takes objects keeps the rule for strings.
+    with pytest.raises(CheckpointError, match="init argument 'made'.make is the string 'os.system'"):
+        check_init_args(GroupTaker, {"made": {"make": "os.system"}}, "test", CheckpointError)
