@@ -5,5 +5,6 @@ Degradations" (ICCV 2025). See ``docs/methods/diffvsr.md``.
 """
 
 from diffvsr.model import DiffVSR
+from diffvsr.vae_training import TE3DVAE
 
-__all__ = ["DiffVSR"]
+__all__ = ["DiffVSR", "TE3DVAE"]

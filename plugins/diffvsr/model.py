@@ -101,7 +101,8 @@ class DiffVSR(VSRMethod):
         preset: ``tiny`` (CPU) or ``real`` (the SD x4 upscaler's sizes; random unless ``pretrained``).
         pretrained: a local ``stabilityai/stable-diffusion-x4-upscaler`` diffusers folder (``unet/``, ``vae/``,
             ``scheduler/``, ``low_res_scheduler/``, and ``text_encoder/`` + ``tokenizer/`` for ``text.encoder=clip``).
-        release_unet: the authors' UNet3D checkpoint (``DiffVSR_UNet.pt``; needs ``preset=real``, every temporal layer).
+        release_unet: the authors' UNet3D checkpoint (``DiffVSR_UNet.pt``: ``preset=real`` with every temporal layer, and
+            ``temporal_layers.group_norm=clip`` to compute what the release computes; ``configs/release.yaml``).
         vae: ``te-3dvae`` (default), ``3dvae``, ``2dvae`` (Table 5, v2) or ``pixel-unshuffle`` (weight-free, tiny CPU
             configuration).
         vae_weights: the release's ``TE-3DVAE.pt``, or a folder with ``vae/`` (a ``diffvsr.TE3DVAE`` export); for
@@ -145,8 +146,6 @@ class DiffVSR(VSRMethod):
             raise ConfigError(f"preset must be tiny or real, got {preset!r}")
         if beta_schedule not in ("linear", "scaled_linear"):
             raise ConfigError(f"beta_schedule must be linear or scaled_linear, got {beta_schedule!r}")
-        if release_unet and preset != "real":
-            raise ConfigError("release_unet holds the full-size UNet3D: use it with preset=real")
 
         # Schedules: the UNet's (v-prediction; the release forces linear betas) and the LR noise level's.
         overrides = {"beta_schedule": beta_schedule}
