@@ -64,7 +64,10 @@ def build_codec(
     temporal_attention = kind == "te-3dvae"
     options = {"decode_chunk_size": decode_chunk, "trainable": trainable}
     if vae_weights and Path(vae_weights).is_dir():
-        return TemporalDecoderCodec(pretrained=vae_weights, vae_class=TemporalEnhancedVAE, **options)
+        codec = TemporalDecoderCodec(pretrained=vae_weights, vae_class=TemporalEnhancedVAE, **options)
+        if codec.vae.config.temporal_attention != temporal_attention:
+            raise ConfigError(f"{vae_weights}/vae is not a {kind} (its temporal_attention is {codec.vae.config.temporal_attention})")
+        return codec
     config = {**te3dvae_config(preset), "temporal_attention": temporal_attention}
     vae = _seeded(lambda: TemporalEnhancedVAE(**config))
     if vae_weights:

@@ -135,25 +135,34 @@ class TE3DVAE(VSRMethod):
             latents = self.codec.encode(video)
         return self.codec.decode(latents)
 
+    def discriminator_loss(self, restored: torch.Tensor, hq: torch.Tensor) -> torch.Tensor:
+        """The temporal PatchGAN's loss on real ``hq`` and (detached) reconstructions ``[B, 3, T, H, W]``."""
+        return d_loss(self.discriminator(hq), self.discriminator(restored.detach()), self.gan_loss)
+
+    def decoder_losses(self, restored: torch.Tensor, hq: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``l1``, ``perceptual``, ``adversarial`` and ``total = l1 + lambda_p perceptual + lambda_adv adversarial``."""
+        terms = {
+            "l1": F.l1_loss(restored, hq),
+            "perceptual": self.perceptual(restored, hq),
+            "adversarial": g_loss(self.discriminator(restored), self.gan_loss),
+        }
+        terms["total"] = (
+            terms["l1"] + self.perceptual_weight * terms["perceptual"] + self.adversarial_weight * terms["adversarial"]
+        )
+        return terms
+
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         hq = batch["hq"]
         restored = self.reconstruct(hq)
-        losses = {
-            "discriminator": self.optimize(
-                "discriminator",
-                lambda: d_loss(self.discriminator(hq), self.discriminator(restored.detach()), self.gan_loss),
-            )
-        }
+        losses = {"discriminator": self.optimize("discriminator", lambda: self.discriminator_loss(restored, hq))}
         parts: dict[str, torch.Tensor] = {}
 
         def decoder_loss() -> torch.Tensor:
-            parts["l1"] = F.l1_loss(restored, hq)
-            parts["perceptual"] = self.perceptual(restored, hq)
-            parts["adversarial"] = g_loss(self.discriminator(restored), self.gan_loss)
-            return parts["l1"] + self.perceptual_weight * parts["perceptual"] + self.adversarial_weight * parts["adversarial"]
+            parts.update(self.decoder_losses(restored, hq))
+            return parts["total"]
 
         losses["decoder"] = self.optimize("decoder", decoder_loss)
-        losses.update({k: v.detach() for k, v in parts.items()})
+        losses.update({k: v.detach() for k, v in parts.items() if k != "total"})
         self.log_losses({k: v for k, v in losses.items() if v is not None})
 
     @torch.no_grad()
