@@ -178,11 +178,12 @@ class DiffVSR(VSRMethod):
         apply_trainable(self.unet, self.training_options.trainable)
         self.prompt_encoder = build_prompt_encoder(self.text_options, pretrained, self.unet.config.cross_attention_dim)
 
-        # Frozen weights that init arguments rebuild stay out of checkpoints: the codec always (files or a fixed
-        # seed), the UNet's frozen image weights when they come from files (not when init_from brought them).
+        # Frozen weights that init arguments rebuild stay out of checkpoints: the codec's (files or a fixed seed),
+        # the UNet's frozen weights when they come from files -- unless init_from replaced some (on_fit_start).
         self.mark_rebuildable(self.codec)
-        if (pretrained or release_unet) and not self.init_from:
+        if pretrained or release_unet:
             self.mark_rebuildable(self.unet)
+        self._kept_frozen: set[str] = set()
 
     # ------------------------------------------------------------------ construction
 
@@ -231,8 +232,22 @@ class DiffVSR(VSRMethod):
             "codec": sum(p.numel() for p in self.codec.parameters()),
         }
 
+    def _fingerprints(self, keys: set[str]) -> dict[str, tuple[float, float]]:
+        state = self.state_dict(keep_vars=True)
+        return {k: (state[k].double().sum().item(), state[k].double().abs().sum().item()) for k in keys if k in state}
+
+    def rebuildable_state_keys(self) -> set[str]:
+        """Frozen weights rebuilt from files, less those a stage's ``init_from`` replaced (they must be saved)."""
+        return super().rebuildable_state_keys() - self._kept_frozen
+
     def on_fit_start(self) -> None:
+        # init_from (applied by the core here) may bring frozen weights that pretrained= would not rebuild.
+        frozen = super().rebuildable_state_keys() if self.init_from else set()
+        before = self._fingerprints(frozen)
         super().on_fit_start()
+        if before:
+            after = self._fingerprints(frozen)
+            self._kept_frozen = {k for k in before if after[k] != before[k]}
         counts, trainable = self.parameter_counts(), trainable_counts(self.unet)
         rank_zero_info(
             f"DiffVSR: image UNet {counts['image_unet'] / 1e6:.2f}M, temporal layers {counts['temporal_layers'] / 1e6:.2f}M, "

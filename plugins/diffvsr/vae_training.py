@@ -25,6 +25,7 @@ from vsr_core.errors import ConfigError
 from vsr_core.latent import TemporalDecoderCodec
 from vsr_core.losses import PerceptualLoss, TemporalPatchDiscriminator, d_loss, g_loss
 from vsr_core.method import VSRMethod
+from vsr_core.optimization import GroupSchedule
 from vsr_core.pretrained import resolve_pretrained
 
 from diffvsr.presets import Preset, te3dvae_config
@@ -86,6 +87,9 @@ class TE3DVAE(VSRMethod):
         if variant not in ("te-3dvae", "3dvae"):
             raise ConfigError(f"variant must be te-3dvae or 3dvae, got {variant!r}")
         self.automatic_optimization = False
+        # The generator meets the discriminator only once it trains (group_schedules' discriminator start).
+        schedule = (self.hparams.get("group_schedules") or {}).get("discriminator")
+        self.adversarial_start = GroupSchedule.coerce(schedule).start
         self.perceptual_kind, self.perceptual_weight = perceptual, perceptual_weight
         self.adversarial_weight, self.gan_loss = adversarial_weight, gan_loss
         self.discriminator_channels, self.discriminator_layers = discriminator_channels, discriminator_layers
@@ -140,15 +144,17 @@ class TE3DVAE(VSRMethod):
         return d_loss(self.discriminator(hq), self.discriminator(restored.detach()), self.gan_loss)
 
     def decoder_losses(self, restored: torch.Tensor, hq: torch.Tensor) -> dict[str, torch.Tensor]:
-        """``l1``, ``perceptual``, ``adversarial`` and ``total = l1 + lambda_p perceptual + lambda_adv adversarial``."""
+        """``l1``, ``perceptual``, ``adversarial`` and ``total = l1 + lambda_p perceptual + lambda_adv adversarial``.
+
+        The adversarial term counts from the discriminator's first training step (``group_schedules``) on.
+        """
         terms = {
             "l1": F.l1_loss(restored, hq),
             "perceptual": self.perceptual(restored, hq),
             "adversarial": g_loss(self.discriminator(restored), self.gan_loss),
         }
-        terms["total"] = (
-            terms["l1"] + self.perceptual_weight * terms["perceptual"] + self.adversarial_weight * terms["adversarial"]
-        )
+        weight = self.adversarial_weight if self.global_step >= self.adversarial_start else 0.0
+        terms["total"] = terms["l1"] + self.perceptual_weight * terms["perceptual"] + weight * terms["adversarial"]
         return terms
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:

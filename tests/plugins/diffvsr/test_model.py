@@ -221,3 +221,21 @@ def test_a_stage_started_from_another_method_names_both(tmp_path):
     stage = DiffVSR(vae="pixel-unshuffle", init_from=str(tmp_path / "reference.ckpt"))
     with pytest.raises(CheckpointError, match=r"written by reference\.ReferenceVSR, this run trains diffvsr\.model\.DiffVSR"):
         tiny_trainer(tmp_path / "b", max_steps=1, limit_val_batches=0).fit(stage, datamodule=data)
+
+
+def test_frozen_weights_a_stage_brought_with_init_from_are_saved(tiny_upscaler, tmp_path):
+    from vsr_core.testing import SyntheticDataModule
+
+    data = SyntheticDataModule(num_clips=2, frames=2, size=32, scale=4, batch_size=1)
+    # A stage that trains the image weights, then one that freezes them again while reading pretrained=.
+    first = DiffVSR(pretrained=str(tiny_upscaler), vae="2dvae", training={"trainable": "all"})
+    tiny_trainer(tmp_path / "a", max_steps=1, limit_val_batches=0).fit(first, datamodule=data)
+    path = tmp_path / "all.ckpt"
+    first.trainer.save_checkpoint(path)
+    second = DiffVSR(pretrained=str(tiny_upscaler), vae="2dvae", training={"trainable": "temporal"}, init_from=str(path))
+    tiny_trainer(tmp_path / "b", max_steps=1, limit_val_batches=0).fit(second, datamodule=data)
+    checkpoint = {"state_dict": second.state_dict()}
+    second.on_save_checkpoint(checkpoint)
+    # The trained image weights differ from pretrained=, so they are kept (and restored on load), not rebuilt.
+    assert "unet.conv_in.weight" in checkpoint["state_dict"]
+    torch.testing.assert_close(checkpoint["state_dict"]["unet.conv_in.weight"], first.unet.conv_in.weight)
