@@ -20,11 +20,10 @@ from typing import Literal
 import torch
 from diffusers import AutoencoderKL
 
-from vsr_core.errors import ConfigError
-from vsr_core.latent import AutoencoderKLCodec, LatentCodec, PixelUnshuffleCodec, TemporalDecoderCodec
-
 from diffvsr.presets import te3dvae_config, vae_2d_config
 from diffvsr.te3dvae import TemporalEnhancedVAE
+from vsr_core.errors import ConfigError
+from vsr_core.latent import AutoencoderKLCodec, LatentCodec, PixelUnshuffleCodec, TemporalDecoderCodec
 
 __all__ = ["VAE_KINDS", "VAEKind", "build_codec"]
 
@@ -66,7 +65,9 @@ def build_codec(
     if vae_weights and Path(vae_weights).is_dir():
         codec = TemporalDecoderCodec(pretrained=vae_weights, vae_class=TemporalEnhancedVAE, **options)
         if codec.vae.config.temporal_attention != temporal_attention:
-            raise ConfigError(f"{vae_weights}/vae is not a {kind} (its temporal_attention is {codec.vae.config.temporal_attention})")
+            raise ConfigError(
+                f"{vae_weights}/vae is not a {kind} (its temporal_attention is {codec.vae.config.temporal_attention})"
+            )
         return codec
     config = {**te3dvae_config(preset), "temporal_attention": temporal_attention}
     vae = _seeded(lambda: TemporalEnhancedVAE(**config))

@@ -48,7 +48,8 @@ WeightRule = Literal["paper", "release"]
 def ilt_weights(overlap: int, rule: WeightRule = "paper") -> torch.Tensor:
     """``alpha_j`` ``[P]`` (float64) for ``j = 0 .. P-1``: the weight of the *earlier* window's latent (Eq. 2).
 
-    ``paper``: ``1 - j / (P - 1)`` (1 at the first overlap frame, 0 at the last); ``release``: ``0.2 + 0.6 (1 - j/(P-1))``.
+    ``paper``: ``1 - j / (P - 1)`` (1 at the first overlap frame, 0 at the last); ``release``: ``0.2 + 0.6 (1 -
+    j/(P-1))``.
     A one-frame overlap has ``j / (P - 1)`` undefined; both windows then count equally (``alpha = 0.5``).
     """
     if overlap < 1:
@@ -67,7 +68,9 @@ def fuse_overlap(earlier: torch.Tensor, later: torch.Tensor, alpha: torch.Tensor
     ``earlier`` is ``F_i[s : s + P]`` (the last ``P`` frames of window ``i``), ``later`` is ``F_{i+1}[:P]``.
     """
     if earlier.shape != later.shape or earlier.shape[2] != alpha.numel():
-        raise ValueError(f"overlap latents {list(earlier.shape)} / {list(later.shape)} do not fit {alpha.numel()} weights")
+        raise ValueError(
+            f"overlap latents {list(earlier.shape)} / {list(later.shape)} do not fit {alpha.numel()} weights"
+        )
     a = alpha.to(device=earlier.device, dtype=earlier.dtype).view(1, 1, -1, 1, 1)
     return a * earlier + (1 - a) * later
 
@@ -75,7 +78,8 @@ def fuse_overlap(earlier: torch.Tensor, later: torch.Tensor, alpha: torch.Tensor
 def reschedule_noise(previous: torch.Tensor, overlap: int, generator: torch.Generator | None = None) -> torch.Tensor:
     """The initial noise ``[B, c, L, h, w]`` of the next window from the previous window's ``previous`` (same shape).
 
-    Frames ``0 .. P-1`` (the overlap) are ``previous[:, :, L-P:]``; frames ``P .. L-1`` are ``previous[:, :, :L-P]`` in a
+    Frames ``0 .. P-1`` (the overlap) are ``previous[:, :, L-P:]``; frames ``P .. L-1`` are ``previous[:, :, :L-P]``
+    in a
     random order (``torch.randperm`` from ``generator``, drawn on its device). ``overlap`` is ``P``.
     """
     length = previous.shape[2]
@@ -88,7 +92,8 @@ def reschedule_noise(previous: torch.Tensor, overlap: int, generator: torch.Gene
 
 
 def release_video_noise(noise: torch.Tensor, window: int, stride: int, orders: list[torch.Tensor]) -> torch.Tensor:
-    """The release's noise rearrangement of a whole video ``[B, c, T, h, w]`` (its pipeline, ``noise_strategy='rearrange'``).
+    """The release's noise rearrangement of a whole video ``[B, c, T, h, w]`` (its pipeline,
+    ``noise_strategy='rearrange'``).
 
     For ``f = window, window + stride, ...`` (below ``T``): ``noise[f : f + stride] = noise[f - window : f - window +
     stride][order]``, ``orders`` giving each step's permutation (the release shuffles with Python's ``random``). Used
@@ -102,7 +107,7 @@ def release_video_noise(noise: torch.Tensor, window: int, stride: int, orders: l
 
 
 def final_window_weights(window: Window) -> torch.Tensor:
-    """``[L]`` engine blend weights: 1, except 0 on the frames the next window shares (its output holds their fusion)."""
+    """``[L]`` engine weights: 1, but 0 on the frames the next window shares (its output holds their fusion)."""
     weights = torch.ones(window.length)
     if window.overlap_after:
         weights[window.length - window.overlap_after :] = 0.0
@@ -148,7 +153,13 @@ class ILTFusion(WindowFusion):
                 )
 
     def restore_window(
-        self, method: Any, lq: torch.Tensor, window: Window, plan: WindowPlan, prompt: list[str] | None, **sampling: Any
+        self,
+        method: Any,
+        lq: torch.Tensor,
+        window: Window,
+        plan: WindowPlan,
+        prompt: list[str] | None,
+        **sampling: Any,
     ) -> torch.Tensor:
         if window.index != self._window:
             self._window, self._tile = window.index, 0

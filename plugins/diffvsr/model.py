@@ -30,14 +30,6 @@ from diffusers.models.unets.unet_2d_blocks import (
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from lightning.pytorch.utilities import rank_zero_info
 
-from vsr_core.diffusion import DDPMSchedule, LowResNoiser
-from vsr_core.errors import ConfigError, PretrainedError
-from vsr_core.inference import adain_color_fix, wavelet_color_fix
-from vsr_core.method import VSRMethod
-from vsr_core.pretrained import as_dtype, resolve_pretrained
-from vsr_core.text import cfg_active, cfg_batch, cfg_split_combine
-from vsr_core.video_ops import pad_spatial, padded_size, upsample_frames
-
 from diffvsr.codecs import VAEKind, build_codec
 from diffvsr.ilt import ILTFusion
 from diffvsr.options import DiffVSRSampling, ILTOptions, TemporalLayers, TextOptions, TrainingOptions
@@ -46,6 +38,13 @@ from diffvsr.stages import apply_trainable, trainable_counts
 from diffvsr.text import build_prompt_encoder
 from diffvsr.unet import inflate_unet, temporal_parameter_names, video_unet_forward
 from diffvsr.weights import load_release_unet
+from vsr_core.diffusion import DDPMSchedule, LowResNoiser
+from vsr_core.errors import ConfigError, PretrainedError
+from vsr_core.inference import adain_color_fix, wavelet_color_fix
+from vsr_core.method import VSRMethod
+from vsr_core.pretrained import as_dtype, resolve_pretrained
+from vsr_core.text import cfg_active, cfg_batch, cfg_split_combine
+from vsr_core.video_ops import pad_spatial, padded_size, upsample_frames
 
 __all__ = ["DiffVSR", "WindowState"]
 
@@ -90,7 +89,8 @@ def _seeded(build, seed: int = 0):
 
 
 class DiffVSR(VSRMethod):
-    """DiffVSR: video super-resolution x4 with the SD x4 upscaler inflated to video, PLS, ILT (docs/methods/diffvsr.md).
+    """DiffVSR: video super-resolution x4 with the SD x4 upscaler inflated to video, PLS, ILT
+    (docs/methods/diffvsr.md).
 
     ``restore(lq [B,3,T,h,w], prompt)`` -> ``[B,3,T,4h,4w]`` in ``[-1, 1]`` for one window (any ``T``; 8 frames per
     window at full size, longer videos through ILT). Components: ``unet`` (inflated ``UNet2DConditionModel``),
@@ -101,12 +101,14 @@ class DiffVSR(VSRMethod):
         preset: ``tiny`` (CPU) or ``real`` (the SD x4 upscaler's sizes; random unless ``pretrained``).
         pretrained: a local ``stabilityai/stable-diffusion-x4-upscaler`` diffusers folder (``unet/``, ``vae/``,
             ``scheduler/``, ``low_res_scheduler/``, and ``text_encoder/`` + ``tokenizer/`` for ``text.encoder=clip``).
-        release_unet: the authors' UNet3D checkpoint (``DiffVSR_UNet.pt``: ``preset=real`` with every temporal layer, and
+        release_unet: the authors' UNet3D checkpoint (``DiffVSR_UNet.pt``: ``preset=real`` with every temporal layer,
+        and
             ``temporal_layers.group_norm=clip`` to compute what the release computes; ``configs/release.yaml``).
         vae: ``te-3dvae`` (default), ``3dvae``, ``2dvae`` (Table 5, v2) or ``pixel-unshuffle`` (weight-free, tiny CPU
             configuration).
         vae_weights: the release's ``TE-3DVAE.pt``, or a folder with ``vae/`` (a ``diffvsr.TE3DVAE`` export); for
-            ``2dvae`` another folder than ``pretrained``. ``None``: random (``te-3dvae``/``3dvae``) or ``pretrained/vae``.
+            ``2dvae`` another folder than ``pretrained``. ``None``: random (``te-3dvae``/``3dvae``) or
+            ``pretrained/vae``.
         vae_decode_chunk: frames the temporal decoder sees at once (the release decodes chunks of 4).
         beta_schedule: betas of the diffusion schedule: ``linear`` (the release forces it on the upscaler's scheduler
             config, training and sampling) or ``scaled_linear`` (the upscaler's own config).
@@ -158,7 +160,9 @@ class DiffVSR(VSRMethod):
             self.schedule = DDPMSchedule.preset("sd-x4-upscaler", **overrides)
             self.noiser = LowResNoiser(max_noise_level=350)
         if self.schedule.prediction_type != "v_prediction":
-            raise PretrainedError(f"{pretrained}/scheduler is not a v-prediction schedule; DiffVSR needs the SD x4 upscaler's")
+            raise PretrainedError(
+                f"{pretrained}/scheduler is not a v-prediction schedule; DiffVSR needs the SD x4 upscaler's"
+            )
 
         self.codec = build_codec(
             vae, preset, scale, pretrained=pretrained, vae_weights=vae_weights, decode_chunk=vae_decode_chunk
@@ -167,7 +171,8 @@ class DiffVSR(VSRMethod):
             self.codec.to(as_dtype(torch_dtype))
         if self.codec.spatial_factor != scale:
             raise ConfigError(
-                f"the {vae} codec downsamples by {self.codec.spatial_factor}, but scale is {scale}: the SD x4 upscaler "
+                f"the {vae} codec downsamples by {self.codec.spatial_factor}, but scale is {scale}: "
+                "the SD x4 upscaler "
                 "design keeps latents at the LR size (vae factor = scale)"
             )
 
@@ -196,8 +201,9 @@ class DiffVSR(VSRMethod):
         cfg = unet.config
         if cfg.in_channels != latent + 3 or cfg.out_channels != latent or cfg.num_class_embeds is None:
             raise PretrainedError(
-                f"{folder} is not an SD x4 upscaler UNet (in_channels {cfg.in_channels}, out_channels {cfg.out_channels}, "
-                f"num_class_embeds {cfg.num_class_embeds}; expected {latent + 3}, {latent} and a noise-level embedding)"
+                f"{folder} is not an SD x4 upscaler UNet (in_channels {cfg.in_channels}, "
+                f"out_channels {cfg.out_channels}, num_class_embeds {cfg.num_class_embeds}; "
+                f"expected {latent + 3}, {latent} and a noise-level embedding)"
             )
         return unet
 
@@ -250,7 +256,8 @@ class DiffVSR(VSRMethod):
             self._kept_frozen = {k for k in before if after[k] != before[k]}
         counts, trainable = self.parameter_counts(), trainable_counts(self.unet)
         rank_zero_info(
-            f"DiffVSR: image UNet {counts['image_unet'] / 1e6:.2f}M, temporal layers {counts['temporal_layers'] / 1e6:.2f}M, "
+            f"DiffVSR: image UNet {counts['image_unet'] / 1e6:.2f}M, "
+            f"temporal layers {counts['temporal_layers'] / 1e6:.2f}M, "
             f"codec {counts['codec'] / 1e6:.2f}M; training {self.training_options.trainable} "
             f"({trainable['temporal'] / 1e6:.2f}M temporal + {trainable['spatial'] / 1e6:.2f}M spatial)"
         )
@@ -261,7 +268,7 @@ class DiffVSR(VSRMethod):
         return self.prompt_encoder(prompts, batch, like.device, like.dtype, suffix)
 
     def training_losses(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        """``{"v": ||v_t - f(z_t, x_tau; c, t)||^2}`` (Eq. 1) for one batch (``hq`` ``[B,3,T,H,W]``, ``lq`` ``[B,3,T,H/4,W/4]``)."""
+        """``{"v": ||v_t - f(z_t, x_tau; c, t)||^2}`` (Eq. 1): ``hq`` ``[B,3,T,H,W]``, ``lq`` ``[B,3,T,H/4,W/4]``."""
         hq, lq = batch["hq"], batch["lq"]
         b = hq.shape[0]
         with torch.no_grad():
@@ -270,7 +277,9 @@ class DiffVSR(VSRMethod):
             raise ConfigError(f"latents {list(z0.shape[-2:])} and LR frames {list(lq.shape[-2:])} differ in size")
         generator = self.step_generator(device=hq.device)
         if self.training_options.lr_noise == "uniform":
-            levels = torch.randint(0, self.training_options.max_noise_level, (b,), generator=generator, device=hq.device)
+            levels = torch.randint(
+                0, self.training_options.max_noise_level, (b,), generator=generator, device=hq.device
+            )
         else:
             levels = torch.full((b,), self.sampling.noise_level, device=hq.device, dtype=torch.long)
         lr_noise = torch.randn(lq.shape, generator=generator, device=hq.device, dtype=lq.dtype)
@@ -291,7 +300,7 @@ class DiffVSR(VSRMethod):
     # ------------------------------------------------------------------ inference: one window in three steps
 
     def draw_lr_noise(self, lq: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """``[B, 3, T, h', w']`` standard noise for the LR window (padded to :attr:`spatial_multiple`), from ``generator``."""
+        """``[B, 3, T, h', w']`` noise for the LR window (padded to :attr:`spatial_multiple`), from ``generator``."""
         h, w = (padded_size(s, self.spatial_multiple) for s in lq.shape[-2:])
         device = generator.device if generator is not None else lq.device
         return torch.randn((*lq.shape[:3], h, w), generator=generator, device=device, dtype=lq.dtype).to(lq.device)
@@ -313,14 +322,20 @@ class DiffVSR(VSRMethod):
     ) -> WindowState:
         """Conditioning and initial latents of one LR window ``[B, 3, T, h, w]`` (``restore``'s options; module doc).
 
-        ``latent_noise`` ``[B, c, T, h', w']`` / ``lr_noise`` ``[B, 3, T, h', w']`` replace the draws from ``generator``
-        (ILT's rescheduled noise); ``h', w'`` are ``h, w`` padded to :attr:`spatial_multiple`. Without them the LR noise
+        ``latent_noise`` ``[B, c, T, h', w']`` / ``lr_noise`` ``[B, 3, T, h', w']`` replace the draws from
+        ``generator``
+        (ILT's rescheduled noise); ``h', w'`` are ``h, w`` padded to :attr:`spatial_multiple`. Without them the LR
+        noise
         is drawn first, then the latent noise (the release's order).
         """
-        options = self.sampling.replace(
-            **{k: v for k, v in {"num_inference_steps": num_inference_steps, "guidance_scale": guidance_scale,
-                                  "noise_level": noise_level, "color_fix": color_fix, "eta": eta}.items() if v is not None}
-        )  # fmt: skip
+        given = {
+            "num_inference_steps": num_inference_steps,
+            "guidance_scale": guidance_scale,
+            "noise_level": noise_level,
+            "color_fix": color_fix,
+            "eta": eta,
+        }
+        options = self.sampling.replace(**{k: v for k, v in given.items() if v is not None})
         b, _, t, h, w = lq.shape
         m = self.spatial_multiple
         padded = pad_spatial(lq, padded_size(h, m), padded_size(w, m))
@@ -333,7 +348,9 @@ class DiffVSR(VSRMethod):
             device = generator.device if generator is not None else lq.device
             latent_noise = torch.randn(latent_shape, generator=generator, device=device).to(lq.device)
         elif tuple(latent_noise.shape) != latent_shape:
-            raise ValueError(f"latent_noise {list(latent_noise.shape)} does not fit the window's latents {list(latent_shape)}")
+            raise ValueError(
+                f"latent_noise {list(latent_noise.shape)} does not fit the window's latents {list(latent_shape)}"
+            )
 
         sampler = self.schedule.make_sampler("ddim", num_inference_steps=options.num_inference_steps)
         text = self._text(prompt, b, low_res, suffix=self.text_options.prompt_suffix)
@@ -367,14 +384,16 @@ class DiffVSR(VSRMethod):
         batch = state.text.shape[0]
         x = cfg_batch(x, x) if state.guided else x
         timestep = torch.full((batch,), t, device=x.device, dtype=torch.long)
-        v = video_unet_forward(self.unet, x.to(self.unet.dtype), state.low_res, timestep, state.text, state.noise_levels)
+        v = video_unet_forward(
+            self.unet, x.to(self.unet.dtype), state.low_res, timestep, state.text, state.noise_levels
+        )
         v = cfg_split_combine(v, state.guidance_scale) if state.guided else v
         step = state.sampler.step(v.float(), t, latents.float(), eta=state.eta, generator=state.generator)
         return step.prev_sample.to(latents.dtype)
 
     @torch.no_grad()
     def finish_window(self, state: WindowState, latents: torch.Tensor) -> torch.Tensor:
-        """Decode ``latents`` ``[B, c, T, h', w']`` to ``[B, 3, T, 4h, 4w]`` (cropped, optionally colour-fixed) in ``[-1, 1]``."""
+        """Decode ``latents`` ``[B, c, T, h', w']`` to ``[B, 3, T, 4h, 4w]`` in ``[-1, 1]`` (cropped, colour-fixed)."""
         dtype = next((p.dtype for p in self.codec.parameters()), latents.dtype)
         video = self.codec.decode(latents.to(dtype)).float()
         height, width = state.output_size
@@ -398,7 +417,8 @@ class DiffVSR(VSRMethod):
         color_fix: Literal["none", "wavelet", "adain"] | None = None,
         eta: float | None = None,
     ) -> torch.Tensor:
-        """Restore one window ``[B, 3, T, h, w]`` -> ``[B, 3, T, 4h, 4w]`` (``None`` options: :class:`DiffVSRSampling`).
+        """Restore one window ``[B, 3, T, h, w]`` -> ``[B, 3, T, 4h, 4w]`` (``None`` options:
+        :class:`DiffVSRSampling`).
 
         Args:
             num_inference_steps: DDIM steps (50).

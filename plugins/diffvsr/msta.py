@@ -9,7 +9,8 @@ For the tokens ``h`` ``[B*T, H*W, C]`` of a spatial transformer block (the relea
   convolution (bilinearly resized to ``H x W`` when ``H`` or ``W`` is odd), ``alpha = 0.5``.
 
 The paper prints Eq. 4 as ``h' = h_down + alpha * UPConv(h_down)``, which adds a half-resolution tensor to a
-full-resolution one; the release's reading (``h_ori`` in place of the first ``h_down``) is the only one that type-checks
+full-resolution one; the release's reading (``h_ori`` in place of the first ``h_down``) is the only one that
+type-checks
 and the one implemented (docs/methods/diffvsr.md).
 
 ``TA`` is :class:`~diffvsr.temporal_attention.TemporalAttention`. ``N`` is ``LayerNorm`` in the release (its blocks are
@@ -33,10 +34,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vsr_core.nn import zero_module
-
 from diffvsr.temporal_attention import TemporalAttention
 from diffvsr.video_context import VideoContext
+from vsr_core.nn import zero_module
 
 __all__ = ["MSTA_NORMS", "MultiScaleTemporalAttention", "TimestepAdaLayerNorm", "attach_msta"]
 

@@ -78,7 +78,9 @@ class DiffVSRSampling(SamplingOptions):
     def check(self) -> None:
         super().check()
         if not 0 <= self.noise_level <= 350:
-            raise ConfigError(f"noise_level must be in [0, 350] (the SD x4 upscaler's max_noise_level), got {self.noise_level}")
+            raise ConfigError(
+                f"noise_level must be in [0, 350] (the SD x4 upscaler's max_noise_level), got {self.noise_level}"
+            )
         if self.eta < 0:
             raise ConfigError(f"eta must be >= 0, got {self.eta}")
 

@@ -117,7 +117,7 @@ def unet_config(preset: str, latent_channels: int = 4) -> dict[str, Any]:
 
 
 def te3dvae_config(preset: str) -> dict[str, Any]:
-    """:class:`~diffvsr.te3dvae.TemporalEnhancedVAE` arguments of ``preset`` (``real``: the release's vae_config.json)."""
+    """:class:`~diffvsr.te3dvae.TemporalEnhancedVAE` arguments of ``preset`` (``real``: the release's config)."""
     return _lookup(_TE3DVAE, preset, "TE-3DVAE")
 
 

@@ -15,9 +15,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from vsr_core.errors import ConfigError
-
 from diffvsr.unet import temporal_parameter_names
+from vsr_core.errors import ConfigError
 
 __all__ = ["TRAINABLE", "apply_trainable", "trainable_counts"]
 

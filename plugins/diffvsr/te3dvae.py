@@ -41,11 +41,18 @@ from vsr_core.nn import zero_module
 __all__ = ["FrameTransformer", "SpatialAttention", "TemporalEnhancedVAE", "VideoAttentionBlock"]
 
 #: Name parts of the decoder's temporal weights (everything else has a counterpart in the SD 2D VAE).
-_TEMPORAL_PARTS = ("temporal_res_block", "time_mixer", "time_mix_block", "video_time_embed", "mix_factor", "time_conv_out")
+_TEMPORAL_PARTS = (
+    "temporal_res_block",
+    "time_mixer",
+    "time_mix_block",
+    "video_time_embed",
+    "mix_factor",
+    "time_conv_out",
+)
 
 
 def _use_3d_kernels(block: SpatioTemporalResBlock, kernel: int) -> None:
-    """Give the temporal residual block of ``block`` ``kernel^3`` convolutions (the release's; diffusers' are 3x1x1)."""
+    """Give the temporal residual block of ``block`` ``kernel^3`` convolutions (the release's; SVD's are 3x1x1)."""
     temporal = block.temporal_res_block
     for name in ("conv1", "conv2"):
         conv = getattr(temporal, name)
@@ -253,7 +260,7 @@ class TemporalEnhancedVAE(ModelMixin, ConfigMixin):
 
     # ------------------------------------------------------------------ starting from the 2D VAE
     def temporal_output_layers(self) -> list[nn.Module]:
-        """The last layer of every temporal branch: zero them (and set ``time_conv_out`` to the identity) to decode 2D."""
+        """The last layer of every temporal branch (zero them, ``time_conv_out`` the identity: a 2D decoder)."""
         layers: list[nn.Module] = []
         for module in self.decoder.modules():
             if isinstance(module, SpatioTemporalResBlock):
@@ -271,7 +278,9 @@ class TemporalEnhancedVAE(ModelMixin, ConfigMixin):
         """
         cfg = vae.config
         if cfg.layers_per_block != 2:
-            raise ConfigError("a TE-3DVAE starts from a 2D VAE with layers_per_block=2 (its mid block has two ResNets)")
+            raise ConfigError(
+                "a TE-3DVAE starts from a 2D VAE with layers_per_block=2 (its mid block has two ResNets)"
+            )
         model = cls(
             in_channels=cfg.in_channels, out_channels=cfg.out_channels, down_block_types=tuple(cfg.down_block_types),
             block_out_channels=tuple(cfg.block_out_channels), layers_per_block=cfg.layers_per_block,
@@ -287,10 +296,16 @@ class TemporalEnhancedVAE(ModelMixin, ConfigMixin):
             for key, value in source.items():
                 prefix = f"decoder.mid_block.resnets.{j}."
                 if key.startswith(prefix):
-                    state[f"{prefix}spatial_res_block.{key[len(prefix):]}"] = value
+                    state[f"{prefix}spatial_res_block.{key[len(prefix) :]}"] = value
         attn = "decoder.mid_block.attentions.0."
         # diffusers' Attention (linear q/k/v) -> LDM's AttnBlock (1x1 convolutions), the release's layout.
-        for ours, theirs in (("norm", "group_norm"), ("q", "to_q"), ("k", "to_k"), ("v", "to_v"), ("proj_out", "to_out.0")):
+        for ours, theirs in (
+            ("norm", "group_norm"),
+            ("q", "to_q"),
+            ("k", "to_k"),
+            ("v", "to_v"),
+            ("proj_out", "to_out.0"),
+        ):
             weight = source[f"{attn}{theirs}.weight"]
             state[f"{attn}{ours}.weight"] = weight if ours == "norm" else weight[:, :, None, None]
             state[f"{attn}{ours}.bias"] = source[f"{attn}{theirs}.bias"]

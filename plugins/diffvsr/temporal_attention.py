@@ -49,7 +49,8 @@ def rotary_frequencies(dim: int, theta: float = 10000.0) -> torch.Tensor:
 def apply_rotary(x: torch.Tensor, frequencies: torch.Tensor) -> torch.Tensor:
     """Rotate the first ``2 * len(frequencies)`` features of ``x [..., T, D]`` by position ``t`` along ``T``.
 
-    Pair ``(x_{2i}, x_{2i+1})`` at position ``t`` becomes ``(x_{2i} cos a - x_{2i+1} sin a, x_{2i+1} cos a + x_{2i} sin a)``
+    Pair ``(x_{2i}, x_{2i+1})`` at position ``t`` becomes ``(x_{2i} cos a - x_{2i+1} sin a, x_{2i+1} cos a + x_{2i}
+    sin a)``
     with ``a = t * frequencies[i]``; the remaining features are unchanged. Same shape as ``x``.
     """
     rot = 2 * frequencies.numel()
@@ -61,7 +62,9 @@ def apply_rotary(x: torch.Tensor, frequencies: torch.Tensor) -> torch.Tensor:
     return torch.cat((head * angles.cos() + rotated_half * angles.sin(), tail), dim=-1)
 
 
-def relative_position_bucket(relative_position: torch.Tensor, num_buckets: int = 32, max_distance: int = 32) -> torch.Tensor:
+def relative_position_bucket(
+    relative_position: torch.Tensor, num_buckets: int = 32, max_distance: int = 32
+) -> torch.Tensor:
     """T5's bucket of ``relative_position = j - i`` (key minus query), as the release computes it.
 
     With ``n = i - j``: half of the buckets for ``n < 0`` (offset ``num_buckets // 2``); within a half, distances below
@@ -73,7 +76,9 @@ def relative_position_bucket(relative_position: torch.Tensor, num_buckets: int =
     n = n.abs()
     exact = half // 2
     small = n < exact
-    large = exact + (torch.log(n.float().clamp_min(1) / exact) / math.log(max_distance / exact) * (half - exact)).long()
+    large = (
+        exact + (torch.log(n.float().clamp_min(1) / exact) / math.log(max_distance / exact) * (half - exact)).long()
+    )
     large = torch.minimum(large, torch.full_like(large, half - 1))
     return bucket + torch.where(small, n, large)
 

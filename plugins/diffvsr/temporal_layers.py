@@ -1,6 +1,7 @@
 """DiffVSR's 3D layers (release ``UNet3DVSRModel`` lineage) and clip-wide group normalisation.
 
-* :class:`TemporalResnet` -- the release's ``ResnetBlock3DCNN``: ``x + Conv_(3,1,1)(SiLU(GN(Conv_(k,1,1)(SiLU(GN(x))) + W_t temb)))``,
+* :class:`TemporalResnet` -- the release's ``ResnetBlock3DCNN``: ``x + Conv_(3,1,1)(SiLU(GN(Conv_(k,1,1)(SiLU(GN(x)))
++ W_t temb)))``,
   a residual block that mixes neighbouring frames at each pixel.
 * :class:`TemporalModule` -- the release's ``TemporalModule3D`` after every down block, the mid block and every up
   block: ``x + Conv_1x1(R_s(R_t(x, temb), temb))`` with ``R_t`` a :class:`TemporalResnet` (kernel 5), ``R_s`` a
@@ -23,9 +24,8 @@ import torch.nn.functional as F
 from diffusers.models.resnet import ResnetBlock2D
 from torch import nn
 
-from vsr_core.nn import frames_to_video, temporal_shift, video_to_frames, zero_module
-
 from diffvsr.video_context import VideoContext
+from vsr_core.nn import frames_to_video, temporal_shift, video_to_frames, zero_module
 
 __all__ = [
     "GROUP_NORMS",
@@ -86,12 +86,19 @@ def _norm_act(norm: nn.Module, video: torch.Tensor) -> torch.Tensor:
 class TemporalResnet(nn.Module):
     """The release's ``ResnetBlock3DCNN``: video ``[B, C, T, H, W] (+ temb [B, D]) -> [B, C, T, H, W]``.
 
-    ``conv1`` has kernel ``(kernel_size, 1, 1)``, ``conv2`` always ``(3, 1, 1)`` (as in the release); both pad in time with
+    ``conv1`` has kernel ``(kernel_size, 1, 1)``, ``conv2`` always ``(3, 1, 1)`` (as in the release); both pad in time
+    with
     zeros. ``temb_channels=None`` leaves out the time-embedding projection.
     """
 
     def __init__(
-        self, channels: int, *, kernel_size: int = 5, temb_channels: int | None = None, groups: int = 32, eps: float = 1e-6
+        self,
+        channels: int,
+        *,
+        kernel_size: int = 5,
+        temb_channels: int | None = None,
+        groups: int = 32,
+        eps: float = 1e-6,
     ) -> None:
         super().__init__()
         self.norm1 = nn.GroupNorm(groups, channels, eps=eps)
@@ -138,7 +145,9 @@ class ShiftedAttention(nn.Module):
         def heads(y: torch.Tensor) -> torch.Tensor:
             return y.reshape(b * t, h * w, self.heads, c // self.heads).transpose(1, 2)
 
-        out = F.scaled_dot_product_attention(heads(self.to_q(x)), heads(shifted(self.to_k(x))), heads(shifted(self.to_v(x))))
+        out = F.scaled_dot_product_attention(
+            heads(self.to_q(x)), heads(shifted(self.to_k(x))), heads(shifted(self.to_v(x)))
+        )
         out = self.to_out(out.transpose(1, 2).reshape(b * t, h * w, c)) + tokens
         return frames_to_video(out.transpose(1, 2).reshape(b * t, c, h, w), t)
 
@@ -146,7 +155,8 @@ class ShiftedAttention(nn.Module):
 class TemporalModule(nn.Module):
     """The release's ``TemporalModule3D``: video ``[B, C, T, H, W] -> [B, C, T, H, W]`` (identity at initialisation).
 
-    ``x + shift_conv(R_s(R_t(x, temb), temb))`` (module docstring); ``temb`` ``[B, D]`` is the UNet's time + noise-level
+    ``x + shift_conv(R_s(R_t(x, temb), temb))`` (module docstring); ``temb`` ``[B, D]`` is the UNet's time +
+    noise-level
     embedding of the clip, read from the :class:`VideoContext` when the module runs as a site of the inflated UNet.
     ``groups``: the group count of its norms (the release's 32; the UNet's ``norm_num_groups``).
     """

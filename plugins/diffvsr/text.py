@@ -7,10 +7,9 @@ The release captions each video (InternLM-XComposer2 in v1; a caption CSV at inf
 
 from __future__ import annotations
 
+from diffvsr.options import TextOptions
 from vsr_core.errors import ConfigError
 from vsr_core.text import PromptEncoder
-
-from diffvsr.options import TextOptions
 
 __all__ = ["ZERO_PROMPT_TOKENS", "build_prompt_encoder"]
 
@@ -18,8 +17,10 @@ __all__ = ["ZERO_PROMPT_TOKENS", "build_prompt_encoder"]
 ZERO_PROMPT_TOKENS = 77
 
 
-def build_prompt_encoder(options: TextOptions, pretrained: str | None, width: int, owner: str = "DiffVSR") -> PromptEncoder:
-    """The prompt encoder of ``options`` (``clip`` / ``empty`` read ``pretrained``'s ``text_encoder/`` + ``tokenizer/``)."""
+def build_prompt_encoder(
+    options: TextOptions, pretrained: str | None, width: int, owner: str = "DiffVSR"
+) -> PromptEncoder:
+    """The prompt encoder of ``options`` (``clip`` / ``empty`` use ``pretrained``'s text encoder and tokenizer)."""
     if options.encoder == "none":
         return PromptEncoder.zeros(width, ZERO_PROMPT_TOKENS, ignore_prompts=options.ignore_prompts, owner=owner)
     if not pretrained:

@@ -28,6 +28,10 @@ from diffusers.models.resnet import ResnetBlock2D
 from diffusers.models.transformers.transformer_2d import Transformer2DModel
 from torch import nn
 
+from diffvsr.msta import MultiScaleTemporalAttention, attach_msta
+from diffvsr.options import TemporalLayers
+from diffvsr.temporal_layers import ClipGroupNorm, TemporalModule, use_clip_group_norm
+from diffvsr.video_context import VideoContext
 from vsr_core.errors import ConfigError
 from vsr_core.nn import (
     TemporalConvBlock,
@@ -37,11 +41,6 @@ from vsr_core.nn import (
     temporal_modules,
     video_to_frames,
 )
-
-from diffvsr.msta import MultiScaleTemporalAttention, attach_msta
-from diffvsr.options import TemporalLayers
-from diffvsr.temporal_layers import ClipGroupNorm, TemporalModule, use_clip_group_norm
-from diffvsr.video_context import VideoContext
 
 __all__ = [
     "RESNET_3D_EPS",
@@ -72,9 +71,11 @@ def resnet_3d_sites(unet: UNet2DConditionModel) -> list[str]:
 
 def temporal_module_sites(unet: UNet2DConditionModel) -> list[str]:
     """``down_blocks.<i>``, ``mid_block``, ``up_blocks.<i>``: where the temporal modules follow."""
-    return [f"down_blocks.{i}" for i in range(len(unet.down_blocks))] + ["mid_block"] + [
-        f"up_blocks.{i}" for i in range(len(unet.up_blocks))
-    ]
+    return (
+        [f"down_blocks.{i}" for i in range(len(unet.down_blocks))]
+        + ["mid_block"]
+        + [f"up_blocks.{i}" for i in range(len(unet.up_blocks))]
+    )
 
 
 def video_context(unet: nn.Module) -> VideoContext:
@@ -99,6 +100,13 @@ class _CallHook:
             self.context.timestep = self.context.timestep.reshape(1)
         self.context.time_embedding = None
         self.context.spatial_size = None
+
+
+def _drop_video_arguments(module: nn.Module, args: tuple, kwargs: dict[str, Any]) -> tuple[tuple, dict[str, Any]]:
+    """Without core temporal sites nothing removes ``num_frames`` from the call: do it here (after ``_CallHook``)."""
+    kwargs.pop("num_frames", None)
+    kwargs.pop("temporal_kwargs", None)
+    return args, kwargs
 
 
 class _TimeEmbeddingHook:
@@ -170,6 +178,8 @@ def inflate_unet(unet: UNet2DConditionModel, layers: TemporalLayers | None = Non
             ),
             after=temporal_module_sites(unet),
         )
+    if not (layers.resnet_3d or layers.temporal_modules):
+        unet.register_forward_pre_hook(_drop_video_arguments, with_kwargs=True)
     if layers.group_norm == "clip":
         for module in list(unet.modules()):
             if isinstance(module, ResnetBlock2D):
@@ -190,7 +200,9 @@ def msta_modules(unet: nn.Module) -> dict[str, MultiScaleTemporalAttention]:
 
 def temporal_parameter_names(unet: nn.Module) -> set[str]:
     """Names (in ``unet.named_parameters()``) of every parameter of the temporal layers (what PLS stage 1 trains)."""
-    prefixes = tuple(f"{name}.temporal." for name in temporal_modules(unet)) + tuple(f"{n}." for n in msta_modules(unet))
+    prefixes = tuple(f"{name}.temporal." for name in temporal_modules(unet)) + tuple(
+        f"{n}." for n in msta_modules(unet)
+    )
     return {name for name, _ in unet.named_parameters() if name.startswith(prefixes)}
 
 

@@ -20,6 +20,9 @@ import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL
 
+from diffvsr.presets import Preset, te3dvae_config
+from diffvsr.te3dvae import TemporalEnhancedVAE
+from diffvsr.weights import load_te3dvae_file
 from vsr_core.checkpoint import loading_checkpoint
 from vsr_core.errors import ConfigError
 from vsr_core.latent import TemporalDecoderCodec
@@ -27,10 +30,6 @@ from vsr_core.losses import PerceptualLoss, TemporalPatchDiscriminator, d_loss, 
 from vsr_core.method import VSRMethod
 from vsr_core.optimization import GroupSchedule
 from vsr_core.pretrained import resolve_pretrained
-
-from diffvsr.presets import Preset, te3dvae_config
-from diffvsr.te3dvae import TemporalEnhancedVAE
-from diffvsr.weights import load_te3dvae_file
 
 __all__ = ["TE3DVAE"]
 
@@ -134,8 +133,10 @@ class TE3DVAE(VSRMethod):
         }
 
     def reconstruct(self, video: torch.Tensor) -> torch.Tensor:
-        """``decode(encode(video))``: ``[B, 3, T, H, W] -> [B, 3, T, H, W]`` in ``[-1, 1]`` (gradients into the decoder)."""
-        with torch.set_grad_enabled(torch.is_grad_enabled() and any(p.requires_grad for p in self.codec.vae.encoder.parameters())):
+        """``decode(encode(video))``: ``[B, 3, T, H, W]`` -> same, in ``[-1, 1]`` (gradients into the decoder)."""
+        with torch.set_grad_enabled(
+            torch.is_grad_enabled() and any(p.requires_grad for p in self.codec.vae.encoder.parameters())
+        ):
             latents = self.codec.encode(video)
         return self.codec.decode(latents)
 
@@ -183,7 +184,9 @@ class TE3DVAE(VSRMethod):
     ) -> torch.Tensor:
         """Reconstruct ``[B, 3, T, H, W]`` (one pass: no steps, guidance or noise)."""
         if num_inference_steps not in (None, 1):
-            raise ConfigError(f"TE3DVAE reconstructs in one pass; num_inference_steps={num_inference_steps} does not apply")
+            raise ConfigError(
+                f"TE3DVAE reconstructs in one pass; num_inference_steps={num_inference_steps} does not apply"
+            )
         return self.reconstruct(lq)
 
     def export_pretrained(self, directory: str | Path) -> None:

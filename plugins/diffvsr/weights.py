@@ -8,20 +8,16 @@ naming the first keys.
 The UNet's spatial weights have diffusers' ``UNet2DConditionModel`` names in both layouts. Its temporal layers are
 named after the release's modules; :func:`release_to_ours` relocates them into the inflated UNet (:mod:`diffvsr.unet`):
 
-============================================================  ========================================================
-release                                                       here
-============================================================  ========================================================
-``<block>.attentions.<j>.resblock_temporal.*``                ``<block>.resnets.<j>.temporal.*`` (the ResNet before)
-``<...>.transformer_blocks.<k>.attn_temporal.*``              ``<...>.transformer_blocks.<k>.msta.attention.*``
-``<...>.norm_temporal.*`` / ``attn_temporal_small.*``          ``<...>.msta.norm.*`` / ``msta.attention_small.*``
-``<...>.norm_temporal_small.*``                               ``<...>.msta.norm_small.*``
-``<...>.temporal_down_conv.*`` / ``temporal_up_conv.*``        ``<...>.msta.down_conv.*`` / ``msta.up_conv.*``
-``(attention).to_out.0.*`` / ``time_rel_pos_bias.*``           ``(attention).to_out.*`` / ``position_bias.*``
-``down_temporal_blocks.<i>.*``, ``mid_temporal_block.*``,      ``down_blocks.<i>.temporal.*``, ``mid_block.temporal.*``,
-``up_temporal_blocks.<i>.*``                                  ``up_blocks.<i>.temporal.*``
-``(temporal module).resblocks_3d_t.*`` / ``resblocks_3d_s.*``  ``(temporal module).temporal_resnet.*`` / ``spatial_resnet.*``
-``temporal_rotary_emb.freqs``, ``(attention).rotary_emb.freqs``  constants: checked against the rotary frequencies, dropped
-============================================================  ========================================================
+* ``<block>.attentions.<j>.resblock_temporal.*`` -> ``<block>.resnets.<j>.temporal.*`` (the ResNet before it);
+* ``<...>.transformer_blocks.<k>.attn_temporal.*`` / ``attn_temporal_small.*`` -> ``<...>.msta.attention.*`` /
+  ``msta.attention_small.*``; ``norm_temporal`` / ``norm_temporal_small`` -> ``msta.norm`` / ``msta.norm_small``;
+  ``temporal_down_conv`` / ``temporal_up_conv`` -> ``msta.down_conv`` / ``msta.up_conv``;
+* inside those attentions ``to_out.0.*`` -> ``to_out.*`` and ``time_rel_pos_bias.*`` -> ``position_bias.*``;
+* ``down_temporal_blocks.<i>.*`` / ``mid_temporal_block.*`` / ``up_temporal_blocks.<i>.*`` ->
+  ``down_blocks.<i>.temporal.*`` / ``mid_block.temporal.*`` / ``up_blocks.<i>.temporal.*``, inside them
+  ``resblocks_3d_t`` -> ``temporal_resnet`` and ``resblocks_3d_s`` -> ``spatial_resnet``;
+* ``temporal_rotary_emb.freqs`` and every ``rotary_emb.freqs``: constants, checked against the rotary frequencies and
+  dropped.
 
 Run the released UNet with ``temporal_layers.group_norm: clip`` (its ResNets normalise over the clip) and the
 release's sampling settings (``configs/release.yaml``).
@@ -36,15 +32,17 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from diffvsr.temporal_attention import MAX_ROTARY_DIM, rotary_frequencies
 from vsr_core.errors import PretrainedError
 from vsr_core.torch_files import read_torch_file
-
-from diffvsr.temporal_attention import MAX_ROTARY_DIM, rotary_frequencies
 
 __all__ = ["load_release_unet", "load_te3dvae_file", "read_state_dict", "release_to_ours", "release_unet_state"]
 
 _RULES: list[tuple[re.Pattern[str], str]] = [
-    (re.compile(r"^(down_blocks\.\d+|up_blocks\.\d+|mid_block)\.attentions\.(\d+)\.resblock_temporal\."), r"\1.resnets.\2.temporal."),
+    (
+        re.compile(r"^(down_blocks\.\d+|up_blocks\.\d+|mid_block)\.attentions\.(\d+)\.resblock_temporal\."),
+        r"\1.resnets.\2.temporal.",
+    ),
     (re.compile(r"^down_temporal_blocks\.(\d+)\."), r"down_blocks.\1.temporal."),
     (re.compile(r"^mid_temporal_block\."), "mid_block.temporal."),
     (re.compile(r"^up_temporal_blocks\.(\d+)\."), r"up_blocks.\1.temporal."),
@@ -79,7 +77,11 @@ def read_state_dict(path: str | Path, what: str, nested: tuple[str, ...] = ()) -
             if isinstance(content.get(key), Mapping):
                 content = content[key]
                 break
-    if not isinstance(content, Mapping) or not content or not all(isinstance(v, torch.Tensor) for v in content.values()):
+    if (
+        not isinstance(content, Mapping)
+        or not content
+        or not all(isinstance(v, torch.Tensor) for v in content.values())
+    ):
         hint = f" (or one under {', '.join(repr(k) for k in nested)})" if nested else ""
         raise PretrainedError(f"{what} '{path}' holds no state dict of tensors{hint}")
     return {str(k): v for k, v in content.items()}
@@ -98,19 +100,26 @@ def _check_fit(own: Mapping[str, torch.Tensor], given: Mapping[str, torch.Tensor
     for key, tensor in given.items():
         if tuple(tensor.shape) != tuple(own[key].shape):
             raise PretrainedError(
-                f"{what} does not fit: {key} is {tuple(tensor.shape)} in the file, {tuple(own[key].shape)} here; {hint}"
+                f"{what} does not fit: {key} is {tuple(tensor.shape)} in the file, "
+                f"{tuple(own[key].shape)} here; {hint}"
             )
 
 
-def release_unet_state(release: Mapping[str, torch.Tensor], what: str = "the UNet checkpoint") -> dict[str, torch.Tensor]:
+def release_unet_state(
+    release: Mapping[str, torch.Tensor], what: str = "the UNet checkpoint"
+) -> dict[str, torch.Tensor]:
     """The release's UNet state dict under our names (:func:`release_to_ours`), rotary constants checked."""
     expected = rotary_frequencies(MAX_ROTARY_DIM)
     state: dict[str, torch.Tensor] = {}
     for key, tensor in release.items():
         ours = release_to_ours(key)
         if ours is None:
-            if tensor.shape != expected.shape or not torch.allclose(tensor.float().cpu(), expected, rtol=1e-3, atol=1e-6):
-                raise PretrainedError(f"{what}: {key} holds other rotary frequencies than the release's RotaryEmbedding(32)")
+            if tensor.shape != expected.shape or not torch.allclose(
+                tensor.float().cpu(), expected, rtol=1e-3, atol=1e-6
+            ):
+                raise PretrainedError(
+                    f"{what}: {key} holds other rotary frequencies than the release's RotaryEmbedding(32)"
+                )
             continue
         state[ours] = tensor
     return state

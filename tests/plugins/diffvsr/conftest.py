@@ -1,4 +1,4 @@
-"""A tiny ``stabilityai/stable-diffusion-x4-upscaler``-layout folder, written with ``save_pretrained`` (no download)."""
+"""A tiny folder in the ``stabilityai/stable-diffusion-x4-upscaler`` layout, written with ``save_pretrained``."""
 
 from __future__ import annotations
 
@@ -7,14 +7,14 @@ from pathlib import Path
 import pytest
 import torch
 from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, UNet2DConditionModel
+from diffvsr.presets import unet_config, vae_2d_config
 
 from vsr_core.testing.tiny_text import write_text_model
 
-from diffvsr.presets import unet_config, vae_2d_config
-
 
 def write_tiny_upscaler(root: Path, text: bool = True) -> Path:
-    """``root`` with ``unet/``, ``vae/``, ``scheduler/``, ``low_res_scheduler/`` (and ``text_encoder/`` + ``tokenizer/``).
+    """``root`` with ``unet/``, ``vae/``, ``scheduler/``, ``low_res_scheduler/`` (and ``text_encoder/`` +
+    ``tokenizer/``).
 
     The schedulers are the SD x4 upscaler's configs (scaled-linear betas 1e-4 .. 0.02, v-prediction DDIM with
     ``steps_offset`` 1; the low-resolution DDPM scheduler); the models are the tiny presets.

@@ -14,12 +14,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from diffvsr.ilt import (
+    ILTFusion,
+    final_window_weights,
+    fuse_overlap,
+    ilt_weights,
+    release_video_noise,
+    reschedule_noise,
+)
+from diffvsr.options import ILTOptions
 
 from vsr_core.errors import ConfigError
 from vsr_core.inference import EngineOptions, RestoreEngine, Window, plan_windows
-
-from diffvsr.ilt import ILTFusion, final_window_weights, fuse_overlap, ilt_weights, release_video_noise, reschedule_noise
-from diffvsr.options import ILTOptions
 
 
 def test_weights_of_the_paper_and_the_release():
@@ -169,4 +175,6 @@ def test_fusion_keeps_state_per_tile_through_the_engine():
     assert [c[0] for c in calls] == [0, 0, 0, 0, 1, 1, 1, 1]  # four tiles per window, each with its own history
     assert len(method.states) == 8
     for tile in range(4):
-        torch.testing.assert_close(method.states[4 + tile].latent_noise[:, :, :4], method.states[tile].latent_noise[:, :, 4:])
+        torch.testing.assert_close(
+            method.states[4 + tile].latent_noise[:, :, :4], method.states[tile].latent_noise[:, :, 4:]
+        )

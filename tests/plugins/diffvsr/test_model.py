@@ -4,21 +4,19 @@ prompts, stage freezing, pretrained folders and bad input."""
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 from diffusers import DDIMScheduler, DDPMScheduler, UNet2DConditionModel
-
-from vsr_core.errors import CheckpointError, ConfigError, PretrainedError
-from vsr_core.nn import TemporalConvBlock
-from vsr_core.testing import tiny_trainer
-
 from diffvsr import DiffVSR
 from diffvsr.msta import MultiScaleTemporalAttention
 from diffvsr.options import RELEASE_NEGATIVE_PROMPT, RELEASE_PROMPT_SUFFIX
 from diffvsr.temporal_layers import TemporalModule
+
+from vsr_core.errors import CheckpointError, ConfigError, PretrainedError
+from vsr_core.nn import TemporalConvBlock
+from vsr_core.testing import tiny_trainer
 
 B, T, h = 2, 3, 8
 
@@ -34,11 +32,15 @@ def _batch(seed: int = 0) -> dict:
 
 def _linear_alphas_cumprod() -> torch.Tensor:
     # The release: the upscaler's scheduler config with beta_schedule forced to "linear".
-    return DDPMScheduler(num_train_timesteps=1000, beta_start=0.0001, beta_end=0.02, beta_schedule="linear").alphas_cumprod
+    return DDPMScheduler(
+        num_train_timesteps=1000, beta_start=0.0001, beta_end=0.02, beta_schedule="linear"
+    ).alphas_cumprod
 
 
 def _low_res_alphas_cumprod() -> torch.Tensor:
-    return DDPMScheduler(num_train_timesteps=1000, beta_start=0.0001, beta_end=0.02, beta_schedule="scaled_linear").alphas_cumprod
+    return DDPMScheduler(
+        num_train_timesteps=1000, beta_start=0.0001, beta_end=0.02, beta_schedule="scaled_linear"
+    ).alphas_cumprod
 
 
 def test_the_schedule_is_the_release_linear_one_with_v_prediction():
@@ -81,7 +83,9 @@ def test_fixed_lr_noise_level_trains_at_the_sampling_level(monkeypatch):
     method = DiffVSR(vae="pixel-unshuffle", training={"lr_noise": "fixed"}, sampling={"noise_level": 70})
     seen = []
     original = method.noiser.forward
-    monkeypatch.setattr(method.noiser, "forward", lambda image, level, **kw: seen.append(level) or original(image, level, **kw))
+    monkeypatch.setattr(
+        method.noiser, "forward", lambda image, level, **kw: seen.append(level) or original(image, level, **kw)
+    )
     method.training_losses(_batch())
     assert seen[0].tolist() == [70, 70]
 
@@ -108,7 +112,13 @@ def test_restore_is_the_release_ddim_loop_with_guidance(tiny_upscaler):
 
     def v_of(latents, t, text):
         frames = torch.cat([latents, x_tau], dim=1).transpose(1, 2).reshape(T, 7, h, h)
-        out = unet(frames, t.repeat(T), encoder_hidden_states=text.repeat(T, 1, 1), class_labels=torch.full((T,), 50), num_frames=T)
+        out = unet(
+            frames,
+            t.repeat(T),
+            encoder_hidden_states=text.repeat(T, 1, 1),
+            class_labels=torch.full((T,), 50),
+            num_frames=T,
+        )
         return out.sample.reshape(1, T, 4, h, h).transpose(1, 2)
 
     with torch.no_grad():
@@ -117,7 +127,9 @@ def test_restore_is_the_release_ddim_loop_with_guidance(tiny_upscaler):
             z = ddim.step(v_u + 5.0 * (v_c - v_u), t, z).prev_sample
         expected = method.codec.decode(z)
     torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-4)
-    one_pass = method.restore(lq, ["a cat"], num_inference_steps=3, guidance_scale=1.0, generator=torch.Generator().manual_seed(9))
+    one_pass = method.restore(
+        lq, ["a cat"], num_inference_steps=3, guidance_scale=1.0, generator=torch.Generator().manual_seed(9)
+    )
     assert (one_pass - out).abs().max() > 1e-4  # guidance changes the result
 
 
@@ -128,7 +140,9 @@ def test_prompts_get_the_suffix_and_guidance_the_negative_prompt(tiny_upscaler):
         text={"encoder": "clip", "prompt_suffix": "high detail", "negative_prompt": "blurry"},
     )  # fmt: skip
     assert RELEASE_PROMPT_SUFFIX == "clear, high quality, high-resolution, 4K"
-    assert RELEASE_NEGATIVE_PROMPT == "low quality, blurry, low-resolution, noisy, unsharp, weird textures, worst quality"
+    assert (
+        RELEASE_NEGATIVE_PROMPT == "low quality, blurry, low-resolution, noisy, unsharp, weird textures, worst quality"
+    )
     state = method.prepare_window(torch.zeros(1, 3, T, h, h), ["a cat"], num_inference_steps=2)
     encode = method.prompt_encoder.encoder.encode
     assert state.guided and state.text.shape[0] == 2
@@ -138,7 +152,9 @@ def test_prompts_get_the_suffix_and_guidance_the_negative_prompt(tiny_upscaler):
 
 
 def _count(method: DiffVSR, predicate) -> int:
-    return sum(p.numel() for n, m in method.unet.named_modules() if predicate(n, m) for p in m.parameters(recurse=False))
+    return sum(
+        p.numel() for n, m in method.unet.named_modules() if predicate(n, m) for p in m.parameters(recurse=False)
+    )
 
 
 def test_stage_freezing_trains_exactly_the_chosen_parameters():
@@ -156,11 +172,19 @@ def test_stage_freezing_trains_exactly_the_chosen_parameters():
         temporal = _count(method, lambda n, m: in_temporal(n, m))
         resnets = _count(method, lambda n, m: (".resnets." in n or n.startswith("conv_in")) and not in_temporal(n, m))
         trainable = sum(p.numel() for p in method.unet.parameters() if p.requires_grad)
-        expected = {"temporal": temporal, "temporal+resnets": temporal + resnets, "spatial": total - temporal, "all": total}
+        expected = {
+            "temporal": temporal,
+            "temporal+resnets": temporal + resnets,
+            "spatial": total - temporal,
+            "all": total,
+        }
         assert trainable == expected[mode], mode
         assert not any(p.requires_grad for p in method.codec.parameters())
         counts[mode] = trainable
-    assert counts["temporal"] < counts["temporal+resnets"] < counts["all"] and counts["spatial"] + counts["temporal"] == counts["all"]
+    assert (
+        counts["temporal"] < counts["temporal+resnets"] < counts["all"]
+        and counts["spatial"] + counts["temporal"] == counts["all"]
+    )
     from diffvsr.presets import unet_config
 
     image = sum(p.numel() for p in UNet2DConditionModel(**unet_config("tiny", 48)).parameters())  # diffusers' count
@@ -219,7 +243,9 @@ def test_a_stage_started_from_another_method_names_both(tmp_path):
     trainer.fit(other, datamodule=data)
     trainer.save_checkpoint(tmp_path / "reference.ckpt")
     stage = DiffVSR(vae="pixel-unshuffle", init_from=str(tmp_path / "reference.ckpt"))
-    with pytest.raises(CheckpointError, match=r"written by reference\.ReferenceVSR, this run trains diffvsr\.model\.DiffVSR"):
+    with pytest.raises(
+        CheckpointError, match=r"written by reference\.ReferenceVSR, this run trains diffvsr\.model\.DiffVSR"
+    ):
         tiny_trainer(tmp_path / "b", max_steps=1, limit_val_batches=0).fit(stage, datamodule=data)
 
 
@@ -232,7 +258,9 @@ def test_frozen_weights_a_stage_brought_with_init_from_are_saved(tiny_upscaler, 
     tiny_trainer(tmp_path / "a", max_steps=1, limit_val_batches=0).fit(first, datamodule=data)
     path = tmp_path / "all.ckpt"
     first.trainer.save_checkpoint(path)
-    second = DiffVSR(pretrained=str(tiny_upscaler), vae="2dvae", training={"trainable": "temporal"}, init_from=str(path))
+    second = DiffVSR(
+        pretrained=str(tiny_upscaler), vae="2dvae", training={"trainable": "temporal"}, init_from=str(path)
+    )
     tiny_trainer(tmp_path / "b", max_steps=1, limit_val_batches=0).fit(second, datamodule=data)
     checkpoint = {"state_dict": second.state_dict()}
     second.on_save_checkpoint(checkpoint)

@@ -1,4 +1,4 @@
-"""MSTA (Eq. 3-4, release reading): identity at initialisation, every term by value, its place in a transformer block."""
+"""MSTA (Eq. 3-4, release reading): identity at initialisation, each term by value, its place in a block."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 from diffusers.models.attention import BasicTransformerBlock
-
 from diffvsr.msta import MultiScaleTemporalAttention, TimestepAdaLayerNorm, attach_msta
 from diffvsr.video_context import VideoContext
 
@@ -43,7 +42,9 @@ def _delta_by_hand(m: MultiScaleTemporalAttention, h: torch.Tensor, height: int,
     down_tokens = down.flatten(2).transpose(1, 2)
     attended = m.attention_small(F.layer_norm(_sequence(down_tokens), (C,), m.norm_small.weight, m.norm_small.bias))
     h_down = _tokens_of(attended, sh * sw) + down_tokens
-    up = F.conv_transpose2d(h_down.transpose(1, 2).reshape(B * T, C, sh, sw), m.up_conv.weight, m.up_conv.bias, stride=2, padding=1)
+    up = F.conv_transpose2d(
+        h_down.transpose(1, 2).reshape(B * T, C, sh, sw), m.up_conv.weight, m.up_conv.bias, stride=2, padding=1
+    )
     if up.shape[-2:] != (height, width):
         up = F.interpolate(up, size=(height, width), mode="bilinear", align_corners=False)
     return full + 0.5 * up.flatten(2).transpose(1, 2)
@@ -87,7 +88,9 @@ def test_ada_norm_is_layer_norm_modulated_by_the_timestep():
     torch.testing.assert_close(norm(x, timestep), F.layer_norm(x, (C,)))  # zero-initialised modulation
     _randomise(norm)
     scale, shift = norm.linear(F.silu(norm.emb(timestep))).chunk(2, dim=-1)
-    expected = F.layer_norm(x, (C,)) * (1 + scale.repeat_interleave(4, 0)[:, None]) + shift.repeat_interleave(4, 0)[:, None]
+    expected = (
+        F.layer_norm(x, (C,)) * (1 + scale.repeat_interleave(4, 0)[:, None]) + shift.repeat_interleave(4, 0)[:, None]
+    )
     torch.testing.assert_close(norm(x, timestep), expected)
     msta = MultiScaleTemporalAttention(C, heads=1, norm="ada")
     with pytest.raises(ValueError, match="timestep"):

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
+from diffvsr.presets import te3dvae_config, unet_config, vae_2d_config
 
 from vsr_core.commands.bench import build_method
-
-from diffvsr.presets import te3dvae_config, unet_config, vae_2d_config
 
 # stabilityai/stable-diffusion-x4-upscaler unet/config.json, as the release's configs/unet_3d_config.json repeats it.
 RELEASE_UNET_CONFIG = {
@@ -18,16 +17,23 @@ RELEASE_UNET_CONFIG = {
     "up_block_types": ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"],
 }  # fmt: skip
 # The release's configs/vae_config.json.
-RELEASE_VAE_CONFIG = {"block_out_channels": [128, 256, 512], "latent_channels": 4, "layers_per_block": 2, "scaling_factor": 0.08333}
+RELEASE_VAE_CONFIG = {
+    "block_out_channels": [128, 256, 512],
+    "latent_channels": 4,
+    "layers_per_block": 2,
+    "scaling_factor": 0.08333,
+}
 
 
 def _temporal_layer_count() -> int:
-    """The release layout's temporal layers at full size (channels per transformer and per block, 8 heads, temb 1024)."""
+    """The release layout's temporal layers at full size (channels per transformer / block, 8 heads, temb 1024)."""
     transformers = [512] * 2 + [512] * 2 + [1024] * 2 + [1024] + [1024] * 3 + [512] * 3 + [512] * 3
     blocks = [256, 512, 512, 1024, 1024, 1024, 512, 512, 256]  # after each down block, the mid block, each up block
     d, heads = 1024, 8
     resnet_3d = sum(6 * c * c + 6 * c for c in transformers)  # 2 GN + 2 (3,1,1) convs
-    msta = sum(33 * c * c + 8 * c + 64 * heads for c in transformers)  # 2 LN, 2 TA (+ rel. bias), DConv 3x3, UPConv 4x4
+    msta = sum(
+        33 * c * c + 8 * c + 64 * heads for c in transformers
+    )  # 2 LN, 2 TA (+ rel. bias), DConv 3x3, UPConv 4x4
     modules = sum(27 * c * c + 2 * d * c + 15 * c for c in blocks)  # (5,1,1)+(3,1,1) and 3x3 resnets, 1x1 conv
     return resnet_3d + msta + modules
 

@@ -1,17 +1,17 @@
 """The TE-3DVAE port: it starts from the SD x4 VAE exactly, its temporal parts mix frames within a clip only, and it
-plugs into the core's TemporalDecoderCodec (chunked decoding as the release's, saved and loaded as a diffusers folder)."""
+plugs into the core's TemporalDecoderCodec (chunked decoding as the release's, saved and loaded as a diffusers
+folder)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 from diffusers import AutoencoderKL
+from diffvsr.presets import te3dvae_config, vae_2d_config
+from diffvsr.te3dvae import TemporalEnhancedVAE
 
 from vsr_core.errors import ConfigError, PretrainedError
 from vsr_core.latent import TemporalDecoderCodec
-
-from diffvsr.presets import te3dvae_config, vae_2d_config
-from diffvsr.te3dvae import TemporalEnhancedVAE
 
 
 def _vae_2d() -> AutoencoderKL:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import torch
-
 from diffvsr.temporal_attention import (
     RelativePositionBias,
     TemporalAttention,
@@ -47,6 +46,7 @@ def test_rotary_scores_depend_only_on_the_frame_distance():
 def test_relative_position_buckets_as_t5_computes_them():
     rel = torch.tensor([0, -1, -7, 1, 7, -8, -10, -31, -100])  # j - i
     buckets = relative_position_bucket(rel, num_buckets=32, max_distance=32)
+
     # n = i - j; n >= 0: exact below 8, else 8 + floor(log(n / 8) / log(4) * 8), at most 15; n < 0: +16, |n|.
     def by_hand(n: int) -> int:
         offset = 16 if n < 0 else 0

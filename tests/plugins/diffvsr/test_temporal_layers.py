@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
-
-from diffvsr.temporal_layers import ClipGroupNorm, ShiftedAttention, TemporalModule, TemporalResnet, use_clip_group_norm
+from diffvsr.temporal_layers import (
+    ClipGroupNorm,
+    ShiftedAttention,
+    TemporalModule,
+    TemporalResnet,
+    use_clip_group_norm,
+)
 from diffvsr.video_context import VideoContext
+from torch import nn
 
 B, C, T, H, W, D = 2, 16, 5, 4, 3, 12
 
@@ -56,7 +61,9 @@ def test_temporal_module_is_the_identity_at_start_and_its_formula_after():
     assert torch.equal(module(x, temb), x)
     assert not module.shift_conv.weight.any() and not module.shift_conv.bias.any()
     _randomise(module)
-    frames = module.spatial_resnet(module.temporal_resnet(x, temb).transpose(1, 2).reshape(B * T, C, H, W), temb.repeat_interleave(T, 0))
+    frames = module.spatial_resnet(
+        module.temporal_resnet(x, temb).transpose(1, 2).reshape(B * T, C, H, W), temb.repeat_interleave(T, 0)
+    )
     out = F.conv2d(frames, module.shift_conv.weight, module.shift_conv.bias).reshape(B, T, C, H, W).transpose(1, 2)
     torch.testing.assert_close(module(x, temb), x + out, rtol=1e-4, atol=1e-4)
     # Inside the UNet the time embedding comes from the call's context (one row per frame, clip-major).

@@ -9,14 +9,13 @@ import torch
 import torch.nn.functional as F
 from diffusers import UNet2DConditionModel
 from diffusers.models.resnet import ResnetBlock2D
-
-from vsr_core.nn import TemporalConvBlock
-from vsr_core.testing import assert_reproduces_image_model
-
 from diffvsr.msta import MultiScaleTemporalAttention
 from diffvsr.presets import unet_config
 from diffvsr.temporal_layers import ClipGroupNorm, TemporalModule
 from diffvsr.unet import inflate_unet, resnet_3d_sites, temporal_parameter_names, video_unet_forward
+
+from vsr_core.nn import TemporalConvBlock
+from vsr_core.testing import assert_reproduces_image_model
 
 B, T, S = 2, 4, 8
 
@@ -54,15 +53,24 @@ def test_sites_are_the_release_layout():
     # One MSTA per spatial transformer (each has one block), so one per 3D residual block.
     assert len(msta) == 7 and all(".transformer_blocks.0.msta" in n for n in msta)
     modules = {n for n in names if n.endswith(".temporal") and ".resnets." not in n}
-    assert modules == {"down_blocks.0.temporal", "down_blocks.1.temporal", "down_blocks.2.temporal",
-                       "mid_block.temporal", "up_blocks.0.temporal", "up_blocks.1.temporal", "up_blocks.2.temporal"}
+    assert modules == {
+        "down_blocks.0.temporal",
+        "down_blocks.1.temporal",
+        "down_blocks.2.temporal",
+        "mid_block.temporal",
+        "up_blocks.0.temporal",
+        "up_blocks.1.temporal",
+        "up_blocks.2.temporal",
+    }
 
 
 def test_inflated_unet_reproduces_the_image_model_and_one_step_changes_that():
     image = _image_unet()
     video = inflate_unet(copy.deepcopy(image)).eval()
     args, kwargs = _frame_inputs()
-    difference = assert_reproduces_image_model(video, image, *args, num_frames=T, atol=1e-6, check_weights=False, **kwargs)
+    difference = assert_reproduces_image_model(
+        video, image, *args, num_frames=T, atol=1e-6, check_weights=False, **kwargs
+    )
     assert difference == 0.0  # every temporal branch adds an exact zero
     # The weights: every image weight is there under its name and value; every new one belongs to a temporal layer.
     image_state, video_state = image.state_dict(), video.state_dict()
@@ -98,7 +106,9 @@ def test_video_forward_uses_the_frames_layout_and_repeats_conditioning_per_frame
         for b in range(B):
             for f in range(T):
                 x = torch.cat([latents[b : b + 1, :, f], low_res[b : b + 1, :, f]], dim=1)  # 4 latent + 3 LR channels
-                expected = image(x, t[b : b + 1], encoder_hidden_states=text[b : b + 1], class_labels=levels[b : b + 1]).sample
+                expected = image(
+                    x, t[b : b + 1], encoder_hidden_states=text[b : b + 1], class_labels=levels[b : b + 1]
+                ).sample
                 torch.testing.assert_close(out[b : b + 1, :, f], expected, rtol=1e-5, atol=1e-5)
 
 
@@ -125,3 +135,11 @@ def test_an_inflated_unet_needs_the_clip_length():
     with pytest.raises(ValueError, match="num_frames"):
         with torch.no_grad():
             video(*args, **kwargs)
+
+
+def test_without_temporal_layers_it_is_the_image_model():
+    image = _image_unet()
+    video = inflate_unet(copy.deepcopy(image), {"resnet_3d": False, "temporal_modules": False, "msta": False}).eval()
+    args, kwargs = _frame_inputs()
+    assert set(video.state_dict()) == set(image.state_dict())
+    assert assert_reproduces_image_model(video, image, *args, num_frames=T, check_weights=False, **kwargs) == 0.0

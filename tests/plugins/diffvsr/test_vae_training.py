@@ -5,14 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from diffvsr import TE3DVAE, DiffVSR
 
 from vsr_core.checkpoint import load_method
 from vsr_core.errors import ConfigError
 from vsr_core.export import export_method
 from vsr_core.losses import TinyPerceptual
 from vsr_core.testing import MethodConformance, SyntheticDataModule, tiny_trainer
-
-from diffvsr import TE3DVAE, DiffVSR
 
 
 class TestTE3DVAEConformance(MethodConformance):
@@ -66,7 +65,9 @@ def test_export_feeds_diffvsr_and_reads_back(tmp_path):
     x = torch.rand(1, 3, 4, 16, 16) * 2 - 1
     torch.testing.assert_close(loaded.restore(x), method.restore(x))
     diffvsr = DiffVSR(preset="tiny", vae="te-3dvae", vae_weights=str(tmp_path / "te3dvae"))
-    torch.testing.assert_close(diffvsr.codec.vae.decoder.time_conv_out.weight, method.codec.vae.decoder.time_conv_out.weight)
+    torch.testing.assert_close(
+        diffvsr.codec.vae.decoder.time_conv_out.weight, method.codec.vae.decoder.time_conv_out.weight
+    )
     with pytest.raises(ConfigError, match="not a 3dvae"):
         DiffVSR(preset="tiny", vae="3dvae", vae_weights=str(tmp_path / "te3dvae"))
 
