@@ -5,8 +5,9 @@ The tiny configuration (``plugins/diffvsr/configs/tiny.yaml``: the inflated SD-x
 channels on the weight-free pixel-unshuffle codec) is trained on the built-in training sample clips in the
 progressive stages of Sec. 3.2, each starting from the previous one's weights through ``init_from``:
 
-0. *image prior*: a tiny random UNet has none, so the image layers are first trained alone (``trainable: spatial``)
-   -- the part the SD x4 upscaler's pretraining plays at full size;
+0. *image prior*: a tiny random UNet has none, so the image UNet is first trained alone, without temporal layers --
+   the part the SD x4 upscaler's pretraining plays at full size; stage 1 then inflates it (``init_from`` with
+   ``init_from_strict: false``: the zero-initialised temporal layers are new, as on the real upscaler);
 1. temporal layers only, ``simple`` degradation (PLS stage 1);
 2. temporal layers only, ``realbasicvsr`` degradation (PLS stage 2);
 3. every parameter (PLS stage 3; the same clips: there is no "high-quality" set here).
@@ -50,13 +51,14 @@ from vsr_core.inference import EngineOptions, LinearCrossfade, RestoreEngine, Wi
 from vsr_core.metrics import psnr, ssim
 from vsr_core.video_ops import upsample_frames
 
-# (name, trainable, degradation, share of the training budget)
+# (name, trainable, degradation, share of the training budget); stage 0 has no temporal layers at all.
 STAGES = [
-    ("0 image prior", "spatial", "simple", 0.40),
-    ("1 temporal, simple", "temporal", "simple", 0.20),
-    ("2 temporal, realbasicvsr", "temporal", "realbasicvsr", 0.20),
-    ("3 all", "all", "realbasicvsr", 0.20),
+    ("0 image prior", "all", "simple", 0.55),
+    ("1 temporal, simple", "temporal", "simple", 0.15),
+    ("2 temporal, realbasicvsr", "temporal", "realbasicvsr", 0.15),
+    ("3 all", "all", "realbasicvsr", 0.15),
 ]
+NO_TEMPORAL_LAYERS = {"resnet_3d": False, "temporal_modules": False, "msta": False}
 
 
 class IndependentWindows(WindowFusion):
@@ -76,9 +78,12 @@ def train_stage(
 ):
     """One stage: a method (weights from ``init_from``) trained ``seconds``; (checkpoint, steps, loss, method)."""
     stage_options = {**options, "training": {**options.get("training", {}), "trainable": trainable}}
+    if image_only:
+        stage_options["temporal_layers"] = NO_TEMPORAL_LAYERS
     if init_from is not None:
-        # The previous stage trained other parameters: its checkpoint lacks nothing here (no pretrained= folder).
+        # Strict except right after the image stage, whose checkpoint has no temporal layers yet.
         stage_options["init_from"] = str(init_from)
+        stage_options["init_from_strict"] = not str(init_from).endswith("image.ckpt")
     started = time.time()
 
     def cosine(optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
@@ -98,7 +103,7 @@ def train_stage(
         num_sanity_val_steps=0,
     )  # fmt: skip
     trainer.fit(method, datamodule=data)
-    path = out / f"stage-{trainable}-{degradation}.ckpt"
+    path = out / ("image.ckpt" if image_only else f"stage-{trainable}-{degradation}.ckpt")
     trainer.save_checkpoint(path)
     loss = trainer.callback_metrics.get("train/loss")
     return path, trainer.global_step, float(loss) if loss is not None else math.nan, method
@@ -108,7 +113,8 @@ def evaluate(method: DiffVSR, args) -> dict[str, dict[str, float]]:
     """Mean PSNR / SSIM / flicker over the held-out clips for bicubic and each window scheme."""
     method.eval()
     data = VideoDataModule(
-        val=SampleClips("val"), clip_frames=args.eval_frames, crop_size=args.crop_size, val_crop_size=args.crop_size,
+        val=SampleClips("val"), clip_frames=args.eval_frames, crop_size=args.eval_crop_size,
+        val_crop_size=args.eval_crop_size,
         scale=4, degradation="simple", val_batch_size=1, num_workers=0, persistent_workers=False, pin_memory=False,
         seed=args.seed, val_clips=args.val_clips,
     )  # fmt: skip
@@ -143,13 +149,14 @@ def evaluate(method: DiffVSR, args) -> dict[str, dict[str, float]]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--minutes", type=float, default=7.0, help="training wall-time budget over all stages")
+    parser.add_argument("--minutes", type=float, default=7.5, help="training wall-time budget over all stages")
     parser.add_argument("--max-steps", type=int, default=100_000, help="per stage")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--batch-size", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=16, help="clips per step (small crops: cheap per clip)")
     parser.add_argument("--clip-frames", type=int, default=8)
-    parser.add_argument("--crop-size", type=int, default=64)
+    parser.add_argument("--crop-size", type=int, default=32, help="training HQ crop (LR is a quarter)")
+    parser.add_argument("--eval-crop-size", type=int, default=64)
     parser.add_argument("--eval-frames", type=int, default=12, help="frames per held-out clip (2 windows of 8)")
     parser.add_argument("--val-clips", type=int, default=4, help="held-out clips to restore")
     parser.add_argument("--stages", default="0,1,2,3", help="which of the stages to run, in order")
@@ -181,7 +188,7 @@ def main() -> int:
     print(
         f"\nDiffVSR tiny preset, {' -> '.join(s['stage'] for s in log)}: "
         f"{sum(s['steps'] for s in log)} steps in {trained / 60:.1f} min on {args.threads} CPU threads; "
-        f"held-out sample clips ({args.val_clips} x {args.eval_frames} frames, {args.crop_size}px, 'simple' x4), "
+        f"held-out sample clips ({args.val_clips} x {args.eval_frames} frames, {args.eval_crop_size}px, 'simple' x4), "
         "windows 8 / overlap 4, "
         f"{options['sampling']['num_inference_steps']} DDIM steps"
     )
