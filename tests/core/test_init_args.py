@@ -14,7 +14,7 @@ from torch import nn
 
 from vsr_core.errors import CheckpointError, ConfigError
 from vsr_core.init_args import build_init_args, check_init_args, encode_init_args
-from vsr_core.options import OptionGroup, SamplingOptions
+from vsr_core.options import OptionGroup
 
 
 class Taker:
@@ -92,34 +92,56 @@ def test_records_naming_other_code_are_refused(args):
         build_init_args(Taker, args, "test", CheckpointError)
 
 
+@dataclass(frozen=True)
+class PlainGroup(OptionGroup):
+    kind: Literal["a", "b"] = "a"
+    path: str = "x"
+
+
+@dataclass(frozen=True)
+class HoldingGroup(OptionGroup):
+    factory: Callable[..., Any] | None = None
+
+
+class HoldingTaker:
+    def __init__(self, plain: PlainGroup = PlainGroup(), holding: HoldingGroup = HoldingGroup()) -> None:
+        self.plain, self.holding = plain, holding
+
+
+def test_option_groups_are_judged_by_their_fields():
+    """A group (vsr_core.options) is recorded as a dict of its fields: a string field is a plain value."""
+    check_init_args(HoldingTaker, {"plain": {"kind": "b", "path": "torch.nn.Linear"}}, "test", CheckpointError)
+    with pytest.raises(CheckpointError, match="holding"):
+        check_init_args(HoldingTaker, {"holding": {"factory": "os.system"}}, "test", CheckpointError)
+
+
 def test_plain_strings_for_plain_arguments_pass():
     check_init_args(Taker, {"name": "satb.SATBVR", "size": 1}, "test", CheckpointError)
 
 
 @dataclass(frozen=True)
-class _Choices(OptionGroup):
-    kind: Literal["layer", "ada"] = "layer"
+class Choices(OptionGroup):
+    """An option group whose string fields look like dotted names."""
+
+    kind: Literal["a.b", "c"] = "a.b"
     label: str = "x.y"
-
-
-@dataclass(frozen=True)
-class _WithFactory(OptionGroup):
-    make: Callable[..., Any] | None = None
+    backbone: nn.Module | None = None
 
 
 class GroupTaker:
-    """A method with option-group arguments: strings in plain fields are values, not names to import."""
+    """Stands for a method taking an option group (recorded as the plain dict of its fields)."""
 
-    def __init__(
-        self, choices: _Choices = _Choices(), sampling: SamplingOptions = SamplingOptions(), made: _WithFactory = _WithFactory()
-    ) -> None:
-        self.choices, self.sampling, self.made = choices, sampling, made
+    def __init__(self, choices: Choices = Choices(), maybe: Choices | None = None) -> None:
+        self.choices, self.maybe = choices, maybe
 
 
-def test_option_group_fields_take_their_own_types():
-    args = {"choices": {"kind": "ada", "label": "os.system"}, "sampling": {"sampler": "ddim", "color_fix": "wavelet"}}
-    kwargs, _ = build_init_args(GroupTaker, args, "test", CheckpointError)
-    assert kwargs["choices"] == {"kind": "ada", "label": "os.system"} and kwargs["sampling"]["color_fix"] == "wavelet"
-    # A group whose field takes objects keeps the rule for strings.
-    with pytest.raises(CheckpointError, match="init argument 'made'.make is the string 'os.system'"):
-        check_init_args(GroupTaker, {"made": {"make": "os.system"}}, "test", CheckpointError)
+def test_option_group_fields_are_judged_by_their_own_types():
+    record = {"choices": {"kind": "a.b", "label": "os.system"}, "maybe": {"kind": "c", "label": "satb.SATBVR"}}
+    check_init_args(GroupTaker, record, "test", CheckpointError)  # strings in str / Literal fields are plain values
+    kwargs, _ = build_init_args(GroupTaker, record, "test", CheckpointError)
+    assert kwargs == record
+    # a field that takes objects still refuses a name jsonargparse would import
+    with pytest.raises(CheckpointError, match=r"init argument 'choices'.backbone is the string 'os.system'"):
+        check_init_args(GroupTaker, {"choices": {"backbone": "os.system"}}, "test", CheckpointError)
+    with pytest.raises(CheckpointError, match="names 'os.system'"):
+        check_init_args(GroupTaker, {"maybe": {"backbone": {"class_path": "os.system"}}}, "test", CheckpointError)
