@@ -16,9 +16,8 @@ starts ``s = L - P`` frames after window ``i``. Pure functions, tested by value:
   latents already hold the fused overlap (the release fuses after each window is fully denoised).
 
 :class:`ILTFusion` wires them into the long-video engine's ``WindowFusion`` hook (latents fused once per overlap,
-after the solver). The paper also allows fusing at every solver step; that needs the engine to advance all windows
-together (the latent window protocol), which the per-step pieces (``prepare_window`` / ``denoise_step`` /
-``finish_window`` of :class:`~diffvsr.DiffVSR` and :func:`fuse_overlap`) are ready for.
+after the solver: the release's timing). Fusion at every solver step (the default) goes through the engine's latent
+window protocol: :mod:`diffvsr.ilt_latent`.
 """
 
 from __future__ import annotations
@@ -172,14 +171,17 @@ class ILTFusion(WindowFusion):
         generator = sampling.get("generator")
         latent_noise = lr_noise = None
         if overlap:
-            shape = (lq.shape[0], previous.noise.shape[1], lq.shape[2], *previous.noise.shape[3:])
-            if previous.noise.shape != shape:
-                raise ValueError(f"tile {tile} changed shape between windows: {list(previous.noise.shape)} -> {shape}")
+            length, before = lq.shape[2], previous.noise.shape[2]
+            if lq.shape[0] != previous.noise.shape[0] or tuple(lq.shape[3:]) != tuple(previous.noise.shape[3:]):
+                raise ValueError(f"tile {tile} changed shape between windows: {list(previous.noise.shape)} -> {list(lq.shape)}")
+            if length > before:
+                raise ValueError(f"ILT window {window.index} has {length} frames, more than the previous one ({before})")
             if self.noise == "rescheduled":
-                latent_noise = reschedule_noise(previous.noise, overlap, generator)
+                # the engine's last window may be shorter (only the frames left plus the overlap): its first frames
+                latent_noise = reschedule_noise(previous.noise, overlap, generator)[:, :, :length]
                 lr_noise = method.draw_lr_noise(lq, generator)
-                lr_noise[:, :, :overlap] = previous.lr_noise[:, :, lq.shape[2] - overlap :]
-        state = method.prepare_window(lq, prompt, latent_noise=latent_noise, lr_noise=lr_noise, **sampling)
+                lr_noise[:, :, :overlap] = previous.lr_noise[:, :, before - overlap :]
+        state = method.prepare_window(lq, prompt, noise=latent_noise, lr_noise=lr_noise, **sampling)
         latents = state.latents
         for i in range(state.num_steps):
             latents = method.denoise_step(state, i, latents)

@@ -8,8 +8,10 @@ text and ``tau`` as conditions; the loss is ``||v_t - f(z_t, x_tau; c, t)||^2``.
 
 Inference, one window (``restore`` = :meth:`DiffVSR.prepare_window` -> :meth:`DiffVSR.denoise_step` x N ->
 :meth:`DiffVSR.finish_window`): noise the LR window at the sampling level (50), draw the initial latent noise, run
-DDIM on the upscaler's grid with classifier-free guidance, decode with the (TE-3D)VAE. Long videos go through
-:class:`~diffvsr.ilt.ILTFusion` (Sec. 3.3, Eq. 2).
+DDIM on the upscaler's grid with classifier-free guidance, decode with the (TE-3D)VAE. Long videos (Sec. 3.3, Eq. 2):
+the engine's latent window protocol with :class:`~diffvsr.ilt_latent.ILTLatentFusion` (Eq. 2 at every DDIM step,
+``make_latent_fusion``; default), or :class:`~diffvsr.ilt.ILTFusion` (the release's blend after each window's
+solver, ``make_window_fusion``; ``ilt.fuse: after_denoising`` or ``vsr restore --fusion pixel``).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from diffvsr.codecs import VAEKind, build_codec
 from diffvsr.ilt import ILTFusion
+from diffvsr.ilt_latent import ILTLatentFusion, lr_noise_like
 from diffvsr.options import DiffVSRSampling, ILTOptions, TemporalLayers, TextOptions, TrainingOptions
 from diffvsr.presets import Preset, unet_config
 from diffvsr.stages import apply_trainable, trainable_counts
@@ -224,8 +227,22 @@ class DiffVSR(VSRMethod):
         return 2 ** (len(self.unet.config.block_out_channels) - 1)
 
     def make_window_fusion(self) -> ILTFusion:
-        """ILT (Sec. 3.3) for ``vsr restore``'s long-video engine."""
+        """The release's ILT (Sec. 3.3: Eq. 2 once, after each window's solver) for the engine's pixel path."""
         return ILTFusion(weights_rule=self.ilt.weights, noise=self.ilt.noise)
+
+    def make_latent_fusion(self) -> ILTLatentFusion:
+        """ILT at every DDIM step (Sec. 3.3, Eq. 2) for the engine's latent window protocol (one per video).
+
+        ``prepare_window`` asks it for each window's rescheduled initial noise while the video runs.
+        """
+        self._latent_fusion = ILTLatentFusion(weights_rule=self.ilt.weights, noise=self.ilt.noise)
+        return self._latent_fusion
+
+    @property
+    def latent_layout(self) -> Any:
+        """The codec's layout (latents at the LR size, one per frame); ``None`` with ``ilt.fuse: after_denoising``,
+        which sends long videos through :meth:`make_window_fusion` instead."""
+        return None if self.ilt.fuse == "after_denoising" else super().latent_layout
 
     def parameter_counts(self) -> dict[str, int]:
         """``{"image_unet", "temporal_layers", "codec"}`` parameter counts (all, trainable or not)."""
@@ -317,16 +334,17 @@ class DiffVSR(VSRMethod):
         noise_level: int | None = None,
         color_fix: str | None = None,
         eta: float | None = None,
-        latent_noise: torch.Tensor | None = None,
+        noise: torch.Tensor | None = None,
         lr_noise: torch.Tensor | None = None,
     ) -> WindowState:
         """Conditioning and initial latents of one LR window ``[B, 3, T, h, w]`` (``restore``'s options; module doc).
 
-        ``latent_noise`` ``[B, c, T, h', w']`` / ``lr_noise`` ``[B, 3, T, h', w']`` replace the draws from
-        ``generator``
-        (ILT's rescheduled noise); ``h', w'`` are ``h, w`` padded to :attr:`spatial_multiple`. Without them the LR
-        noise
-        is drawn first, then the latent noise (the release's order).
+        ``noise`` ``[B, c, T, h', w']`` (the initial latent noise) / ``lr_noise`` ``[B, 3, T, h', w']`` replace the
+        draws from ``generator``; ``h', w'`` are ``h, w`` padded to :attr:`spatial_multiple`. Without either, the LR
+        noise is drawn first, then the latent noise (the release's order). With ``noise`` but no ``lr_noise`` (the
+        engine's shared timeline noise), the LR noise is :func:`~diffvsr.ilt_latent.lr_noise_like` of it, so windows
+        and tiles sharing a frame share its LR noise too; while the engine runs a video with this method's
+        :meth:`make_latent_fusion`, ``noise`` is then rescheduled by it (Sec. 3.3).
         """
         given = {
             "num_inference_steps": num_inference_steps,
@@ -340,17 +358,19 @@ class DiffVSR(VSRMethod):
         m = self.spatial_multiple
         padded = pad_spatial(lq, padded_size(h, m), padded_size(w, m))
         if lr_noise is None:
-            lr_noise = self.draw_lr_noise(lq, generator)
+            lr_noise = self.draw_lr_noise(lq, generator) if noise is None else lr_noise_like(noise)
+        fusion = getattr(self, "_latent_fusion", None)
+        if noise is not None and fusion is not None and fusion.active:
+            noise = fusion.initial_noise(noise, generator)
         levels = self.noiser.noise_levels(options.noise_level, b, lq.device)
         low_res, labels = self.noiser(padded, levels, noise=lr_noise.to(padded))
         latent_shape = (b, self.codec.latent_channels, t, *padded.shape[-2:])
-        if latent_noise is None:
+        if noise is None:
             device = generator.device if generator is not None else lq.device
-            latent_noise = torch.randn(latent_shape, generator=generator, device=device).to(lq.device)
-        elif tuple(latent_noise.shape) != latent_shape:
-            raise ValueError(
-                f"latent_noise {list(latent_noise.shape)} does not fit the window's latents {list(latent_shape)}"
-            )
+            noise = torch.randn(latent_shape, generator=generator, device=device).to(lq.device)
+        elif tuple(noise.shape) != latent_shape:
+            raise ValueError(f"noise {list(noise.shape)} does not fit the window's latents {list(latent_shape)}")
+        noise = noise.to(device=lq.device, dtype=torch.float32)
 
         sampler = self.schedule.make_sampler("ddim", num_inference_steps=options.num_inference_steps)
         text = self._text(prompt, b, low_res, suffix=self.text_options.prompt_suffix)
@@ -366,8 +386,8 @@ class DiffVSR(VSRMethod):
             text=text,
             guidance_scale=float(options.guidance_scale),
             guided=guided,
-            latents=latent_noise * sampler.init_noise_sigma,
-            latent_noise=latent_noise,
+            latents=noise * sampler.init_noise_sigma,
+            latent_noise=noise,
             lr_noise=lr_noise,
             reference=upsample_frames(lq, self.scale),
             color_fix=options.color_fix,
@@ -377,8 +397,14 @@ class DiffVSR(VSRMethod):
         )
 
     @torch.no_grad()
-    def denoise_step(self, state: WindowState, i: int, latents: torch.Tensor) -> torch.Tensor:
-        """One DDIM step at ``state.timesteps[i]``: latents ``[B, c, T, h', w']`` -> the next ones (guided v)."""
+    def denoise_step(
+        self, state: WindowState, i: int, latents: torch.Tensor, noise: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """One DDIM step at ``state.timesteps[i]``: latents ``[B, c, T, h', w']`` -> the next ones (guided v).
+
+        ``noise`` (like ``latents``): the step's noise when ``eta > 0`` (the engine's shared slice); else drawn from
+        the generator.
+        """
         t = state.timesteps[i]
         x = state.sampler.scale_model_input(latents, t)
         batch = state.text.shape[0]
@@ -388,7 +414,8 @@ class DiffVSR(VSRMethod):
             self.unet, x.to(self.unet.dtype), state.low_res, timestep, state.text, state.noise_levels
         )
         v = cfg_split_combine(v, state.guidance_scale) if state.guided else v
-        step = state.sampler.step(v.float(), t, latents.float(), eta=state.eta, generator=state.generator)
+        extra = {"variance_noise": noise.float()} if noise is not None and state.eta > 0 else {}
+        step = state.sampler.step(v.float(), t, latents.float(), eta=state.eta, generator=state.generator, **extra)
         return step.prev_sample.to(latents.dtype)
 
     @torch.no_grad()

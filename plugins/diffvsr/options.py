@@ -90,21 +90,26 @@ class ILTOptions(OptionGroup):
     """Interweaved latent transition with noise rescheduling (Sec. 3.3, Eq. 2): DiffVSR's long-video scheme.
 
     Overlapping windows are denoised, and the latents of each overlap are fused as
-    ``alpha_j F_i[s + j] + (1 - alpha_j) F_{i+1}[j]`` before decoding (the release fuses once, after each window is
-    fully denoised). The initial noise of a window reuses the previous window's: the overlap frames keep theirs, the
+    ``alpha_j F_i[s + j] + (1 - alpha_j) F_{i+1}[j]``: before every DDIM step and before decoding (default, all
+    windows advanced together by the engine's latent window protocol), or once after each window is fully denoised
+    (the release). The initial noise of a window reuses the previous window's: the overlap frames keep theirs, the
     new frames take the noise of the frames that left, in a random order.
 
     Args:
         window: frames per window (``N_test = 8``).
         overlap: frames shared by consecutive windows (``P = 4``); ``window`` must be at least ``2 * overlap``.
         weights: ``paper`` (``alpha_j = 1 - j / (P - 1)``) or ``release`` (``0.2 + 0.6 * (1 - j / (P - 1))``).
-        noise: ``rescheduled`` (above) or ``independent`` (fresh noise per window: ILT's fusion without rescheduling).
+        noise: ``rescheduled`` (above) or ``independent`` (the new frames of a window get fresh noise; shared frames
+            still share theirs).
+        fuse: ``every_step`` (the paper: Eq. 2 at every solver step, :mod:`diffvsr.ilt_latent`) or
+            ``after_denoising`` (the release: Eq. 2 once per overlap after each window's solver, :mod:`diffvsr.ilt`).
     """
 
     window: int = 8
     overlap: int = 4
     weights: Literal["paper", "release"] = "paper"
     noise: Literal["rescheduled", "independent"] = "rescheduled"
+    fuse: Literal["every_step", "after_denoising"] = "every_step"
 
     def check(self) -> None:
         if self.overlap < 1:

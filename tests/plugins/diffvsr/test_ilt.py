@@ -104,12 +104,12 @@ class _LatentEcho:
     def draw_lr_noise(self, lq, generator=None):
         return torch.randn(lq.shape, generator=generator)
 
-    def prepare_window(self, lq, prompt=None, *, latent_noise=None, lr_noise=None, generator=None, **_):
+    def prepare_window(self, lq, prompt=None, *, noise=None, lr_noise=None, generator=None, **_):
         class State:
             pass
 
         state = State()
-        state.latent_noise = torch.randn(lq.shape, generator=generator) if latent_noise is None else latent_noise
+        state.latent_noise = torch.randn(lq.shape, generator=generator) if noise is None else noise
         state.lr_noise = torch.randn(lq.shape, generator=generator) if lr_noise is None else lr_noise
         state.latents = state.latent_noise * 0.1 + lq  # "denoised" content of this window
         state.num_steps = 2
@@ -121,6 +121,9 @@ class _LatentEcho:
 
     def finish_window(self, state, latents):
         return latents
+
+    def restore(self, lq, prompt=None, *, generator=None):  # the engine reads its signature; ILTFusion never calls it
+        raise AssertionError("the fusion restores windows through prepare/denoise/finish")
 
 
 def test_fusion_applies_equation_2_after_the_solver_and_reuses_the_noise():
