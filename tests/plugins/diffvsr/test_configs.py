@@ -174,7 +174,7 @@ def test_vsr_restore_refuses_zero_steps(tmp_path, monkeypatch, capsys):
         != 0
     )
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1] == "error: --steps must be >= 1, got 0"
+    assert err[-1] == "error: --steps must be an integer >= 1, got 0"
     assert not (tmp_path / "out" / "clip.mp4").exists()
 
 
