@@ -14,11 +14,14 @@ progressive stages of Sec. 3.2, each starting from the previous one's weights th
 
 Then the held-out validation sample clips (``simple`` degradation, deterministic) are restored through the
 long-video engine in 8-frame windows overlapping by 4, at the method's default step count (50 DDIM steps; guidance is
-a single pass without a text encoder), with four window schemes at the same windows:
+a single pass without a text encoder), with five window schemes at the same windows:
 
 * ``independent``: each window from its own fresh noise, every frame taken from the last window covering it;
-* ``cross-fade``: the same windows blended linearly in pixels (the engine's default for other methods);
-* ``ILT (paper)`` / ``ILT (release)``: DiffVSR's interweaved latent transition with noise rescheduling (Eq. 2).
+* ``cross-fade``: the same windows blended linearly in pixels (the engine's pixel default for other methods);
+* ``ILT (paper)``: DiffVSR's default -- Eq. 2 at every DDIM step through the engine's latent window protocol, with
+  the first window's noise reused and reordered (``vsr restore``'s path);
+* ``ILT after (paper)`` / ``ILT after (release)``: Eq. 2 once, after each window is fully denoised (the release's
+  timing; ``vsr restore --fusion pixel``), with the paper's / the release's weights.
 
 Temporal flicker is ``mean |Delta_t output - Delta_t ground truth|`` in 8-bit levels (lower is better).
 
@@ -74,9 +77,13 @@ def temporal_flicker(video: torch.Tensor, reference: torch.Tensor) -> torch.Tens
 
 
 def train_stage(
-    options: dict, trainable: str, degradation: str, seconds: float, init_from: Path | None, args, out: Path
+    options: dict, trainable: str, degradation: str, seconds: float, init_from: Path | None, args, out: Path,
+    image_only: bool = False,
 ):
-    """One stage: a method (weights from ``init_from``) trained ``seconds``; (checkpoint, steps, loss, method)."""
+    """One stage: a method (weights from ``init_from``) trained ``seconds``; (checkpoint, steps, loss, method).
+
+    ``image_only``: the image UNet alone, without temporal layers (stage 0).
+    """
     stage_options = {**options, "training": {**options.get("training", {}), "trainable": trainable}}
     if image_only:
         stage_options["temporal_layers"] = NO_TEMPORAL_LAYERS
@@ -119,11 +126,12 @@ def evaluate(method: DiffVSR, args) -> dict[str, dict[str, float]]:
         seed=args.seed, val_clips=args.val_clips,
     )  # fmt: skip
     data.setup("validate")
-    schemes = {
-        "independent": lambda: IndependentWindows(),
-        "cross-fade": lambda: LinearCrossfade(),
-        "ILT (paper)": lambda: ILTFusion(weights_rule="paper"),
-        "ILT (release)": lambda: ILTFusion(weights_rule="release"),
+    schemes = {  # name -> (engine fusion mode, window fusion)
+        "independent": ("pixel", lambda: IndependentWindows()),
+        "cross-fade": ("pixel", lambda: LinearCrossfade()),
+        "ILT (paper)": ("latent", lambda: None),  # the method's make_latent_fusion (ILTLatentFusion)
+        "ILT after (paper)": ("pixel", lambda: ILTFusion(weights_rule="paper")),
+        "ILT after (release)": ("pixel", lambda: ILTFusion(weights_rule="release")),
     }
     scores: dict[str, dict[str, list[float]]] = {}
 
@@ -139,8 +147,8 @@ def evaluate(method: DiffVSR, args) -> dict[str, dict[str, float]]:
         hq8 = frames_to_tensor(tensor_to_frames(hq[0]))[None]  # what the engine's 8-bit output is compared with
         add("bicubic", frames_to_tensor(tensor_to_frames(upsample_frames(lq, 4).clamp(-1, 1)[0]))[None], hq8)
         frames = tensor_to_frames(lq[0])
-        for name, make in schemes.items():
-            options = EngineOptions(window=8, overlap=4, seed=args.seed + index)
+        for name, (mode, make) in schemes.items():
+            options = EngineOptions(window=8, overlap=4, seed=args.seed + index, fusion=mode)
             engine = RestoreEngine(method, options, fusion=make())
             restored = torch.stack(list(engine.restore_frames(frames, frames.shape[0])))
             add(name, frames_to_tensor(restored)[None], hq8)
@@ -178,7 +186,7 @@ def main() -> int:
         for name, trainable, degradation, part in chosen:
             seconds = budget * part / share
             checkpoint, steps, loss, method = train_stage(
-                options, trainable, degradation, seconds, checkpoint, args, Path(folder)
+                options, trainable, degradation, seconds, checkpoint, args, Path(folder), image_only=name.startswith("0")
             )
             log.append({"stage": name, "steps": steps, "loss": loss, "seconds": round(seconds)})
             print(f"stage {name}: {steps} steps, last loss {loss:.4f}", flush=True)
@@ -192,10 +200,10 @@ def main() -> int:
         "windows 8 / overlap 4, "
         f"{options['sampling']['num_inference_steps']} DDIM steps"
     )
-    print(f"| {'scheme':<14} | {'PSNR (dB)':>9} | {'SSIM':>6} | {'flicker':>7} |")
-    print(f"|{'-' * 16}|{'-' * 11}|{'-' * 8}|{'-' * 9}|")
+    print(f"| {'scheme':<19} | {'PSNR (dB)':>9} | {'SSIM':>6} | {'flicker':>7} |")
+    print(f"|{'-' * 21}|{'-' * 11}|{'-' * 8}|{'-' * 9}|")
     for name, row in results.items():
-        print(f"| {name:<14} | {row['psnr']:>9.2f} | {row['ssim']:>6.4f} | {row['flicker']:>7.2f} |")
+        print(f"| {name:<19} | {row['psnr']:>9.2f} | {row['ssim']:>6.4f} | {row['flicker']:>7.2f} |")
     beats_bicubic = results["ILT (paper)"]["psnr"] > results["bicubic"]["psnr"]
     smoother = results["ILT (paper)"]["flicker"] < results["independent"]["flicker"]
     print(f"\nPSNR above bicubic: {'yes' if beats_bicubic else 'NO'}; ILT flicker below independent windows': "

@@ -120,6 +120,10 @@ class DiffVSR(VSRMethod):
     """
 
     fsdp_block_classes = (DownBlock2D, CrossAttnDownBlock2D, UNetMidBlock2DCrossAttn, UpBlock2D, CrossAttnUpBlock2D)
+    # The release's tiles (inference_tile.py: 256 LR px, overlap 64); it tiles only frames above 400x400, the engine
+    # every frame above one tile.
+    native_tile: ClassVar[int | None] = 256
+    native_tile_overlap: ClassVar[int] = 64
     tiny_init_args: ClassVar[dict[str, Any]] = {"preset": "tiny", "sampling": {"num_inference_steps": 2}}
 
     def __init__(

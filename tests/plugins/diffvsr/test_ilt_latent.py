@@ -121,6 +121,28 @@ def test_engine_fuses_every_step_with_rescheduled_noise(tiny_method):
     assert (pixel[:, 4:8] - out[:, 4:8]).abs().max() > 1e-3
 
 
+def test_rescheduled_noise_is_kept_per_tile(tiny_method, monkeypatch):
+    """Four 4x4 tiles of an 8x8 frame: window 1's noise of each tile is window 0's, shared frames kept, rest reordered."""
+    seen = []
+    original = DiffVSR.prepare_window
+
+    def spy(self, lq, prompt=None, **kwargs):
+        state = original(self, lq, prompt, **kwargs)
+        seen.append(state.latent_noise)
+        return state
+
+    monkeypatch.setattr(DiffVSR, "prepare_window", spy)
+    video = torch.rand(3, 12, 8, 8, generator=torch.Generator().manual_seed(4)) * 2 - 1
+    engine = RestoreEngine(tiny_method, EngineOptions(seed=5, tile=4, tile_overlap=0))
+    assert engine.restore_tensor(video).shape == (3, 12, 32, 32) and len(engine.last_grid.tiles) == 4
+    order = torch.randperm(4, generator=make_generator(5, "cpu"))
+    timeline = TimelineNoise(5, 1, tiny_method.codec.latent_channels)
+    for k, (y, x) in enumerate([(0, 0), (0, 4), (4, 0), (4, 4)]):
+        first = timeline.slice(0, range(0, 8), range(y, y + 4), range(x, x + 4))
+        torch.testing.assert_close(seen[k], first, rtol=0, atol=0)
+        torch.testing.assert_close(seen[4 + k], torch.cat([first[:, :, 4:], first[:, :, order]], 2), rtol=0, atol=0)
+
+
 def test_engine_with_release_weights(tiny_method):
     video = torch.rand(3, 12, 8, 8, generator=torch.Generator().manual_seed(2)) * 2 - 1
     method = DiffVSR(preset="tiny", vae="pixel-unshuffle", sampling={"num_inference_steps": 2}, ilt={"weights": "release"})
