@@ -33,8 +33,8 @@ from vsr_core.inference import Window, WindowFusion, WindowPlan
 __all__ = [
     "ILT_WEIGHTS",
     "ILTFusion",
-    "fuse_overlap",
     "final_window_weights",
+    "fuse_overlap",
     "ilt_weights",
     "release_video_noise",
     "reschedule_noise",
@@ -173,9 +173,13 @@ class ILTFusion(WindowFusion):
         if overlap:
             length, before = lq.shape[2], previous.noise.shape[2]
             if lq.shape[0] != previous.noise.shape[0] or tuple(lq.shape[3:]) != tuple(previous.noise.shape[3:]):
-                raise ValueError(f"tile {tile} changed shape between windows: {list(previous.noise.shape)} -> {list(lq.shape)}")
+                raise ValueError(
+                    f"tile {tile} changed shape between windows: {list(previous.noise.shape)} -> {list(lq.shape)}"
+                )
             if length > before:
-                raise ValueError(f"ILT window {window.index} has {length} frames, more than the previous one ({before})")
+                raise ValueError(
+                    f"ILT window {window.index} has {length} frames, more than the previous one ({before})"
+                )
             if self.noise == "rescheduled":
                 # the engine's last window may be shorter (only the frames left plus the overlap): its first frames
                 latent_noise = reschedule_noise(previous.noise, overlap, generator)[:, :, :length]

@@ -89,7 +89,7 @@ def _lockstep_reference(method: DiffVSR, video: torch.Tensor, seed: int, alpha: 
     """Two windows (frames 0-7 and 4-11) advanced together, Eq. 2 applied before each step and before decoding."""
     c, (h, w) = method.codec.latent_channels, video.shape[-2:]
     timeline = TimelineNoise(seed, 1, c)
-    noise0 = timeline.slice(0, range(0, 8), range(h), range(w))
+    noise0 = timeline.slice(0, range(8), range(h), range(w))
     noise1 = timeline.slice(0, range(4, 12), range(h), range(w))  # the engine's slice of window 1
     order = torch.randperm(4, generator=make_generator(seed, "cpu"))  # the first draw of the per-file generator
     rescheduled = torch.cat([noise0[:, :, 4:], noise0[:, :, order]], dim=2)  # frames 8..11 <- frames order of 0..3
@@ -138,17 +138,21 @@ def test_rescheduled_noise_is_kept_per_tile(tiny_method, monkeypatch):
     order = torch.randperm(4, generator=make_generator(5, "cpu"))
     timeline = TimelineNoise(5, 1, tiny_method.codec.latent_channels)
     for k, (y, x) in enumerate([(0, 0), (0, 4), (4, 0), (4, 4)]):
-        first = timeline.slice(0, range(0, 8), range(y, y + 4), range(x, x + 4))
+        first = timeline.slice(0, range(8), range(y, y + 4), range(x, x + 4))
         torch.testing.assert_close(seen[k], first, rtol=0, atol=0)
         torch.testing.assert_close(seen[4 + k], torch.cat([first[:, :, 4:], first[:, :, order]], 2), rtol=0, atol=0)
 
 
 def test_engine_with_release_weights(tiny_method):
     video = torch.rand(3, 12, 8, 8, generator=torch.Generator().manual_seed(2)) * 2 - 1
-    method = DiffVSR(preset="tiny", vae="pixel-unshuffle", sampling={"num_inference_steps": 2}, ilt={"weights": "release"})
+    method = DiffVSR(
+        preset="tiny", vae="pixel-unshuffle", sampling={"num_inference_steps": 2}, ilt={"weights": "release"}
+    )
     method.load_state_dict(tiny_method.state_dict())
     expected = _lockstep_reference(method.eval(), video, seed=3, alpha=torch.tensor([0.8, 0.6, 0.4, 0.2]))
-    torch.testing.assert_close(RestoreEngine(method, EngineOptions(seed=3)).restore_tensor(video), expected, atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        RestoreEngine(method, EngineOptions(seed=3)).restore_tensor(video), expected, atol=1e-5, rtol=0
+    )
 
 
 def test_after_denoising_opts_out_of_the_latent_protocol():
