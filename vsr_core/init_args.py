@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from vsr_core.errors import ConfigError, VSRError
+from vsr_core.options import OptionGroup
 
 __all__ = ["build_init_args", "check_init_args", "encode_init_args", "is_class_record"]
 
@@ -133,7 +134,8 @@ def _admits_objects(tp: Any) -> bool:
     if origin is not None:
         return any(_admits_objects(arg) for arg in typing.get_args(tp) if arg is not Ellipsis)
     if isinstance(tp, type):
-        return not issubclass(tp, _PLAIN_TYPES)
+        # Option groups hold plain values only and are recorded as plain dicts (vsr_core.options).
+        return not issubclass(tp, (*_PLAIN_TYPES, OptionGroup))
     return False
 
 

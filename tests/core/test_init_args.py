@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 import torch
@@ -13,6 +14,7 @@ from torch import nn
 
 from vsr_core.errors import CheckpointError, ConfigError
 from vsr_core.init_args import build_init_args, check_init_args, encode_init_args
+from vsr_core.options import OptionGroup
 
 
 class Taker:
@@ -92,3 +94,26 @@ def test_records_naming_other_code_are_refused(args):
 
 def test_plain_strings_for_plain_arguments_pass():
     check_init_args(Taker, {"name": "satb.SATBVR", "size": 1}, "test", CheckpointError)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Group(OptionGroup):
+    kind: Literal["lora", "full"] = "lora"
+    targets: tuple[str, ...] = ("to_q", "torch.nn.Linear")
+
+
+class GroupTaker:
+    """A method taking an option group (recorded as a plain dict whose fields are strings)."""
+
+    def __init__(self, group: _Group = _Group(), module: nn.Module | None = None) -> None:
+        self.group, self.module = group, module
+
+
+def test_option_group_fields_are_plain_values():
+    # Strings inside an option group's dict (even dotted ones) are values, never names to import.
+    record = {"group": {"kind": "full", "targets": ["to_q", "torch.nn.Linear"]}}
+    check_init_args(GroupTaker, record, "test", CheckpointError)
+    assert build_init_args(GroupTaker, record, "test", CheckpointError)[0]["group"] == record["group"]
+    # An object-taking argument next to it still refuses a bare class name.
+    with pytest.raises(CheckpointError, match="init argument 'module'"):
+        check_init_args(GroupTaker, {**record, "module": "torch.nn.Linear"}, "test", CheckpointError)
