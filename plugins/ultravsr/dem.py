@@ -111,7 +111,7 @@ class DegradationEstimator:
         return scores.mean(dim=1)
 
     def parameter_count(self) -> int:
-        """Parameters of the DEM's network (CLIP RN50 for ``clipiqa``, counted on the meta device; 0 for ``constant``)."""
+        """Parameters of the DEM network (CLIP RN50 for ``clipiqa``, counted on the meta device; 0 if constant)."""
         if self.kind == "constant":
             return 0
         if self.kind == "tiny":

@@ -83,7 +83,8 @@ class WindowState:
     """What :meth:`UltraVSR.prepare_window` hands to the step and the decoder for one window.
 
     ``reference`` ``[B,3,T,H,W]`` the bicubic-upsampled input (colour fix); ``latents`` ``[B,c,T,h,w]`` ``z_LR``
-    (padded); ``context`` ``[B,L,D]``; ``d``, ``t`` ``[B]``; ``size`` the output ``(H, W)``; ``frames_per_batch`` TAI's ``b``.
+    (padded); ``context`` ``[B,L,D]``; ``d``, ``t`` ``[B]``; ``size`` the output ``(H, W)``; ``frames_per_batch``
+    TAI's ``b``.
     """
 
     reference: torch.Tensor
@@ -136,7 +137,8 @@ class UltraVSR(VSRMethod):
         lora, rts, drs, dem, sjd, losses, tai, sampling: the option groups of :mod:`ultravsr.options`.
         adam_betas: betas of every network's Adam (the paper: 0.9, 0.99).
         learning_rate: of every network (the paper: 5e-5).
-        **kwargs: the core's arguments (``optimizer``, ``optimizer_overrides``, ``group_schedules``, ``val_sampling``, ...).
+        **kwargs: the core's arguments (``optimizer``, ``optimizer_overrides``, ``group_schedules``,
+            ``val_sampling``, ...).
     """
 
     fsdp_block_classes = (CrossAttnDownBlock2D, DownBlock2D, UNetMidBlock2DCrossAttn, CrossAttnUpBlock2D, UpBlock2D)
@@ -170,7 +172,11 @@ class UltraVSR(VSRMethod):
         super().__init__(scale=scale, learning_rate=learning_rate, **kwargs)
         self.automatic_optimization = False
         self.lora, self.rts, self.drs = UltraVSRLoRA.coerce(lora), RTSOptions.coerce(rts), DRSOptions.coerce(drs)
-        self.dem, self.sjd, self.losses = DEMOptions.coerce(dem), SJDOptions.coerce(sjd), GeneratorLossOptions.coerce(losses)
+        self.dem, self.sjd, self.losses = (
+            DEMOptions.coerce(dem),
+            SJDOptions.coerce(sjd),
+            GeneratorLossOptions.coerce(losses),
+        )
         self.tai, self.sampling = TAIOptions.coerce(tai), UltraVSRSampling.coerce(sampling)
         self.adam_betas = tuple(adam_betas)
         self.preset, self.pretrained, self.seed = preset, pretrained, seed
@@ -184,9 +190,15 @@ class UltraVSR(VSRMethod):
         else:
             self.schedule = DDPMSchedule.preset("sd2.1-base")
         if self.schedule.prediction_type != "epsilon":
-            raise PretrainedError(f"{pretrained}/scheduler predicts {self.schedule.prediction_type}; UltraVSR needs SD 2.1-base's epsilon")
+            raise PretrainedError(
+                f"{pretrained}/scheduler predicts {self.schedule.prediction_type}; "
+                "UltraVSR needs SD 2.1-base's epsilon"
+            )
         if self.drs.fixed_timestep >= self.schedule.num_train_timesteps:
-            raise ConfigError(f"drs.fixed_timestep {self.drs.fixed_timestep} is outside the schedule's 0..{self.schedule.num_train_timesteps - 1}")
+            raise ConfigError(
+                f"drs.fixed_timestep {self.drs.fixed_timestep} is outside the schedule's "
+                f"0..{self.schedule.num_train_timesteps - 1}"
+            )
 
         self.codec = self._build_codec()
         self.unet = self._build_unet()
@@ -225,10 +237,19 @@ class UltraVSR(VSRMethod):
         if self.pretrained:
             codec = AutoencoderKLCodec.from_pretrained(self.pretrained, trainable=trainable)
         else:
-            codec = AutoencoderKLCodec(preset=self.spec.vae_preset, config=self.spec.vae_config, seed=self.seed, trainable=trainable)
+            codec = AutoencoderKLCodec(
+                preset=self.spec.vae_preset, config=self.spec.vae_config, seed=self.seed, trainable=trainable
+            )
         vae = codec.vae
         if not self.full_finetune:
-            add_lora(vae, self.lora.vae_rank, self.lora.vae_alpha, self.vae_lora_targets(vae), VAE_ADAPTER, self.lora.dropout)
+            add_lora(
+                vae,
+                self.lora.vae_rank,
+                self.lora.vae_alpha,
+                self.vae_lora_targets(vae),
+                VAE_ADAPTER,
+                self.lora.dropout,
+            )
         if self.rts.enabled and self.rts.vae_decoder:
             attach_decoder_rts(vae, rts_factory(self.rts, self.spec.rts))
         for name, p in vae.named_parameters():
@@ -245,7 +266,9 @@ class UltraVSR(VSRMethod):
             unet = self._random_init(lambda: UNet2DConditionModel(**self.spec.unet))
         check_sd_unet(unet, f"{self.pretrained}/unet" if self.pretrained else "the preset UNet")
         if unet.config.in_channels != self.codec.latent_channels:
-            raise PretrainedError(f"the UNet reads {unet.config.in_channels} channels, the VAE gives {self.codec.latent_channels}")
+            raise PretrainedError(
+                f"the UNet reads {unet.config.in_channels} channels, the VAE gives {self.codec.latent_channels}"
+            )
         return unet
 
     def unet_lora_targets(self, unet: nn.Module) -> dict[str, list[str]]:
@@ -272,7 +295,9 @@ class UltraVSR(VSRMethod):
             attach_unet_rts(unet, rts_factory(self.rts, self.spec.rts))
         conv_in = self.lora.train_conv_in
         for name, p in unet.named_parameters():
-            p.requires_grad_(self.full_finetune or "lora_" in name or "RTS" in name or (conv_in and name.startswith("conv_in.")))
+            p.requires_grad_(
+                self.full_finetune or "lora_" in name or "RTS" in name or (conv_in and name.startswith("conv_in."))
+            )
         self._cast_frozen(unet)
         return unet
 
@@ -283,9 +308,16 @@ class UltraVSR(VSRMethod):
             mode = "clip" if has_text else "none"
         if mode in ("clip", "empty"):
             if not self.pretrained:
-                raise ConfigError(f"text_encoder={mode} reads pretrained/text_encoder; give pretrained= or use text_encoder=none")
+                raise ConfigError(
+                    f"text_encoder={mode} reads pretrained/text_encoder; give pretrained= or use text_encoder=none"
+                )
             return PromptEncoder.from_pretrained(
-                self.pretrained, kind="clip", empty=mode == "empty", width=width, ignore_prompts=ignore_prompts, owner="UltraVSR"
+                self.pretrained,
+                kind="clip",
+                empty=mode == "empty",
+                width=width,
+                ignore_prompts=ignore_prompts,
+                owner="UltraVSR",
             )
         if mode != "none":
             raise ConfigError(f"text_encoder must be auto, clip, empty or none; got {mode!r}")
@@ -348,7 +380,7 @@ class UltraVSR(VSRMethod):
         configs = super().configure_optimizers()
         if self.optimizer_factory is None:  # the core's AdamW without weight decay is Adam: give it the paper's betas
             listed = configs if isinstance(configs, list) else [configs]
-            for name, config in zip(self.parameter_groups(), listed):
+            for name, config in zip(self.parameter_groups(), listed, strict=True):
                 if "betas" not in self.optimizer_overrides.get(name, {}):
                     for group in config["optimizer"].param_groups:
                         group["betas"] = self.adam_betas
@@ -364,7 +396,7 @@ class UltraVSR(VSRMethod):
         return self._estimators[options.kind]
 
     def degradation(self, lq_up: torch.Tensor, dem: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(d [B], t_rec [B])`` for the upsampled LR videos ``[B,3,T,H,W]`` (Eq. 2 and 4, or Table 3 row A's fixed t)."""
+        """``(d [B], t_rec [B])`` for upsampled LR videos ``[B,3,T,H,W]`` (Eq. 2 and 4, or Table 3 row A's fixed t)."""
         alphas = self.schedule.alphas_cumprod.to(lq_up.device)
         if self.drs.schedule == "fixed":
             return fixed_schedule(self.drs.fixed_timestep, alphas, lq_up.shape[0])
@@ -409,7 +441,7 @@ class UltraVSR(VSRMethod):
         dem: str | None = None,
         degradation: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> WindowState:
-        """Upsample, DEM (unless ``degradation`` is given), VAE encoder (TAI, tiles), text: ``lq [B,3,T,h,w]`` -> state."""
+        """Upsample, DEM (unless ``degradation`` is given), VAE encoder (TAI, tiles), text: ``lq [B,3,T,h,w]``."""
         b = self._frames_per_batch(frames_per_batch)
         up = upsample_frames(lq, self.scale)
         height, width = up.shape[-2:]
@@ -420,13 +452,18 @@ class UltraVSR(VSRMethod):
         tai = self.tai
         grid = (padded.shape[-2] // f, padded.shape[-1] // f)
         latents = tiled(
-            lambda x: encode_frames(self.codec, x, b), padded, tai.encoder_tile // f, tai.encoder_tile_overlap // f, grid, in_scale=f
+            lambda x: encode_frames(self.codec, x, b),
+            padded,
+            tai.encoder_tile // f,
+            tai.encoder_tile_overlap // f,
+            grid,
+            in_scale=f,
         )
         context = self.prompt_encoder(prompt, lq.shape[0], lq.device, latents.dtype)
         return WindowState(up, latents, context, d, t, (height, width), b)
 
     def denoise_step(self, state: WindowState, i: int, latents: torch.Tensor) -> torch.Tensor:
-        """The one step: ``est = UNet(z_LR, t_rec)`` (TAI, Gaussian tiles) and Eq. 3 ``z_HR = (z_LR - sqrt(1-d^2) est) / d``."""
+        """The one step: ``est = UNet(z_LR, t_rec)`` (TAI, tiles); Eq. 3: ``z_HR = (z_LR - sqrt(1-d^2) est) / d``."""
         if i != 0:
             raise ConfigError(f"UltraVSR takes exactly one step (step 0), got step {i}")
         tai = self.tai
@@ -488,7 +525,9 @@ class UltraVSR(VSRMethod):
             raise ConfigError(f"UltraVSR is a one-step model; num_inference_steps must be 1, got {steps}")
         guidance = self.sampling.guidance_scale if guidance_scale is None else guidance_scale
         if guidance != 1.0:
-            raise ConfigError(f"UltraVSR restores without classifier-free guidance; guidance_scale must be 1, got {guidance}")
+            raise ConfigError(
+                f"UltraVSR restores without classifier-free guidance; guidance_scale must be 1, got {guidance}"
+            )
         interval = self.tai.interval_frames if interval_frames is None else int(interval_frames)
         frames = lq.shape[2]
         # One DEM score for the whole window (the release scores the whole video once, Eq. 2).
@@ -496,7 +535,9 @@ class UltraVSR(VSRMethod):
         height, width = lq.shape[-2] * self.scale, lq.shape[-1] * self.scale
         parts = []
         for start, end in interval_bounds(frames, interval, height, width, self.tai.interval_min_size):
-            state = self.prepare_window(lq[:, :, start:end], prompt, frames_per_batch=frames_per_batch, degradation=degradation)
+            state = self.prepare_window(
+                lq[:, :, start:end], prompt, frames_per_batch=frames_per_batch, degradation=degradation
+            )
             latents = self.denoise_step(state, 0, state.latents)
             parts.append(self.finish_window(state, latents, color_fix))
         return torch.cat(parts, dim=2) if len(parts) > 1 else parts[0]
@@ -506,7 +547,8 @@ class UltraVSR(VSRMethod):
     def generate(self, lq: torch.Tensor, prompt: list[str] | None) -> dict[str, torch.Tensor]:
         """The generator with gradients on a training clip (all frames at once, no tiles).
 
-        Returns ``video`` ``[B,3,T,H,W]`` (not colour-fixed), ``z_hr`` / ``z_lr`` ``[B,c,T,h,w]``, ``context``, ``d``, ``t``.
+        Returns ``video`` ``[B,3,T,H,W]`` (not colour-fixed), ``z_hr`` / ``z_lr`` ``[B,c,T,h,w]``, ``context``,
+        ``d``, ``t``.
         """
         up = upsample_frames(lq, self.scale)
         d, t = self.degradation(up)
@@ -534,7 +576,9 @@ class UltraVSR(VSRMethod):
         logged["fake_tru"] = self.optimize("fake_tru", lambda: self._sjd.fake_score_loss(z_gen, context, generator))
         if self.sjd.real_tru != "frozen":
             real = ModuleScore(self.real_tru, _tru_forward)
-            logged["real_tru"] = self.optimize("real_tru", lambda: denoising_loss(real, self.schedule, z_gt, context, generator))
+            logged["real_tru"] = self.optimize(
+                "real_tru", lambda: denoising_loss(real, self.schedule, z_gt, context, generator)
+            )
         kind = self.losses.gan_loss
         logged["discriminator"] = self.optimize(
             "discriminator", lambda: d_loss(self.discriminator(hq), self.discriminator(video.detach()), kind)

@@ -34,7 +34,18 @@ RELEASE_UNET_PATTERNS = (
     "proj_out", "proj_in", "ff.net.2", "ff.net.0.proj",
 )  # fmt: skip
 #: Name fragments the release's ``initialize_vae`` gives LoRA inside the VAE *encoder* (and ``quant_conv``).
-RELEASE_VAE_PATTERNS = ("conv1", "conv2", "conv_in", "conv_shortcut", "conv", "conv_out", "to_k", "to_q", "to_v", "to_out.0")
+RELEASE_VAE_PATTERNS = (
+    "conv1",
+    "conv2",
+    "conv_in",
+    "conv_shortcut",
+    "conv",
+    "conv_out",
+    "to_k",
+    "to_q",
+    "to_v",
+    "to_out.0",
+)
 
 
 @dataclass(frozen=True)
@@ -249,4 +260,6 @@ class TAIOptions(OptionGroup):
         for name in ("latent", "decoder", "encoder"):
             tile, overlap = getattr(self, f"{name}_tile"), getattr(self, f"{name}_tile_overlap")
             if tile < 1 or not 0 <= overlap < tile:
-                raise ConfigError(f"{name}_tile must be >= 1 and {name}_tile_overlap in [0, tile), got {tile}, {overlap}")
+                raise ConfigError(
+                    f"{name}_tile must be >= 1 and {name}_tile_overlap in [0, tile), got {tile}, {overlap}"
+                )

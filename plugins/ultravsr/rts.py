@@ -63,13 +63,19 @@ class RTSConvUnit(nn.Module):
     ``i+1``, zeros at the clip ends (Eq. 5); ``conv3`` (zero-initialised) restores ``C``.
     """
 
-    def __init__(self, channels: int, reduction: int = 10, activation: Activation = "silu", middle: Middle = "zero") -> None:
+    def __init__(
+        self, channels: int, reduction: int = 10, activation: Activation = "silu", middle: Middle = "zero"
+    ) -> None:
         super().__init__()
         hidden = conv_width(channels, reduction)
         if hidden < 3:
-            raise ConfigError(f"an RTS convolution unit on {channels} channels with reduction {reduction} has no channels")
+            raise ConfigError(
+                f"an RTS convolution unit on {channels} channels with reduction {reduction} has no channels"
+            )
         if activation not in ("silu", "relu") or middle not in ("zero", "keep"):
-            raise ConfigError(f"RTS activation must be silu or relu and middle zero or keep; got {activation}, {middle}")
+            raise ConfigError(
+                f"RTS activation must be silu or relu and middle zero or keep; got {activation}, {middle}"
+            )
         self.activation, self.middle = activation, middle
         self.conv1 = nn.Conv2d(channels, hidden, 1, bias=False)
         self.conv_blocks = nn.ModuleList(
@@ -111,12 +117,15 @@ class RTSAttentionUnit(nn.Module):
     the ``h*w`` positions; ``"spatial"`` (paper): ``softmax(q k^T / sqrt(r)) v`` over the positions.
     """
 
-    def __init__(self, channels: int, reduction: int = 4, heads: int = 8, attention: AttentionKind = "channel") -> None:
+    def __init__(
+        self, channels: int, reduction: int = 4, heads: int = 8, attention: AttentionKind = "channel"
+    ) -> None:
         super().__init__()
         width = attention_width(channels, reduction, heads)
         if width < 3 * heads:
             raise ConfigError(
-                f"an RTS attention unit on {channels} channels with reduction {reduction} and {heads} heads has no channels"
+                f"an RTS attention unit on {channels} channels with reduction {reduction} and {heads} heads "
+                "has no channels"
             )
         if attention not in ("channel", "spatial"):
             raise ConfigError(f"RTS attention must be channel or spatial, got {attention!r}")

@@ -25,7 +25,9 @@ __all__ = ["interval_bounds", "tiled"]
 TILE_SIGMA_RATIO = 0.1
 
 
-def interval_bounds(num_frames: int, interval_frames: int, height: int, width: int, min_size: int) -> list[tuple[int, int]]:
+def interval_bounds(
+    num_frames: int, interval_frames: int, height: int, width: int, min_size: int
+) -> list[tuple[int, int]]:
     """``[(start, end), ...]`` covering ``num_frames``: one interval unless the release's rule splits the video.
 
     Split into intervals of ``interval_frames`` when ``num_frames > interval_frames > 0`` and
@@ -62,7 +64,9 @@ def tiled(
         for x0 in tile_starts(gw, side, overlap):
             part = fn(x[..., y * in_scale : (y + side) * in_scale, x0 * in_scale : (x0 + side) * in_scale])
             if out is None:
-                out = torch.zeros(*part.shape[:3], gh * out_scale, gw * out_scale, device=x.device, dtype=torch.float32)
+                out = torch.zeros(
+                    *part.shape[:3], gh * out_scale, gw * out_scale, device=x.device, dtype=torch.float32
+                )
             ys, xs = slice(y * out_scale, (y + side) * out_scale), slice(x0 * out_scale, (x0 + side) * out_scale)
             out[..., ys, xs] += part.float() * weight
             total[ys, xs] += weight

@@ -31,6 +31,7 @@ __all__ = [
     "attach_unet_rts",
     "check_sd_unet",
     "release_unet_targets",
+    "plain_parameter_names",
     "run_unet",
     "unet_rts_channels",
     "unet_rts_modules",
@@ -54,9 +55,13 @@ def check_sd_unet(unet: UNet2DConditionModel, source: str = "the UNet") -> None:
     found = {k: v for k, v in unsupported.items() if v is not None}
     if found or cfg.center_input_sample or cfg.mid_block_type != "UNetMidBlock2DCrossAttn":
         name, value = next(iter(found.items())) if found else ("mid_block_type", cfg.mid_block_type)
-        raise PretrainedError(f"{source} is not a Stable Diffusion 1.x/2.x UNet ({name}={value!r}); UltraVSR needs SD 2.1-base")
+        raise PretrainedError(
+            f"{source} is not a Stable Diffusion 1.x/2.x UNet ({name}={value!r}); UltraVSR needs SD 2.1-base"
+        )
     if cfg.in_channels != cfg.out_channels:
-        raise PretrainedError(f"{source} maps {cfg.in_channels} to {cfg.out_channels} channels; UltraVSR needs an SD UNet")
+        raise PretrainedError(
+            f"{source} maps {cfg.in_channels} to {cfg.out_channels} channels; UltraVSR needs an SD UNet"
+        )
 
 
 def unet_rts_channels(unet: UNet2DConditionModel) -> tuple[list[int], list[int]]:
@@ -87,7 +92,7 @@ def release_unet_targets(unet: nn.Module, patterns: Iterable[str]) -> dict[str, 
     """
     groups: dict[str, list[str]] = {name: [] for name in UNET_ADAPTERS}
     patterns = list(patterns)
-    for name, _ in unet.named_parameters():
+    for name in plain_parameter_names(unet):
         if "bias" in name or "norm" in name or "RTS" in name or not any(p in name for p in patterns):
             continue
         module = name.removesuffix(".weight")
@@ -98,6 +103,11 @@ def release_unet_targets(unet: nn.Module, patterns: Iterable[str]) -> dict[str, 
         else:
             groups["default_others"].append(module)
     return groups
+
+
+def plain_parameter_names(module: nn.Module) -> list[str]:
+    """Parameter names as the module has them without LoRA (peft's ``.base_layer`` dropped, adapters skipped)."""
+    return [n.replace(".base_layer.", ".") for n, _ in module.named_parameters() if "lora_" not in n]
 
 
 State = dict[str, Any]
@@ -183,7 +193,8 @@ def run_unet(
     context: torch.Tensor,
     frames_per_batch: int | None = None,
 ) -> torch.Tensor:
-    """The UNet with its RTS modules on a clip: ``x [B, c, T, h, w]``, ``timestep [B]``, ``context [B, L, D]`` -> ``[B, c, T, h, w]``.
+    """The UNet with its RTS modules on a clip: ``x [B, c, T, h, w]``, ``timestep [B]``, ``context [B, L, D]``
+    -> epsilon ``[B, c, T, h, w]``.
 
     ``frames_per_batch``: at most this many frames per spatial call (TAI); ``None`` runs all frames at once.
     """
@@ -193,4 +204,3 @@ def run_unet(
     state = {"x": frames, "t": timesteps, "ctx": repeat_per_frame(context, t), "x_size": (h, w)}
     out = BlockwiseRunner(unet_stages(unet), frames_per_batch=frames_per_batch).run_frames(state, t)
     return frames_to_video(out, t)
-

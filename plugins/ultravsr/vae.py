@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ultravsr.rts import RTSModule
+from ultravsr.unet import plain_parameter_names
 from vsr_core.errors import ConfigError
 from vsr_core.latent import AutoencoderKLCodec
 from vsr_core.nn import BlockwiseRunner, Stage, frames_to_video, spatial, video_to_frames
@@ -53,7 +54,7 @@ def release_vae_targets(vae: nn.Module, patterns: Iterable[str]) -> list[str]:
     """
     patterns = list(patterns)
     targets = set()
-    for name, _ in vae.named_parameters():
+    for name in plain_parameter_names(vae):
         if "bias" in name or "norm" in name or "RTS" in name:
             continue
         in_encoder = name.startswith("encoder.") and any(p in name for p in patterns)
@@ -107,7 +108,9 @@ def decoder_stages(vae: nn.Module) -> list[Stage]:
     return stages
 
 
-def decode_latents(codec: AutoencoderKLCodec, latents: torch.Tensor, frames_per_batch: int | None = None) -> torch.Tensor:
+def decode_latents(
+    codec: AutoencoderKLCodec, latents: torch.Tensor, frames_per_batch: int | None = None
+) -> torch.Tensor:
     """Scaled latents ``[B, c, T, h, w]`` -> video ``[B, 3, T, H, W]`` in ``[-1, 1]`` through the RTS decoder.
 
     Undoes the codec's latent scaling (``z / scaling_factor + shift_factor``) as ``codec.decode`` does.

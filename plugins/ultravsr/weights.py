@@ -7,7 +7,8 @@ needed) with
 * ``rank_unet``, ``unet_lora_encoder_modules`` / ``unet_lora_decoder_modules`` / ``unet_lora_others_modules``
   (the three adapters' target module paths) and ``state_dict_unet``: every UNet parameter whose name
   contains ``lora``, ``conv_in`` or ``RTS`` (peft names, e.g. ``down_blocks.0.attentions.0.transformer_blocks.0.
-  attn1.to_q.lora_A.default_encoder.weight``, ``conv_in.base_layer.weight``, ``video_down_RTS_blocks.0.RTSConv.conv1.weight``);
+  attn1.to_q.lora_A.default_encoder.weight``, ``conv_in.base_layer.weight``,
+  ``video_down_RTS_blocks.0.RTSConv.conv1.weight``);
 * ``rank_vae``, ``vae_lora_modules`` and ``state_dict_vae``: every VAE parameter with ``lora`` or ``RTS``
   (``encoder.conv_in.lora_A.default_encoder.weight``, ``decoder.video_up_RTS_blocks.0.RTSAtten.temperature``).
 
@@ -26,7 +27,15 @@ from torch import nn
 from vsr_core.errors import PretrainedError
 from vsr_core.torch_files import read_torch_file
 
-__all__ = ["RELEASE_FILE", "RELEASE_KEYS", "load_release", "read_release", "release_keys", "release_record", "write_release"]
+__all__ = [
+    "RELEASE_FILE",
+    "RELEASE_KEYS",
+    "load_release",
+    "read_release",
+    "release_keys",
+    "release_record",
+    "write_release",
+]
 
 RELEASE_FILE = "model_vsr.pkl"
 RELEASE_KEYS = (
@@ -47,7 +56,7 @@ _UNET_LISTS = {
 
 
 def release_keys(module: nn.Module, fragments: tuple[str, ...], everything: bool = False) -> list[str]:
-    """Parameter names the release stores for ``module``: those containing one of ``fragments`` (all with ``everything``)."""
+    """Parameter names the release stores for ``module``: those containing a ``fragment`` (all: ``everything``)."""
     return [name for name, _ in module.named_parameters() if everything or any(f in name for f in fragments)]
 
 
@@ -89,13 +98,19 @@ def read_release(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     file = path / RELEASE_FILE if path.is_dir() else path
     if not file.is_file():
-        raise PretrainedError(f"UltraVSR weights {file} do not exist (pass the release's {RELEASE_FILE} or a `vsr export` folder)")
+        raise PretrainedError(
+            f"UltraVSR weights {file} do not exist (pass the release's {RELEASE_FILE} or a `vsr export` folder)"
+        )
     record = read_torch_file(file, what="UltraVSR weights file")
     if not isinstance(record, dict):
-        raise PretrainedError(f"{file} holds a {type(record).__name__}, not the release's dict of {', '.join(RELEASE_KEYS[:2])}, ...")
+        raise PretrainedError(
+            f"{file} holds a {type(record).__name__}, not the release's dict of {', '.join(RELEASE_KEYS[:2])}, ..."
+        )
     missing = [key for key in RELEASE_KEYS if key not in record]
     if missing:
-        raise PretrainedError(f"{file} is not an UltraVSR weights file: it has no '{missing[0]}' (keys: {sorted(record)[:4]})")
+        raise PretrainedError(
+            f"{file} is not an UltraVSR weights file: it has no '{missing[0]}' (keys: {sorted(record)[:4]})"
+        )
     for key in ("state_dict_unet", "state_dict_vae"):
         if not isinstance(record[key], dict) or not all(isinstance(v, torch.Tensor) for v in record[key].values()):
             raise PretrainedError(f"{file}: '{key}' is not a dict of tensors")
@@ -107,10 +122,14 @@ def _check_targets(file: str, found: list[str], expected: list[str], what: str) 
     if found_set != expected_set:
         extra, lacking = sorted(found_set - expected_set), sorted(expected_set - found_set)
         detail = f"it targets {extra[0]} too" if extra else f"it does not target {lacking[0]}"
-        raise PretrainedError(f"{file}: the {what} LoRA targets differ from this model's ({detail}); check the lora options")
+        raise PretrainedError(
+            f"{file}: the {what} LoRA targets differ from this model's ({detail}); check the lora options"
+        )
 
 
-def _load_tensors(file: str, module: nn.Module, state: dict[str, torch.Tensor], expected: list[str], what: str) -> None:
+def _load_tensors(
+    file: str, module: nn.Module, state: dict[str, torch.Tensor], expected: list[str], what: str
+) -> None:
     missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
     if missing or unexpected:
         parts = []
@@ -123,7 +142,8 @@ def _load_tensors(file: str, module: nn.Module, state: dict[str, torch.Tensor], 
     for name in expected:
         if state[name].shape != params[name].shape:
             raise PretrainedError(
-                f"{file}: {what} weight {name} has shape {tuple(state[name].shape)}, this model {tuple(params[name].shape)}"
+                f"{file}: {what} weight {name} has shape {tuple(state[name].shape)}, "
+                f"this model {tuple(params[name].shape)}"
             )
     with torch.no_grad():
         for name in expected:
@@ -150,5 +170,7 @@ def load_release(
     for adapter, key in _UNET_LISTS.items():
         _check_targets(source, list(record[key]), unet_targets.get(adapter, []), f"UNet {adapter}")
     _check_targets(source, list(record["vae_lora_modules"]), vae_targets, "VAE encoder")
-    _load_tensors(source, unet, record["state_dict_unet"], release_keys(unet, ("lora", "conv_in", "RTS"), everything), "UNet")
+    _load_tensors(
+        source, unet, record["state_dict_unet"], release_keys(unet, ("lora", "conv_in", "RTS"), everything), "UNet"
+    )
     _load_tensors(source, vae, record["state_dict_vae"], release_keys(vae, ("lora", "RTS"), everything), "VAE")

@@ -21,7 +21,9 @@ def sd21_alphas_cumprod() -> torch.Tensor:
 
 def test_the_core_preset_is_sd21_base():
     # diffusers builds the betas in float32: equal to the float64 formula up to float32 rounding.
-    torch.testing.assert_close(DDPMSchedule.preset("sd2.1-base").alphas_cumprod, sd21_alphas_cumprod(), atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        DDPMSchedule.preset("sd2.1-base").alphas_cumprod, sd21_alphas_cumprod(), atol=1e-6, rtol=0
+    )
 
 
 def test_inversion_recovers_the_hr_latent_exactly_with_the_true_noise():

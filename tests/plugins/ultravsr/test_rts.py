@@ -25,7 +25,9 @@ def _randomize(module: torch.nn.Module, seed: int = 0) -> None:
 def test_release_widths_and_parameter_names():
     # RTSConvBlock: nhidden // (10 * 3) * 3; RTSAttenBlock: dim // (4 * 8 * 3) * (8 * 3) (release arithmetic).
     assert conv_width(320, 10) == 30 and conv_width(1280, 10) == 126 and conv_width(256, 10) == 24
-    assert attention_width(320, 4, 8) == 72 and attention_width(1280, 4, 8) == 312 and attention_width(512, 4, 8) == 120
+    assert (
+        attention_width(320, 4, 8) == 72 and attention_width(1280, 4, 8) == 312 and attention_width(512, 4, 8) == 120
+    )
     shapes = {k: tuple(v.shape) for k, v in RTSModule(320).state_dict().items()}
     assert shapes == {
         "RTSConv.conv1.weight": (30, 320, 1, 1),
