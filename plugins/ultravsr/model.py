@@ -76,6 +76,7 @@ from vsr_core.video_ops import pad_spatial, padded_size, upsample_frames
 __all__ = ["UltraVSR", "WindowState"]
 
 COLOR_FIXES = {"wavelet": wavelet_color_fix, "adain": adain_color_fix}
+_COLOR_FIX_FRAMES = 8
 
 
 @dataclass
@@ -264,6 +265,11 @@ class UltraVSR(VSRMethod):
             unet = UNet2DConditionModel.from_pretrained(folder)
         else:
             unet = self._random_init(lambda: UNet2DConditionModel(**self.spec.unet))
+            # A random base's noise estimate is noise: its output layer starts at zero instead, so the untrained
+            # generator is the VAE on z_LR / d (Eq. 3 with est = 0) and the TRUs start equal.
+            if unet.conv_out.weight.device.type != "meta":
+                nn.init.zeros_(unet.conv_out.weight)
+                nn.init.zeros_(unet.conv_out.bias)
         check_sd_unet(unet, f"{self.pretrained}/unet" if self.pretrained else "the preset UNet")
         if unet.config.in_channels != self.codec.latent_channels:
             raise PretrainedError(
@@ -488,11 +494,16 @@ class UltraVSR(VSRMethod):
         height, width = state.size
         video = video[..., :height, :width]
         fix = self.sampling.color_fix if color_fix is None else color_fix
-        if fix != "none":
-            if fix not in COLOR_FIXES:
-                raise ConfigError(f"color_fix must be none, {', '.join(COLOR_FIXES)}; got {fix!r}")
-            video = COLOR_FIXES[fix](video, state.reference)
-        return video.clamp(-1, 1)
+        if fix == "none":
+            return video.clamp(-1, 1)
+        if fix not in COLOR_FIXES:
+            raise ConfigError(f"color_fix must be none, {', '.join(COLOR_FIXES)}; got {fix!r}")
+        out = torch.empty_like(video)
+        step = _COLOR_FIX_FRAMES  # a per-frame operation: a few frames at a time bound its working memory
+        for start in range(0, video.shape[2], step):
+            part = slice(start, start + step)
+            out[:, :, part] = COLOR_FIXES[fix](video[:, :, part], state.reference[:, :, part]).clamp(-1, 1)
+        return out
 
     @torch.no_grad()
     def restore(
@@ -586,18 +597,19 @@ class UltraVSR(VSRMethod):
 
         def generator_loss() -> torch.Tensor:
             w = self.losses
-            sjd = self._sjd.generator_loss(z_gen, context, uncond, generator)  # Eq. 9-11
             parts = {
                 "mse": F.mse_loss(video.float(), hq.float()),
                 "perceptual": self.perceptual(video, hq),
                 "adversarial": g_loss(self.discriminator(video), kind),
-                "sjd": sjd.loss,
             }
             total = w.mse * parts["mse"] + w.perceptual * parts["perceptual"] + w.adversarial * parts["adversarial"]
-            total = total + self.sjd.weight * parts["sjd"]
+            if self.sjd.weight > 0:  # two TRU evaluations: skipped when SJD is switched off
+                sjd = self._sjd.generator_loss(z_gen, context, uncond, generator)  # Eq. 9-11
+                parts["sjd"] = sjd.loss
+                total = total + self.sjd.weight * sjd.loss
+                if sjd.consistency is not None:
+                    logged["sjd_consistency"] = sjd.consistency.detach()
             logged.update({name: value.detach() for name, value in parts.items()})
-            if sjd.consistency is not None:
-                logged["sjd_consistency"] = sjd.consistency.detach()
             return total
 
         total = self.optimize("generator", generator_loss)

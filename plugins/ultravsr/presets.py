@@ -115,7 +115,7 @@ PRESETS: dict[str, Preset] = {
             "up_block_types": ["UpDecoderBlock2D"] * 3,
             "scaling_factor": 1.0,
         },
-        rts={"conv_reduction": 1, "attention_reduction": 1, "heads": 2},
+        rts={"conv_reduction": 2, "attention_reduction": 2, "heads": 2},
         discriminator={"base_channels": 8, "num_layers": 2, "max_channels": 16},
         text_tokens=8,
         temporal_window=16,

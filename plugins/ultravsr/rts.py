@@ -88,7 +88,9 @@ class RTSConvUnit(nn.Module):
         """``reduce`` (per frame) -> ``shift`` (whole clip, Eq. 5) -> ``fuse`` (per frame, Eq. 6) on ``state[key]``."""
 
         def reduce(state: State) -> State:
-            return _replace(state, _rts_in=state[key], _rts_f=self.conv1(state[key]))
+            # The input moves to _rts_in (not copied next to itself when the runner assembles the clip).
+            rest = {k: v for k, v in state.items() if k != key}
+            return _replace(rest, _rts_in=state[key], _rts_f=self.conv1(state[key]))
 
         def shift(state: State, num_frames: int) -> State:
             shifted = temporal_shift(
@@ -169,7 +171,8 @@ class RTSAttentionUnit(nn.Module):
         """``project_in`` (per frame) -> ``attend`` (whole clip, Eq. 7) -> ``project_out`` (per frame, Eq. 8)."""
 
         def project_in(state: State) -> State:
-            return _replace(state, _rts_in=state[key], _rts_qkv=self.qkv_dwconv(self.qkv(state[key])))
+            rest = {k: v for k, v in state.items() if k != key}
+            return _replace(rest, _rts_in=state[key], _rts_qkv=self.qkv_dwconv(self.qkv(state[key])))
 
         def attend(state: State, num_frames: int) -> State:
             out = {k: v for k, v in state.items() if k != "_rts_qkv"}
