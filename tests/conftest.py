@@ -8,6 +8,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from malicious import MarkerPayload
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -49,16 +50,6 @@ def fake_plugins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         if name.startswith("fake_"):
             del sys.modules[name]
     discover_plugins.cache_clear()
-
-
-class MarkerPayload:
-    """Pickles as a call to ``os.system("touch MARKER")``: what a malicious checkpoint would run on load."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f"touch '{self.marker}'",))
 
 
 @pytest.fixture

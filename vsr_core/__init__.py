@@ -15,14 +15,25 @@ logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
 
 __version__ = "0.1.0"
 
+# What docs/plugin-authoring.md teaches a plugin to use, by the module that defines it. Everything
+# else a plugin may use is in the ``__all__`` of a direct submodule (``vsr_core.losses``, ...).
 _EXPORTS = {
     "VSRMethod": "vsr_core.method",
-    "VideoDataModule": "vsr_core.data",
     "load_method": "vsr_core.checkpoint",
+    "VideoDataModule": "vsr_core.data",
     "VSRError": "vsr_core.errors",
+    "ConfigError": "vsr_core.errors",
+    "PretrainedError": "vsr_core.errors",
+    "OptionGroup": "vsr_core.options",
+    "LoRAOptions": "vsr_core.options",
+    "SamplingOptions": "vsr_core.options",
+    "TilingOptions": "vsr_core.options",
     "LatentCodec": "vsr_core.latent",
+    "NoiseSchedule": "vsr_core.diffusion",
     "DDPMSchedule": "vsr_core.diffusion",
     "FlowMatchingSchedule": "vsr_core.diffusion",
+    "PromptEncoder": "vsr_core.text",
+    "WindowFusion": "vsr_core.inference",
 }
 
 __all__ = list(_EXPORTS)

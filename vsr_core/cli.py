@@ -27,7 +27,7 @@ from vsr_core import interrupts
 from vsr_core.commands import EXTRA_COMMANDS
 from vsr_core.errors import VSRError
 
-__all__ = ["LIGHTNING_COMMANDS", "main", "one_line_parse_error", "resolve_model_args", "vsr_error_cause"]
+__all__ = ["LIGHTNING_COMMANDS", "main", "one_line_parse_error", "resolve_model_args", "version_line", "vsr_error_cause"]
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 
@@ -50,12 +50,38 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'vsr_core.cli' has no attribute {name!r}")
 
 
-class _DropAdverts(logging.Filter):
+# Lightning's start-up lines that vsr's one-line run summary replaces (device, precision, seed), and its adverts.
+_DROPPED_PREFIXES = (
+    "GPU available",
+    "TPU available",
+    "HPU available",
+    "IPU available",
+    "Seed set to",
+    "LOCAL_RANK:",
+    "Restoring states from the checkpoint path",  # vsr says which checkpoint it resumes from, and where
+    "Restored all states from the checkpoint",
+)
+
+
+class _DropNoise(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        return "litlogger" not in record.getMessage().lower()
+        message = record.getMessage()
+        return "litlogger" not in message.lower() and not message.startswith(_DROPPED_PREFIXES)
 
 
-logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropAdverts())
+for _name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.seed", "lightning.fabric.utilities.rank_zero"):
+    logging.getLogger(_name).addFilter(_DropNoise())
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """vsr's own warnings (DataWarning, PromptWarning, ...) as one ``warning:`` line, without a source line."""
+    if category.__module__.split(".")[0] == "vsr_core":
+        print(f"warning: {message}", file=file or sys.stderr)
+        return
+    _default_show_warning(message, category, filename, lineno, file, line)
+
+
+_default_show_warning = warnings.showwarning
 
 
 def _looks_like_config(value: str) -> bool:
@@ -149,13 +175,30 @@ def _run_extra_command(name: str, argv: list[str]) -> int:
     return int(getattr(importlib.import_module(module_name), function)(argv) or 0)
 
 
+def version_line() -> str:
+    """``vsr X (torch A, lightning B, diffusers C; Python D)`` from installed metadata, importing none of them."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from vsr_core import __version__
+
+    def installed(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
+
+    libraries = ", ".join(f"{name} {installed(name)}" for name in ("torch", "lightning", "diffusers"))
+    return f"vsr {__version__} ({libraries}; Python {sys.version.split()[0]})"
+
+
 def _print_overview() -> None:
-    print("usage: vsr {fit,validate,test,predict," + ",".join(EXTRA_COMMANDS) + "} [options]\n")
+    print("usage: vsr [--version] {fit,validate,test,predict," + ",".join(EXTRA_COMMANDS) + "} [options]\n")
     print("Train and run latent-diffusion video super-resolution methods.\n")
     for name in LIGHTNING_COMMANDS:
         print(f"  {name:<10} Lightning {name} (see `vsr {name} --help`)")
     for name, (_, help_text) in EXTRA_COMMANDS.items():
         print(f"  {name:<10} {help_text}")
+    print(f"  {'--version':<10} print the versions of vsr, torch, lightning and diffusers")
     print("\nExample: vsr fit --model reference.ReferenceVSR")
 
 
@@ -191,6 +234,9 @@ def _main(argv: list[str]) -> int:
         if not argv or argv[0] in ("-h", "--help"):
             _print_overview()
             return 0
+        if argv[0] in ("-V", "--version"):
+            print(version_line())
+            return 0
         if argv[0] in EXTRA_COMMANDS:
             return _run_extra_command(argv[0], argv[1:])
         from vsr_core.lightning_cli import QUIET_WARNINGS, VSRCLI
@@ -202,6 +248,7 @@ def _main(argv: list[str]) -> int:
         with warnings.catch_warnings():
             for pattern in QUIET_WARNINGS:
                 warnings.filterwarnings("ignore", message=pattern)
+            warnings.showwarning = _show_warning
             VSRCLI(args=argv, parser_kwargs={"exit_on_error": False})
         return 0
     except argparse.ArgumentError as err:

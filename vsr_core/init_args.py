@@ -20,6 +20,7 @@ Any other ``class_path``, or a plain string given for an argument whose type adm
 from __future__ import annotations
 
 import collections.abc
+import dataclasses
 import enum
 import functools
 import importlib
@@ -35,7 +36,6 @@ import torch
 from torch import nn
 
 from vsr_core.errors import ConfigError, VSRError
-from vsr_core.options import OptionGroup
 
 __all__ = ["build_init_args", "check_init_args", "encode_init_args", "is_class_record"]
 
@@ -133,9 +133,15 @@ def _admits_objects(tp: Any) -> bool:
         return True
     if origin is not None:
         return any(_admits_objects(arg) for arg in typing.get_args(tp) if arg is not Ellipsis)
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        # An option group (vsr_core.options) is recorded as a mapping of its fields: judge the fields.
+        try:
+            hints = typing.get_type_hints(tp)
+        except Exception:  # noqa: BLE001 - unresolvable annotations: keep refusing strings
+            return True
+        return any(_admits_objects(hint) for hint in hints.values())
     if isinstance(tp, type):
-        # Option groups hold plain values only and are recorded as plain dicts (vsr_core.options).
-        return not issubclass(tp, (*_PLAIN_TYPES, OptionGroup))
+        return not issubclass(tp, _PLAIN_TYPES)
     return False
 
 
@@ -205,7 +211,8 @@ def _walk(value: Any, where: str, admits_objects: bool, build: bool, error: type
         raw = {**(value.get("init_args") or {}), **(value.get("dict_kwargs") or {})}
         if not isinstance(raw, Mapping):
             raise error(f"{where}: the init_args of '{value['class_path']}' are not a mapping")
-        kwargs = {k: _walk(v, f"{where}.{k}", _admits(cls, k), build, error) for k, v in raw.items()}
+        types_ = _safe_parameter_types(cls)
+        kwargs = {k: _walk_typed(v, f"{where}.{k}", types_.get(k), build, error) for k, v in raw.items()}
         if not build:
             return value
         if issubclass(cls, nn.Module):
@@ -228,14 +235,44 @@ def _walk(value: Any, where: str, admits_objects: bool, build: bool, error: type
     return value
 
 
-def _admits(cls: type, name: str) -> bool | None:
-    """True/False from the annotation of ``cls``'s init argument ``name``; None when it is unknown."""
+def _safe_parameter_types(cls: type) -> dict[str, Any]:
+    """:func:`_parameter_types`, or nothing known when the signature cannot be read."""
     try:
-        types_ = _parameter_types(cls)
+        return _parameter_types(cls)
     except (TypeError, ValueError):
-        return None
-    tp = types_.get(name)
-    return None if tp is None else _admits_objects(tp)
+        return {}
+
+
+def _option_group_fields(tp: Any) -> dict[str, Any] | None:
+    """``{field: annotation}`` when ``tp`` is an option group type (or ``Optional`` of one), else ``None``."""
+    import dataclasses
+
+    from vsr_core.options import OptionGroup
+
+    candidates = typing.get_args(tp) if typing.get_origin(tp) in (Union, types.UnionType) else (tp,)
+    for candidate in candidates:
+        if isinstance(candidate, type) and issubclass(candidate, OptionGroup) and dataclasses.is_dataclass(candidate):
+            try:
+                return typing.get_type_hints(candidate)
+            except Exception:  # noqa: BLE001 - an annotation that does not resolve: judge values by form
+                return {f.name: None for f in dataclasses.fields(candidate)}
+    return None
+
+
+def _walk_typed(value: Any, where: str, tp: Any, build: bool, error: type[VSRError]) -> Any:
+    """:func:`_walk` for an argument annotated ``tp`` (``None``: unknown).
+
+    An option group (:class:`vsr_core.options.OptionGroup`) is recorded as the plain dict of its
+    fields (``OptionGroup.as_dict``): each field is judged by its own annotation, so a ``str`` or
+    ``Literal`` field holding a dotted string is a plain value, as it is in the group.
+    """
+    fields = _option_group_fields(tp) if tp is not None else None
+    if fields is not None and isinstance(value, Mapping) and not is_class_record(value):
+        return {
+            k: _walk(v, f"{where}.{k}", None if fields.get(k) is None else _admits_objects(fields[k]), build, error)
+            for k, v in value.items()
+        }
+    return _walk(value, where, None if tp is None else _admits_objects(tp), build, error)
 
 
 def _walk_args(
@@ -248,9 +285,7 @@ def _walk_args(
     for key, value in args.items():
         if not isinstance(key, str) or key.startswith("_"):
             continue
-        tp = types_.get(key)
-        admits = None if tp is None else _admits_objects(tp)
-        out[key] = _walk(value, f"{source}: init argument '{key}'", admits, build, error)
+        out[key] = _walk_typed(value, f"{source}: init argument '{key}'", types_.get(key), build, error)
     return out
 
 

@@ -11,11 +11,21 @@ Beyond LightningCLI:
   ``weights_only=True`` too (``--weights_only false`` is refused);
 * every run gets its own ``version_N`` folder, created atomically (:func:`allocate_version`), so two
   runs started at the same moment never share one; a run that fails before writing a checkpoint
-  leaves no folder behind.
+  leaves no folder behind;
+* runs go under ``--trainer.default_root_dir`` (default ``runs``): the logger's ``save_dir``
+  follows it unless set to something else;
+* ``vsr fit --ckpt_path`` resumes *in the run it came from* (same ``version_N`` folder, same
+  TensorBoard run, ``train.log`` appended) when the checkpoint is that run's newest, and says which
+  checkpoint it took; ``last`` is the newest ``last.ckpt`` under ``<default_root_dir>/<name>`` (or
+  of the run named with ``--trainer.logger.init_args.version N``), with a warning when that run
+  trained on other data;
+* a progress bar in ``--trainer.callbacks`` (e.g. ``TQDMProgressBar`` for log files) replaces vsr's,
+  a logger whose package is missing (``WandbLogger`` without wandb) is one line naming what to install.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shutil
@@ -23,15 +33,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 import torch
 from jsonargparse import lazy_instance
 from lightning.pytorch import LightningDataModule
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ProgressBar, RichProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 
-from vsr_core.callbacks import StepProgressBar, ThroughputMonitor, VideoSampleLogger
+from vsr_core.callbacks import BicubicBaseline, StepProgressBar, TextLog, ThroughputMonitor, VideoSampleLogger
 from vsr_core.checkpoint import method_class_of, read_checkpoint
 from vsr_core.data import VideoDataModule
 from vsr_core.errors import CheckpointError, ConfigError
@@ -48,6 +60,8 @@ __all__ = [
     "checked_checkpoint",
     "default_precision",
     "latest_checkpoint",
+    "LOGGER_PACKAGES",
+    "run_folder_of",
     "trainer_defaults",
 ]
 
@@ -60,7 +74,16 @@ QUIET_WARNINGS = (
     ".*module\\(s\\) in eval mode at the start of training.*",  # frozen VAEs/codecs stay in eval on purpose
     ".*isinstance\\(treespec, LeafSpec\\)` is deprecated.*",
     ".*is smaller than the logging interval.*",
+    ".*Checkpoint directory .* exists and is not empty.*",  # resuming writes into the run's own folder
 )
+
+# Loggers whose package is optional: (module to import, what to pip install).
+LOGGER_PACKAGES = {
+    "WandbLogger": ("wandb", "'vsr[wandb]'"),
+    "MLFlowLogger": ("mlflow", "mlflow"),
+    "CometLogger": ("comet_ml", "comet-ml"),
+    "NeptuneLogger": ("neptune", "neptune"),
+}
 
 _VERSION = re.compile(r"version_(\d+)")
 
@@ -76,18 +99,67 @@ def trainer_defaults() -> dict[str, Any]:
         "limit_val_batches": 4,
         "num_sanity_val_steps": 0,
         "log_every_n_steps": 10,
-        "logger": lazy_instance(TensorBoardLogger, save_dir=DEFAULT_RUN_DIR, name=DEFAULT_LOGGER_NAME),
+        "default_root_dir": DEFAULT_RUN_DIR,
+        # vsr prints its own parameter summary (VSRMethod.on_fit_start); Lightning's repeats it with "FLOPs: 0".
+        "enable_model_summary": False,
+        "logger": lazy_instance(TensorBoardLogger, save_dir=DEFAULT_RUN_DIR, name=DEFAULT_LOGGER_NAME, default_hp_metric=False),
         # Always added; `checkpoint` and `samples` are configurable instead (--checkpoint.*, --samples.*).
-        "callbacks": [StepProgressBar(), LearningRateMonitor(logging_interval="step"), ThroughputMonitor()],
+        "callbacks": [
+            StepProgressBar(),
+            LearningRateMonitor(logging_interval="step"),
+            ThroughputMonitor(),
+            BicubicBaseline(),
+            TextLog(),
+        ],
     }
 
 
-def latest_checkpoint(run_dir: Path) -> Path:
-    """The newest ``last.ckpt`` of any version under a run directory (for ``--ckpt_path last``)."""
-    candidates = sorted(run_dir.glob("version_*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
+def latest_checkpoint(run_dir: Path, version: int | str | None = None) -> Path:
+    """The newest ``last.ckpt`` of the runs under ``run_dir`` (or of ``version_<version>``), for ``--ckpt_path last``."""
+    pattern = "version_*" if version is None else _version_folder(version)
+    candidates = sorted(run_dir.glob(f"{pattern}/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
     if not candidates:
-        raise CheckpointError(f"--ckpt_path last: no checkpoints/last.ckpt under '{run_dir}'; pass --ckpt_path PATH")
+        where = run_dir if version is None else run_dir / pattern
+        raise CheckpointError(f"--ckpt_path last: no checkpoints/last.ckpt under '{where}'; pass --ckpt_path PATH")
     return candidates[-1]
+
+
+def run_folder_of(checkpoint: str | os.PathLike) -> tuple[Path, str, int] | None:
+    """``(save_dir, name, N)`` when ``checkpoint`` lies in ``<save_dir>/<name>/version_N/checkpoints/``, else None."""
+    path = Path(checkpoint)
+    if path.parent.name != "checkpoints" or len(path.parents) < 4:
+        return None
+    match = _VERSION.fullmatch(path.parents[1].name)
+    if match is None:
+        return None
+    return path.parents[3], path.parents[2].name, int(match.group(1))
+
+
+def _is_newest_checkpoint(checkpoint: Path) -> bool:
+    """Whether ``checkpoint`` is ``last.ckpt`` or the most recent ``*.ckpt`` of its folder (a resume, not a branch)."""
+    if checkpoint.name == "last.ckpt":
+        return True
+    others = [p for p in checkpoint.parent.glob("*.ckpt") if p != checkpoint]
+    mtime = checkpoint.stat().st_mtime
+    return all(p.stat().st_mtime <= mtime for p in others)
+
+
+# Set from the model when parsing (parser.link_arguments): not part of what the user chose for the data.
+_LINKED = {"data.init_args.scale"}
+
+
+def _data_differences(saved: dict, current: dict, prefix: str = "data") -> list[str]:
+    """``["data.init_args.crop_size: 64 -> 96", ...]`` between two ``data`` config sections."""
+    out = []
+    for key in sorted(set(saved) | set(current), key=str):
+        a, b, path = saved.get(key), current.get(key), f"{prefix}.{key}"
+        if path in _LINKED:
+            continue
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _data_differences(a, b, path)
+        elif a != b:
+            out.append(f"{path}: {a} -> {b}")
+    return out
 
 
 def default_precision(accelerator: Any) -> str:
@@ -154,6 +226,8 @@ class VSRCLI(LightningCLI):
         kwargs.setdefault("seed_everything_default", 0)
         self._created_folders: list[Path] = []  # run folders this process created, deepest first
         self._pinned_logger_args: Any = None
+        self._resume_step: int | None = None
+        self._last_note = ""
         try:
             super().__init__(
                 VSRMethod,
@@ -182,16 +256,19 @@ class VSRCLI(LightningCLI):
     # ------------------------------------------------------------------ checkpoints
 
     def _parse_ckpt_path(self) -> None:
-        """Lightning's re-parse of a checkpoint's init arguments, after :func:`checked_checkpoint`."""
+        """Lightning's re-parse of a checkpoint's init arguments, after :func:`checked_checkpoint` (``last`` resolved first)."""
         if not self.config.get("subcommand"):
             return
         config = self.config[self.config.subcommand]
         if config.get("weights_only") is False:
             raise ConfigError("--weights_only false is not supported: vsr loads checkpoints with weights_only=true only")
+        if config.get("ckpt_path") == "last":
+            self._resolve_last(config)
         ckpt_path = config.get("ckpt_path")
-        if not ckpt_path or ckpt_path == "last":  # `last` is resolved (and checked) before instantiation
+        if not ckpt_path or ckpt_path == "last":  # no logger to say where runs are: Lightning's own `last`
             return
         checkpoint = checked_checkpoint(ckpt_path)
+        self._resume_step = checkpoint.get("global_step")
         hparams = dict(checkpoint.get("hyper_parameters") or {})
         hparams.pop("_instantiator", None)  # never imported: vsr instantiates the class itself
         if not hparams:
@@ -201,6 +278,37 @@ class VSRCLI(LightningCLI):
         hparams.pop("_class_path", None)
         model = {"class_path": class_path(method_class_of(checkpoint, ckpt_path)), "dict_kwargs": hparams}
         self.config = self.parser.parse_object({self.config.subcommand: {"model": model}}, self.config)
+
+    def _resolve_last(self, config: Any) -> None:
+        """``--ckpt_path last``: the newest ``last.ckpt`` under ``<save_dir>/<name>`` (or the named version)."""
+        init_args = self._run_logger_args(config)
+        if init_args is None:
+            return
+        root = Path(init_args.save_dir) / str(init_args.name or "")
+        named = getattr(init_args, "version", None)
+        found = latest_checkpoint(root, named)
+        runs = len(list(root.glob("version_*/checkpoints/last.ckpt")))
+        config.ckpt_path = str(found)
+        if named is None and runs > 1:
+            self._last_note = f"; the newest of {runs} runs under {root} (another: --trainer.logger.init_args.version N)"
+
+    def _run_logger_args(self, config: Any) -> Any:
+        """The init args of the run's TensorBoard/CSV logger with vsr's rules applied (root dir, ``auto`` name), or None."""
+        logger = config.trainer.logger
+        init_args = getattr(logger, "init_args", None)
+        if init_args is None:
+            return None
+        # Any logger (TensorBoard, CSV, W&B, ...): `auto` names the run after the method; the runs go
+        # under --trainer.default_root_dir unless save_dir says otherwise.
+        if getattr(init_args, "name", None) == DEFAULT_LOGGER_NAME:
+            init_args.name = str(config.model.class_path).rsplit(".", 1)[-1]
+        root = config.trainer.get("default_root_dir")
+        if root is not None and str(getattr(init_args, "save_dir", None)) in (DEFAULT_RUN_DIR, "."):
+            init_args.save_dir = str(root)
+        logger_class = _logger_class(logger)
+        if logger_class is None or not issubclass(logger_class, (TensorBoardLogger, CSVLogger)):
+            return None
+        return init_args
 
     def _prepare_subcommand_kwargs(self, subcommand: str) -> dict[str, Any]:
         kwargs = super()._prepare_subcommand_kwargs(subcommand)
@@ -246,26 +354,85 @@ class VSRCLI(LightningCLI):
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Any]) -> Any:
         # The default callbacks must yield to the user's switches instead of contradicting them.
         defaults = list(self.trainer_defaults.get("callbacks", []))
-        if config.get("enable_progress_bar") is False:
+        chosen = config.get("callbacks") or []
+        chosen = chosen if isinstance(chosen, list) else [chosen]
+        if config.get("enable_progress_bar") is False or any(isinstance(c, ProgressBar) for c in chosen):
+            # e.g. --trainer.callbacks+=TQDMProgressBar for SLURM logs: it replaces vsr's rich bar
             defaults = [c for c in defaults if not isinstance(c, RichProgressBar)]
         if config.get("logger") is False:
-            defaults = [c for c in defaults if not isinstance(c, LearningRateMonitor)]
+            defaults = [c for c in defaults if not isinstance(c, (LearningRateMonitor, TextLog))]
         self.trainer_defaults = {**self.trainer_defaults, "callbacks": defaults}
         return super()._instantiate_trainer(config, callbacks)
+
+    def _check_logger_packages(self, logger: Any) -> None:
+        """One line naming the package a chosen logger needs (instead of Lightning's 80-line traceback)."""
+        for item in logger if isinstance(logger, list) else [logger]:
+            path = getattr(item, "class_path", None) or (type(item).__name__ if item not in (None, True, False) else "")
+            name = str(path).rsplit(".", 1)[-1]
+            if name in LOGGER_PACKAGES:
+                module, install = LOGGER_PACKAGES[name]
+                if importlib.util.find_spec(module) is None:
+                    raise ConfigError(f"--trainer.logger {name} needs the {module} package, which is not installed: pip install {install}")
+
+    def _resume_in_its_run(self, config: Any, init_args: Any) -> None:
+        """``vsr fit --ckpt_path`` of a run's newest checkpoint continues in that run's folder."""
+        ckpt_path = config.get("ckpt_path")
+        place = run_folder_of(ckpt_path) if ckpt_path and Path(ckpt_path).is_file() else None
+        step = f" (step {self._resume_step})" if self._resume_step is not None else ""
+        named = getattr(init_args, "version", None)
+        if place is None or (named is not None and _version_folder(named) != f"version_{place[2]}"):
+            _say(f"resuming from {ckpt_path}{step}{self._last_note}")  # the user chose the run folder
+            return
+        save_dir, name, version = place
+        run_dir = save_dir / name / f"version_{version}"
+        if not _is_newest_checkpoint(Path(ckpt_path)):
+            _say(f"resuming from {ckpt_path}{step}, an earlier checkpoint of {run_dir}: continuing in a new run")
+            return
+        init_args.save_dir, init_args.name, init_args.version = str(save_dir), name, version
+        self._pinned_logger_args = init_args  # the saved config.yaml must not pin the number either
+        _say(f"resuming from {ckpt_path}{step} in {run_dir}{self._last_note}")
+        saved = run_dir / "config.yaml"
+        if saved.is_file():
+            try:
+                before = (yaml.safe_load(saved.read_text()) or {}).get("data") or {}
+            except (OSError, yaml.YAMLError):
+                return
+            differences = _data_differences(_plain(before), _plain(config.data.as_dict()))
+            if differences:
+                more = f" (and {len(differences) - 3} more)" if len(differences) > 3 else ""
+                _say(f"warning: that run trained on other data: {'; '.join(differences[:3])}{more}")
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
         trainer = config.trainer
         if trainer.precision is None:
             trainer.precision = default_precision(trainer.accelerator)
-        logger = trainer.logger
-        init_args = getattr(logger, "init_args", None)
-        if init_args is not None and getattr(init_args, "name", None) == DEFAULT_LOGGER_NAME:
-            init_args.name = str(config.model.class_path).rsplit(".", 1)[-1]
-        if config.get("ckpt_path") == "last" and init_args is not None:
-            config.ckpt_path = str(latest_checkpoint(Path(init_args.save_dir) / str(init_args.name)))
-            checked_checkpoint(config.ckpt_path)
-            print(f"resuming from {config.ckpt_path}", file=sys.stderr)
-        logger_class = _logger_class(logger)
-        if init_args is not None and logger_class is not None and issubclass(logger_class, (TensorBoardLogger, CSVLogger)):
+        self._check_logger_packages(trainer.logger)
+        init_args = self._run_logger_args(config)
+        if init_args is not None and self.subcommand == "fit" and config.get("ckpt_path"):
+            self._resume_in_its_run(config, init_args)
+        elif config.get("ckpt_path"):
+            step = f" (step {self._resume_step})" if self._resume_step is not None else ""
+            _say(f"{'resuming from' if self.subcommand == 'fit' else 'using'} {config.ckpt_path}{step}{self._last_note}")
+        if init_args is not None:
             self._pin_run_folder(init_args)
+
+
+def _version_folder(version: int | str) -> str:
+    """The folder TensorBoard/CSV loggers use for ``version``: ``version_3`` for 3, the string itself otherwise."""
+    return f"version_{version}" if isinstance(version, int) or str(version).isdigit() else str(version)
+
+
+def _say(message: str) -> None:
+    """One line on stderr, from global rank 0 only (every rank of a DDP run parses the command)."""
+    if rank_zero_only.rank == 0:
+        print(message, file=sys.stderr)
+
+
+def _plain(value: Any) -> Any:
+    """Tuples as lists, recursively (a saved YAML config and a live one compare equal)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value

@@ -62,7 +62,11 @@ class VSRMethod(LightningModule, ABC):
 
     * ``fsdp_block_classes``: the transformer/UNet block classes that FSDP2 shards one by one and
       that activation checkpointing wraps.
-    * ``temporal_window``: default number of frames per window for long-video inference.
+    * ``temporal_window``: default number of frames per window for long-video inference;
+      ``temporal_overlap``: frames consecutive windows share (default a quarter of the window).
+    * ``native_tile`` / ``native_tile_overlap``: the LQ tile side (pixels) the method is built for
+      and the overlap of neighbouring tiles; ``vsr restore`` tiles larger frames automatically
+      (default ``None``: the method needs no tiling).
     * ``frames_rule``: ``(multiple, remainder)``; a window must have ``multiple * k + remainder``
       frames (``(4, 1)`` for causal 3D VAEs, ``(1, 0)`` for any count). Default: the rule of the
       method's ``codec`` (a :class:`~vsr_core.latent.LatentCodec` attribute), else ``(1, 0)``.
@@ -71,6 +75,8 @@ class VSRMethod(LightningModule, ABC):
       ``spatial_multiple``: the codec's ``spatial_factor`` divided by ``scale`` (rounded up), else 1.
     * ``tiny_init_args``: the init arguments of the method's smallest configuration (CPU, seconds);
       the test suite's every-method smoke test and ``vsr bench --dry-run`` build it.
+    * ``paper_benchmarks``: :class:`vsr_core.benchmark.PaperBenchmark` settings (the paper's speed
+      table) that ``benchmarks/gpu_suite.py`` measures on a GPU against the paper's time.
     * ``generator_groups``: the :meth:`parameter_groups` that form the generator — what EMA averages,
       ``vsr export`` writes and ``restore`` runs (default ``("model",)``, the single default group).
     * ``training_only_modules``: names of top-level submodules that exist only to train the
@@ -87,6 +93,10 @@ class VSRMethod(LightningModule, ABC):
     teacher) are registered with :meth:`mark_rebuildable` and are not written into checkpoints.
     * optional ``make_window_fusion()`` (own long-video scheme, see docs/inference.md) and
       ``export_pretrained(directory)`` (own export layout for ``vsr export``).
+    * optional **latent window protocol** ``prepare_window`` / ``denoise_step`` / ``finish_window``
+      (the engine fuses overlapping windows and tiles in latent space at every solver step, see
+      docs/inference.md), with ``latent_layout`` (default: from the ``codec``) mapping pixel windows
+      and tiles to latent ones, and an optional ``make_latent_fusion()``.
 
     Args:
         scale: spatial upscaling factor ``s`` (1 for pure restoration).
@@ -107,14 +117,23 @@ class VSRMethod(LightningModule, ABC):
         init_from_include, init_from_exclude: ``fnmatch`` patterns over state-dict keys that select
             what ``init_from`` loads (default: everything).
         init_from_strict: every selected key must exist in both, with the same shape.
+        compile: ``torch.compile`` every ``fsdp_block_classes`` module (in place: state-dict names do
+            not change) when the model is configured for fit; ``vsr restore --compile`` does the same
+            for inference. The first steps pay the compilation.
     """
 
     fsdp_block_classes: ClassVar[tuple[type[nn.Module], ...]] = ()
     temporal_window: ClassVar[int] = 16
     min_size: ClassVar[int] = 1
+    #: LQ tile side the method is built for; the long-video engine tiles larger frames. None: no tiling needed.
+    native_tile: ClassVar[int | None] = None
+    #: LQ pixels shared by neighbouring native tiles.
+    native_tile_overlap: ClassVar[int] = 0
     tiny_init_args: ClassVar[dict[str, Any]] = {}
     generator_groups: ClassVar[tuple[str, ...]] = ("model",)
     training_only_modules: ClassVar[tuple[str, ...]] = ()
+    #: The settings the method's paper reports speeds for (``benchmarks/gpu_suite.py`` measures them).
+    paper_benchmarks: ClassVar[tuple[Any, ...]] = ()
     #: The init argument that reads a ``vsr export`` folder of this class (e.g. ``"pretrained"``);
     #: ``load_method(folder)`` passes the folder there. ``None``: the core loads the components.
     export_init_arg: ClassVar[str | None] = None
@@ -133,6 +152,7 @@ class VSRMethod(LightningModule, ABC):
         init_from_include: tuple[str, ...] = ("*",),
         init_from_exclude: tuple[str, ...] = (),
         init_from_strict: bool = True,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         if scale < 1:
@@ -150,6 +170,7 @@ class VSRMethod(LightningModule, ABC):
         self.init_from_include = tuple(init_from_include)
         self.init_from_exclude = tuple(init_from_exclude)
         self.init_from_strict = init_from_strict
+        self.compile_blocks_enabled = compile
         self._init_from_done = False
         self._rebuildable_ids: set[int] = set()
         self._training_modules_built = False
@@ -177,6 +198,33 @@ class VSRMethod(LightningModule, ABC):
         if codec is None:
             return 1
         return max(1, -(-int(codec.spatial_factor) // self.scale))
+
+    @property
+    def temporal_overlap(self) -> int:
+        """Frames consecutive temporal windows share by default: a quarter of ``temporal_window``.
+
+        A method sets its own with a class attribute (``temporal_overlap = 4``) or in ``__init__``.
+        """
+        return self.__dict__.get("_temporal_overlap", int(self.temporal_window) // 4)
+
+    @temporal_overlap.setter
+    def temporal_overlap(self, value: int) -> None:
+        self.__dict__["_temporal_overlap"] = int(value)
+
+    @property
+    def latent_layout(self) -> Any:
+        """The :class:`~vsr_core.inference.LatentLayout` of the latent window protocol; ``None`` without a codec.
+
+        Default: the ``codec``'s temporal/spatial factors, channels and causality (output pixels per
+        latent pixel = ``codec.spatial_factor``). Override to add e.g. a transformer's patch size as
+        ``latent_multiple``.
+        """
+        codec = self._codec()
+        if codec is None:
+            return None
+        from vsr_core.inference.latent import LatentLayout
+
+        return LatentLayout.from_codec(codec)
 
     def _codec(self) -> Any:
         from vsr_core.latent import LatentCodec
@@ -269,19 +317,28 @@ class VSRMethod(LightningModule, ABC):
         """Declare that the frozen weights of ``modules`` are rebuilt from init arguments (files).
 
         Their frozen parameters and buffers are left out of checkpoints (a 5B base is already on
-        disk) and may be missing when a checkpoint is loaded; trainable parts (LoRA adapters) stay.
+        disk) and may be missing when a checkpoint is loaded; trainable parts and LoRA adapters
+        (also frozen ones, e.g. a base adapter in a later training stage) stay.
         """
         self._rebuildable_ids.update(id(m) for m in modules)
 
     def rebuildable_state_keys(self) -> set[str]:
-        """State-dict keys of frozen weights in modules passed to :meth:`mark_rebuildable`."""
+        """State-dict keys of frozen weights in modules passed to :meth:`mark_rebuildable`.
+
+        LoRA adapter weights (peft layers) inside such a module are never among them, frozen or
+        not: an adapter trained in one stage and frozen in the next (a stage sequence) is trained
+        state that no init argument rebuilds.
+        """
         keys: set[str] = set()
         if not self._rebuildable_ids:
             return keys
+        adapters = _adapter_tensor_ids(self)
         for prefix, module in self.named_modules():
             if id(module) not in self._rebuildable_ids:
                 continue
             for key, value in module.state_dict(prefix=f"{prefix}." if prefix else "", keep_vars=True).items():
+                if id(value) in adapters:
+                    continue
                 if not (isinstance(value, nn.Parameter) and value.requires_grad):
                     keys.add(key)
         return keys
@@ -536,6 +593,21 @@ class VSRMethod(LightningModule, ABC):
             )
         elif self.gradient_checkpointing:
             self.enable_activation_checkpointing()
+        if self.compile_blocks_enabled:
+            self.compile_blocks()
+
+    def compile_blocks(self, **options: Any) -> int:
+        """``torch.compile`` each ``fsdp_block_classes`` module in place; returns how many were compiled.
+
+        ``options`` go to ``nn.Module.compile`` (``mode``, ``backend``, ``dynamic``, ...). Blocks, not the
+        whole method, are compiled: each is compiled once and reused by every repeat of its class.
+        """
+        count = 0
+        for module in self.modules():
+            if isinstance(module, tuple(self.fsdp_block_classes)) and getattr(module, "_compiled_call_impl", None) is None:
+                module.compile(**options)
+                count += 1
+        return count
 
     def enable_activation_checkpointing(self) -> None:
         """Recompute block activations in backward; override to use a backbone's own switch."""
@@ -564,6 +636,13 @@ class VSRMethod(LightningModule, ABC):
         ``strict``.
         """
         state_dict = {k: v for k, v in state_dict.items() if not self._is_absent_training_key(k)}
+        own = self.state_dict()
+        for key, value in state_dict.items():
+            if key in own and hasattr(value, "shape") and tuple(value.shape) != tuple(own[key].shape):
+                raise CheckpointError(
+                    f"the weights do not fit {type(self).__name__}: {key} has shape {tuple(value.shape)} in them, "
+                    f"{tuple(own[key].shape)} in the method (were they written with other size arguments?)"
+                )
         result = super().load_state_dict(state_dict, strict=False, assign=assign)
         if strict:
             allowed = self.rebuildable_state_keys()
@@ -583,3 +662,20 @@ def _group_parameters(group: ParamGroup) -> list[nn.Parameter]:
     if items and isinstance(items[0], dict):
         return [p for entry in items for p in entry["params"]]
     return items
+
+
+def _adapter_tensor_ids(module: nn.Module) -> set[int]:
+    """``id`` of every tensor held by a peft adapter (LoRA A/B, embeddings, magnitudes) inside ``module``."""
+    try:
+        from peft.tuners.tuners_utils import BaseTunerLayer
+    except ImportError:  # peft is a dependency; without it no module can hold adapters
+        return set()
+    ids: set[int] = set()
+    for layer in module.modules():
+        if not isinstance(layer, BaseTunerLayer):
+            continue
+        for name in (*layer.adapter_layer_names, *layer.other_param_names):
+            held = getattr(layer, name, None)
+            if isinstance(held, nn.Module):
+                ids.update(id(t) for t in (*held.parameters(), *held.buffers()))
+    return ids

@@ -13,18 +13,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vsr_core.nn import zero_module
 
-def zero_init(module: nn.Module) -> nn.Module:
-    """Set every parameter of ``module`` to zero (the module then outputs zero / its bias)."""
-    for parameter in module.parameters():
-        nn.init.zeros_(parameter)
-    return module
+__all__ = ["Connector", "bottleneck_mlp"]
 
 
 def bottleneck_mlp(width: int, bottleneck: int, zero_output: bool = False) -> nn.Sequential:
     """``Linear(width→bottleneck) → SiLU → Linear(bottleneck→width)``; the last layer optionally zeroed."""
     last = nn.Linear(bottleneck, width)
-    return nn.Sequential(nn.Linear(width, bottleneck), nn.SiLU(), zero_init(last) if zero_output else last)
+    return nn.Sequential(nn.Linear(width, bottleneck), nn.SiLU(), zero_module(last) if zero_output else last)
 
 
 class Connector(nn.Module):

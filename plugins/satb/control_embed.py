@@ -17,7 +17,9 @@ import torch.nn.functional as F
 from diffusers.models.resnet import ResnetBlock2D
 from torch import nn
 
-from satb.connector import zero_init
+from vsr_core.nn import zero_module
+
+__all__ = ["ControlPatchEmbed", "LearnedMix", "SpatioTemporalResBlock", "TemporalResBlock", "patchify"]
 
 
 class TemporalResBlock(nn.Module):
@@ -26,7 +28,9 @@ class TemporalResBlock(nn.Module):
     ``x`` ``[B, C, F, H, W]``, ``temb`` ``[B, F, temb_channels]`` → ``[B, C_out, F, H, W]``.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, temb_channels: int, groups: int, eps: float = 1e-6) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, temb_channels: int, groups: int, eps: float = 1e-6
+    ) -> None:
         super().__init__()
         self.norm1 = nn.GroupNorm(groups, in_channels, eps=eps)
         self.conv1 = nn.Conv3d(in_channels, out_channels, kernel_size=(3, 1, 1), padding=(1, 0, 0))
@@ -122,7 +126,7 @@ class ControlPatchEmbed(nn.Module):
         self.patch_size = patch_size
         self.patch_size_t = patch_size_t
         outer, inner = groups
-        self.text_proj = zero_init(nn.Linear(text_embed_dim, embed_dim))
+        self.text_proj = zero_module(nn.Linear(text_embed_dim, embed_dim))
         self.res_block = nn.ModuleList(
             [
                 SpatioTemporalResBlock(in_channels, hidden_channels, time_embed_dim, outer),
@@ -130,9 +134,11 @@ class ControlPatchEmbed(nn.Module):
                 SpatioTemporalResBlock(hidden_channels, in_channels, time_embed_dim, outer),
             ]
         )
-        self.proj = zero_init(nn.Linear(in_channels * patch_size * patch_size * (patch_size_t or 1), embed_dim))
+        self.proj = zero_module(nn.Linear(in_channels * patch_size * patch_size * (patch_size_t or 1), embed_dim))
 
-    def forward(self, control: torch.Tensor, text: torch.Tensor, embeds: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, control: torch.Tensor, text: torch.Tensor, embeds: torch.Tensor, temb: torch.Tensor
+    ) -> torch.Tensor:
         b, f, c, h, w = control.shape
         x = control.reshape(b * f, c, h, w)
         frame_temb = temb.repeat_interleave(f, dim=0)

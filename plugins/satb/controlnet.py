@@ -27,6 +27,8 @@ from torch import nn
 from satb.control_embed import ControlPatchEmbed
 from satb.denoiser import time_embedding
 
+__all__ = ["SHARED_CONFIG_KEYS", "SATBControlNet"]
+
 # Config keys of the base transformer that the ControlNet shares (everything but the output head).
 SHARED_CONFIG_KEYS = (
     "num_attention_heads", "attention_head_dim", "in_channels", "out_channels", "flip_sin_to_cos", "freq_shift",
@@ -50,6 +52,8 @@ class SATBControlNet(ModelMixin, ConfigMixin, PeftAdapterMixin):
     _supports_gradient_checkpointing = True
     _no_split_modules: ClassVar[list[str]] = ["CogVideoXBlock", "CogVideoXPatchEmbed"]
 
+    # Copied from diffusers.models.transformers.cogvideox_transformer_3d.CogVideoXTransformer3DModel.__init__
+    # (the signature, as the release's CogVideoXControlnet; num_layers 6, the LQ-embedding arguments follow)
     @register_to_config
     def __init__(
         self,
@@ -140,23 +144,50 @@ class SATBControlNet(ModelMixin, ConfigMixin, PeftAdapterMixin):
         control_hidden_channels: int = 320,
         control_groups: tuple[int, int] = (16, 32),
     ) -> SATBControlNet:
-        """A ControlNet whose embeddings and blocks are copies of ``transformer``'s first ``num_layers``."""
+        """A ControlNet whose embeddings and blocks are fp32 copies of ``transformer``'s first ``num_layers``.
+
+        Built on the meta device and given the copies, so no random weights are drawn for the
+        copied parts (at full size 0.8 B parameters); only the LQ patch embedding is initialized.
+        A ``transformer`` on the meta device gives a ControlNet on the meta device.
+        """
         if num_layers > transformer.config.num_layers:
             raise ValueError(f"a {num_layers}-block ControlNet needs a base with at least as many blocks")
         config = {key: transformer.config[key] for key in SHARED_CONFIG_KEYS}
-        controlnet = cls(
+        arguments = dict(
             **config,
             num_layers=num_layers,
             control_hidden_channels=control_hidden_channels,
             control_groups=tuple(control_groups),
         )
-        if next(transformer.parameters()).device.type != "meta":
-            controlnet.patch_embed.load_state_dict(transformer.patch_embed.state_dict())
-            controlnet.time_embedding.load_state_dict(transformer.time_embedding.state_dict())
-            for own, base in zip(controlnet.transformer_blocks, transformer.transformer_blocks):
-                own.load_state_dict(base.state_dict())
-        dtype = next(transformer.parameters()).dtype
-        return controlnet if dtype == torch.float32 else controlnet.to(dtype=dtype)
+        first = next(transformer.parameters())
+        if first.device.type == "meta":
+            return cls(**arguments)
+        with torch.device("meta"):
+            controlnet = cls(**arguments)
+        copied = {
+            name: tensor.to(dtype=torch.float32, copy=True)
+            for name, tensor in transformer.state_dict().items()
+            if name.startswith(("patch_embed.", "time_embedding."))
+            or (name.startswith("transformer_blocks.") and int(name.split(".")[1]) < num_layers)
+        }
+        result = controlnet.load_state_dict(copied, strict=False, assign=True)
+        if result.unexpected_keys:
+            raise ValueError(f"the base's weights do not fit the ControlNet: {result.unexpected_keys[:3]}")
+        for name, buffer in transformer.patch_embed.named_buffers():  # non-persistent position tables
+            path, _, attr = name.rpartition(".")
+            if name not in transformer.patch_embed.state_dict():
+                controlnet.patch_embed.get_submodule(path)._buffers[attr] = buffer.to(dtype=torch.float32, copy=True)
+        controlnet.control_patch_embed = ControlPatchEmbed(
+            config["in_channels"],
+            config["num_attention_heads"] * config["attention_head_dim"],
+            config["text_embed_dim"],
+            config["time_embed_dim"],
+            config["patch_size"],
+            config["patch_size_t"],
+            control_hidden_channels,
+            tuple(control_groups),
+        ).to(first.device)
+        return controlnet
 
     def forward(
         self,

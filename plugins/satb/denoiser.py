@@ -8,6 +8,9 @@ A ``CogVideoXTransformer3DModel`` with two extra modules, named as in the author
 * ``connectors`` (one per block) inject the ControlNet's block states after each main block.
 
 Both end in zero-initialized layers: a freshly built denoiser computes exactly the base model.
+The latent-grid helpers every CogVideoX call of SATB-VR needs live here too: the 3D rotary
+embeddings of a latent grid (:func:`rotary_embeddings`) and the first-frame padding of
+CogVideoX1.5's two-frame temporal patches (:func:`pad_latent_frames`).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Any, ClassVar
 
 import torch
 from diffusers.configuration_utils import register_to_config
+from diffusers.models.embeddings import get_3d_rotary_pos_embed
 from diffusers.models.transformers.cogvideox_transformer_3d import (
     CogVideoXTransformer3DModel,
 )
@@ -25,12 +29,80 @@ from diffusers.models.transformers.cogvideox_transformer_3d import (
 from satb.connector import Connector
 from satb.control_embed import ControlPatchEmbed
 
+__all__ = ["LQConditionedTransformer", "pad_latent_frames", "rotary_embeddings", "time_embedding", "unpatchify"]
 
+RotaryEmbeddings = tuple[torch.Tensor, torch.Tensor]
+
+
+def pad_latent_frames(latents: torch.Tensor, multiple: int | None) -> tuple[torch.Tensor, int]:
+    """Prepend copies of the first latent frame of ``[B,F,C,H,W]`` so ``F`` divides by ``multiple``.
+
+    CogVideoX1.5 patches 2 latent frames per token; the release prepends the first latent frame to
+    reach an even count. Returns the padded latents and the number of prepended frames.
+    """
+    if not multiple or latents.shape[1] % multiple == 0:
+        return latents, 0
+    extra = multiple - latents.shape[1] % multiple
+    return torch.cat([latents[:, :1].expand(-1, extra, -1, -1, -1), latents], dim=1), extra
+
+
+# Copied from diffusers.pipelines.cogvideo.pipeline_cogvideox.get_resize_crop_region_for_grid (names shortened)
+def _crop_region(grid: tuple[int, int], base_width: int, base_height: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    # CogVideoX 1.0: the token grid is resized into the training grid keeping its aspect ratio, centred.
+    h, w = grid
+    if h / w > base_height / base_width:
+        resize_h, resize_w = base_height, round(base_height / h * w)
+    else:
+        resize_w, resize_h = base_width, round(base_width / w * h)
+    top, left = round((base_height - resize_h) / 2.0), round((base_width - resize_w) / 2.0)
+    return (top, left), (top + resize_h, left + resize_w)
+
+
+def rotary_embeddings(
+    config: Any, latent_frames: int, latent_height: int, latent_width: int, device: torch.device
+) -> RotaryEmbeddings | None:
+    """``(cos, sin)``, each ``[N, head_dim]`` for ``N`` video tokens, or ``None`` without RoPE.
+
+    The rule of diffusers' ``CogVideoXPipeline._prepare_rotary_positional_embeddings``, except that
+    a CogVideoX1.5 grid larger than the training grid extends it instead of failing. ``config`` is
+    a CogVideoX transformer config; ``latent_frames`` counts latent frames *before* temporal
+    patching (must already be a multiple of ``patch_size_t``).
+    """
+    if not config.use_rotary_positional_embeddings:
+        return None
+    p, pt = config.patch_size, config.patch_size_t
+    grid = (latent_height // p, latent_width // p)
+    if pt is None:
+        cos, sin = get_3d_rotary_pos_embed(
+            embed_dim=config.attention_head_dim,
+            crops_coords=_crop_region(grid, config.sample_width // p, config.sample_height // p),
+            grid_size=grid,
+            temporal_size=latent_frames,
+            device=device,
+        )
+    else:
+        # CogVideoX 1.5: positions are the first rows/columns of a maximal grid (sample size // p);
+        # a larger frame extends that grid (its first positions are unchanged) instead of failing.
+        max_size = (max(config.sample_height // p, grid[0]), max(config.sample_width // p, grid[1]))
+        cos, sin = get_3d_rotary_pos_embed(
+            embed_dim=config.attention_head_dim,
+            crops_coords=None,
+            grid_size=grid,
+            temporal_size=(latent_frames + pt - 1) // pt,
+            grid_type="slice",
+            max_size=max_size,
+            device=device,
+        )
+    return cos.to(device), sin.to(device)
+
+
+# Adapted from diffusers.models.transformers.cogvideox_transformer_3d.CogVideoXTransformer3DModel.forward (step 1)
 def time_embedding(model: Any, timestep: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """CogVideoX time embedding ``[B, time_embed_dim]`` of integer timesteps ``[B]``."""
     return model.time_embedding(model.time_proj(timestep).to(dtype), None)
 
 
+# Adapted from diffusers.models.transformers.cogvideox_transformer_3d.CogVideoXTransformer3DModel.forward (step 5)
 def unpatchify(model: Any, tokens: torch.Tensor, frames: int, height: int, width: int) -> torch.Tensor:
     """Output tokens ``[B, N, p_t·p·p·C]`` → latent ``[B, F, C, H, W]`` (CogVideoX 1.0 and 1.5 layouts)."""
     b = tokens.shape[0]
@@ -61,6 +133,8 @@ class LQConditionedTransformer(CogVideoXTransformer3DModel):
     _supports_gradient_checkpointing = True
     _no_split_modules: ClassVar[list[str]] = ["CogVideoXBlock", "CogVideoXPatchEmbed", "Connector"]
 
+    # Copied from diffusers.models.transformers.cogvideox_transformer_3d.CogVideoXTransformer3DModel.__init__
+    # (the signature, so register_to_config records every key; SATB-VR's arguments follow patch_bias)
     @register_to_config
     def __init__(
         self,
@@ -129,24 +203,33 @@ class LQConditionedTransformer(CogVideoXTransformer3DModel):
             use_learned_positional_embeddings=use_learned_positional_embeddings,
             patch_bias=patch_bias,
         )
-        width = num_attention_heads * attention_head_dim
+        self.make_lq_modules()
+
+    def make_lq_modules(self) -> None:
+        """(Re)build ``connectors`` and ``control_patch_embed`` from the config: fresh, zero-initialized outputs.
+
+        Called by ``__init__``; a denoiser built on the meta device around a base model's weights
+        calls it again to give only these new modules real memory (:func:`satb.build.build_denoiser`).
+        """
+        c = self.config
+        width = c.num_attention_heads * c.attention_head_dim
         self.connectors = (
-            torch.nn.ModuleList(Connector(width, connector_heads, connector_dim) for _ in range(num_layers))
-            if enable_connector
+            torch.nn.ModuleList(Connector(width, c.connector_heads, c.connector_dim) for _ in range(c.num_layers))
+            if c.enable_connector
             else None
         )
         self.control_patch_embed = (
             ControlPatchEmbed(
-                in_channels,
+                c.in_channels,
                 width,
-                text_embed_dim,
-                time_embed_dim,
-                patch_size,
-                patch_size_t,
-                control_hidden_channels,
-                tuple(control_groups),
+                c.text_embed_dim,
+                c.time_embed_dim,
+                c.patch_size,
+                c.patch_size_t,
+                c.control_hidden_channels,
+                tuple(c.control_groups),
             )
-            if enable_control_patchemb
+            if c.enable_control_patchemb
             else None
         )
 

@@ -7,10 +7,19 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
+__all__ = ["ddc_loss", "diffusion_loss", "input_only_loss"]
 
-def diffusion_loss(v_pred: torch.Tensor, v_target: torch.Tensor) -> torch.Tensor:
-    """``L_diff = E‖v − F_d(N(x_b^t, t, ε), x_lq, t)‖²`` (Eq. 5), mean over all elements, in fp32."""
-    return F.mse_loss(v_pred.float(), v_target.float())
+
+def diffusion_loss(v_pred: torch.Tensor, v_target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """``L_diff = E‖v − F_d(N(x_b^t, t, ε), x_lq, t)‖²`` (Eq. 5), mean over all elements, in fp32.
+
+    ``v_pred``, ``v_target``: ``[B, ...]``. ``weight`` ``[B]`` (optional) multiplies each sample's
+    mean squared error before the batch mean (``1 − ᾱ_t`` turns the v error into the x0 error).
+    """
+    if weight is None:
+        return F.mse_loss(v_pred.float(), v_target.float())
+    per_sample = (v_pred.float() - v_target.float()).square().flatten(1).mean(1)
+    return (per_sample * weight.float()).mean()
 
 
 def ddc_loss(features_pred: Sequence[torch.Tensor], features_gt: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -25,7 +34,9 @@ def ddc_loss(features_pred: Sequence[torch.Tensor], features_gt: Sequence[torch.
     return torch.stack(losses).mean()
 
 
-def input_only_loss(source: torch.Tensor, loss_fn: Callable[[torch.Tensor], torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+def input_only_loss(
+    source: torch.Tensor, loss_fn: Callable[[torch.Tensor], torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor]:
     """A loss of a model's output that trains what produced ``source`` but not the model ("F_d is detached", Eq. 6).
 
     ``loss_fn(probe)`` runs the model on a leaf copy of ``source``; only ``∂loss/∂probe`` is taken

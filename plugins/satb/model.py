@@ -1,41 +1,53 @@
 """``SATBVR``: the SATB-VR method (Bai et al., 2026) as a :class:`~vsr_core.method.VSRMethod`.
 
-Inference (Fig. 2a): the auxiliary predictor estimates the clean latent from the LQ latent, noise is
-added at the jump-start timestep τ_s (Eq. 3), and the LQ-conditioned denoiser runs DPM-Solver++ over
-the few jump-start timesteps of Table 4. Training (Fig. 2b/c): τ_s and t ≤ τ_s are drawn per sample,
-the denoiser input is the SATB blend of predictor output and ground truth (Eq. 4) noised with the
-forward process (Eq. 1), the loss is the v-prediction loss (Eq. 5) plus λ times the Denoiser-Driven
-Consistency loss (Eq. 6, 7) that trains the predictor through the denoiser's block features.
+Read it top to bottom: the constructor builds the networks of Sec. 3.2, :meth:`SATBVR.compute_losses`
+is one training step (Sec. 3.3: Eq. 4, 5, 6, 7) and :meth:`SATBVR.restore` is the few-step
+inference of Fig. 2a in three parts, :meth:`~SATBVR.prepare_window` (encode, predictor, jump-start
+state of Eq. 3), :meth:`~SATBVR.denoise_step` (one solver step) and :meth:`~SATBVR.finish_window`
+(decode, colour fix). Every knob is in an option group of :mod:`satb.options`.
 """
 
 from __future__ import annotations
 
-import copy
+import contextlib
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
-from diffusers import CogVideoXTransformer3DModel
+from diffusers import CogVideoXDPMScheduler
 from diffusers.models.transformers.cogvideox_transformer_3d import CogVideoXBlock
 from lightning.pytorch.utilities import rank_zero_info
 
-from satb.controlnet import SATBControlNet
-from satb.denoiser import LQConditionedTransformer
-from satb.finetune import DEFAULT_LORA_TARGETS, add_lora, apply_trainability, check_mode
-from satb.losses import ddc_loss, diffusion_loss, input_only_loss
-from satb.predictor import PARAMETERIZATIONS, AuxiliaryPredictor
-from satb.presets import get_preset
-from satb.rotary import rotary_embeddings
-from satb.schedule import (
-    BLEND_KINDS,
-    TIMESTEP_SAMPLINGS,
-    jump_start_timesteps,
-    sample_jump_start_timesteps,
-    sample_training_timesteps,
-    satb_blend,
+from satb.build import (
+    add_block_lora,
+    apply_trainability,
+    build_controlnet,
+    build_denoiser,
+    build_predictor_transformer,
+    cast_frozen,
+    is_meta,
+    random_base,
 )
+from satb.controlnet import SATBControlNet
+from satb.denoiser import pad_latent_frames, rotary_embeddings
+from satb.legacy import FLAT_ARGUMENTS, upgrade_flat_arguments
+from satb.losses import ddc_loss, diffusion_loss, input_only_loss
+from satb.options import (
+    RELEASE_SAMPLING,
+    DDCOptions,
+    DenoiserOptions,
+    PredictorOptions,
+    SATBLoRA,
+    SATBSampling,
+    SATBText,
+    SATBTiling,
+    TrainingRecipe,
+)
+from satb.predictor import AuxiliaryPredictor
+from satb.presets import Preset, get_preset
+from satb.schedule import jump_start_timesteps, sample_jump_start_timesteps, sample_training_timesteps, satb_blend
 from satb.text import POSITIVE_TEMPLATE, build_prompt_encoder
-from satb.video_ops import pad_latent_frames
 from satb.weights import (
     EXTRA_MODULES,
     check_release_folder,
@@ -44,8 +56,10 @@ from satb.weights import (
     load_release_parts,
     save_release,
 )
-from vsr_core.diffusion import DDPMSchedule, sample
+from vsr_core.benchmark import PaperBenchmark
+from vsr_core.diffusion import DDPMSchedule
 from vsr_core.errors import ConfigError, PretrainedError
+from vsr_core.frames import frames_at_most
 from vsr_core.inference import wavelet_color_fix
 from vsr_core.latent import CogVideoXCodec, LatentCodec, PixelUnshuffleCodec
 from vsr_core.method import VSRMethod
@@ -53,7 +67,36 @@ from vsr_core.pretrained import as_dtype
 from vsr_core.text import PromptEncoder, cfg_active, cfg_batch, cfg_split_combine
 from vsr_core.video_ops import pad_spatial, pad_temporal, padded_size, upsample_frames
 
-DENOISER_OUTPUTS = ("v", "x0", "lq_residual")
+__all__ = ["SATBVR", "WindowState"]
+
+TorchDtype = Literal["float32", "bfloat16", "float16"]
+
+
+@dataclass
+class WindowState:
+    """What one window carries from :meth:`SATBVR.prepare_window` through the solver steps to the decode.
+
+    Latents are CogVideoX-ordered ``[B, F, C, h, w]`` (``F`` latent frames incl. ``prepended``).
+    ``solver`` and ``previous_x0`` change at every step (the release fuses ``previous_x0`` across
+    latent tiles after each step, as it fuses the latents).
+    """
+
+    latents: torch.Tensor  #: the jump-start state ``x_{τ_s}`` of Eq. 3, fp32
+    x_lq: torch.Tensor  #: the LQ latent (the denoiser's condition)
+    text: torch.Tensor  #: ``[B, L, D]``, or ``[2B, L, D]`` (negative; positive) with guidance
+    rotary: Any
+    timesteps: list[int]  #: ``[τ_s, …, τ_1]`` (Table 4)
+    solver: Any  #: the diffusers scheduler stepping through ``timesteps``
+    guidance_scale: float
+    guided: bool
+    generator: torch.Generator | None
+    reference: torch.Tensor  #: the upsampled LQ video ``[B,3,T',H',W']`` (colour reference)
+    frames: int  #: output frames ``T``
+    height: int  #: output height ``h·scale``
+    width: int  #: output width ``w·scale``
+    prepended: int  #: latent frames prepended for the temporal patches
+    color_fix: str
+    previous_x0: torch.Tensor | None = None  #: CogVideoX DPM-Solver++'s carried clean estimate
 
 
 class SATBVR(VSRMethod):
@@ -64,309 +107,437 @@ class SATBVR(VSRMethod):
     ``denoiser`` (main transformer of F_d), ``controlnet`` (LQ branch of F_d), ``codec``,
     ``prompt_encoder``, ``schedule``.
 
+    The defaults are the paper's recipe (Sec. 3.3, 4.1) and the authors' release inference; the
+    tiny CPU recipe is ``configs/tiny.yaml``, the paper-scale one ``configs/cogvideox1.5-5b.yaml``.
+
     Args:
         scale: upscaling factor (the LQ video is bicubic-upsampled before encoding).
-        preset: ``tiny`` (CPU, weight-free codec) or ``real`` (CogVideoX1.5-5B shapes, random init
-            unless ``pretrained`` is given).
+        preset: the architecture: ``tiny`` (CPU, weight-free codec) or ``real`` (CogVideoX1.5-5B
+            shapes, random weights unless ``pretrained`` is given).
         pretrained: a CogVideoX diffusers folder (``transformer/``, ``vae/``, ``scheduler/``, and
-            ``text_encoder/`` + ``tokenizer/`` for T5 prompts) or hub id.
-        satb_weights: the authors' release folder (``controlnet/``, ``lora_*/``, ``connectors.pt``, ...).
-        torch_dtype: dtype of the *frozen* weights (``bfloat16`` saves memory at full size).
-        blend: ``satb`` (Eq. 4) or the Table 2 ablations ``none`` / ``linear`` / ``cosine``.
-        use_predictor: ``False`` jump-starts from the LQ latent itself (Table 2 (f)).
-        lq_condition: ``False`` drops the ControlNet branch (Table 2 (a), (b)).
-        denoiser_finetune: ``lora`` / ``full`` / ``none`` for the base blocks of the denoiser
-            (ControlNet, connectors and LQ embedding always train); default ``lora``, except
-            ``full`` for the randomly initialized tiny preset.
-        predictor_finetune: ``lora`` / ``full``; same default rule.
-        ddc_weight: λ of Eq. 7; 0 disables DDC (Table 2 (g)).
-        ddc_blocks: denoiser blocks whose outputs are Φ of Eq. 6 (negative counts from the end);
-            default the blocks at 1/4, 1/2, 3/4 of the depth and the last.
-        diff_grad_to_predictor: let L_diff back-propagate into the predictor through x_b (Eq. 4);
-            default ``True``, except ``False`` for the randomly initialized tiny preset.
-        predictor_parameterization: ``v_at_lq`` (the release; default with a pretrained or
-            full-size base), ``x0``, or ``residual`` (``x_p = x_lq + F``; the tiny preset's).
-        predictor_timestep: fixed timestep the predictor reads (399 in the release); ``None`` = τ_s.
-        tau_max: τ_s is drawn from ``{0..tau_max-1}``; default all training timesteps (Sec. 3.3), or
-            just above the highest start timestep with ``timestep_sampling=jump_start``.
-        timestep_sampling: ``paper`` (τ_s ~ U{0..tau_max−1}, t ~ U{0..τ_s}, Sec. 3.3) or
-            ``jump_start`` (τ_s = t = the solver's start timestep for a step count drawn from
-            ``train_step_counts``; default for the randomly initialized tiny preset only, see
-            docs/methods/satb.md).
-        train_step_counts: step counts whose start timesteps ``jump_start`` trains at (default 1 and 5).
-        lora_rank, lora_alpha, lora_targets: LoRA of predictor and denoiser.
-        controlnet_layers: blocks copied into the ControlNet (preset default: 6 for ``real``).
-        text_encoder: ``auto`` / ``t5`` / ``precomputed`` / ``none``.
-        ignore_prompts: without a text encoder, drop given prompts (warn once) instead of failing.
-        text_cache: a caption-embedding cache directory (T5 only; filled by ``vsr precompute`` or on
-            the fly): cached captions are read from it and the T5 is loaded only for the others.
-        prompt_template: append the release's quality template to prompts at inference (T5 only).
-        num_steps: default few-step budget of :meth:`restore` (5, τ_s = 399, as the paper).
-        guidance_scale: classifier-free guidance at inference (6 in the release; 1 disables).
-        color_fix: wavelet color correction against the upsampled input (the release does it).
-        sampler: ``dpmsolver++`` (diffusers' DPM-Solver++, Sec. 4.1) or ``cogvideox_dpm`` (the
-            stochastic CogVideoX DPM-Solver++ variant the release's inference uses).
-        denoiser_output: what the denoiser transformer outputs, always converted to v for Eq. 5 and
-            the solver: ``v`` (CogVideoX's v-prediction; default with a pretrained or full-size
-            base), ``x0`` (a clean estimate) or ``lq_residual`` (``x0 = x_lq + F``; the tiny
-            preset's, whose random base gets a zero-initialized output layer, so an untrained
-            tiny model restores exactly the bicubic upsampling and training starts from there).
-        vae_tile_size, vae_tile_overlap: spatial tiling of the VAE in pixels.
+            ``text_encoder/`` + ``tokenizer/`` for T5 prompts) or hub id; ``null``: random weights.
+        satb_weights: the authors' release folder (``controlnet/``, ``lora_*/``, ``connectors.pt``, ...)
+            or a ``vsr export`` of this class; ``null``: none.
+        torch_dtype: dtype of the *frozen* weights (``bfloat16`` halves host memory at full size);
+            trainable ones stay fp32 and ``restore`` computes in this dtype.
+        recipe: how training draws its inputs and weighs L_diff (:class:`~satb.options.TrainingRecipe`).
+        predictor_options: the auxiliary predictor (:class:`~satb.options.PredictorOptions`).
+        denoiser_options: the LQ-conditioned denoiser (:class:`~satb.options.DenoiserOptions`).
+        ddc: the DDC loss (:class:`~satb.options.DDCOptions`).
+        lora: LoRA of predictor and denoiser (:class:`~satb.options.SATBLoRA`).
+        sampling: what ``restore`` does by default (:class:`~satb.options.SATBSampling`).
+        text: the text conditioning (:class:`~satb.options.SATBText`).
+        vae_tiling: spatial tiling of the VAE (:class:`~satb.options.SATBTiling`).
     """
 
     fsdp_block_classes = (CogVideoXBlock,)
-    temporal_window = 81
-    frames_rule = (4, 1)
-    tiny_init_args: ClassVar[dict[str, Any]] = {"scale": 4, "preset": "tiny", "learning_rate": 5e-4, "num_steps": 2}
+    export_init_arg = "satb_weights"
+    #: prepare_window / denoise_step / finish_window drive ``restore`` one solver step at a time, but
+    #: their latents are CogVideoX-ordered ``[B, F, C, h, w]`` with prepended frames, not the engine's
+    #: ``[B, c, t, h, w]`` timeline: ``vsr restore`` fuses SATB-VR's windows and tiles in pixels.
+    latent_layout = None
+    #: The tiny CPU recipe of ``configs/tiny.yaml`` (its model part), restoring with 2 steps.
+    tiny_init_args: ClassVar[dict[str, Any]] = {
+        "scale": 4,
+        "preset": "tiny",
+        "learning_rate": 3e-4,
+        "recipe": {"timestep_sampling": "jump_start", "train_step_counts": [1, 5], "diff_grad_to_predictor": False},
+        "predictor_options": {"parameterization": "residual", "finetune": "full"},
+        "denoiser_options": {"output": "lq_residual", "finetune": "full"},
+        "sampling": {"num_inference_steps": 2, "guidance_scale": 1.0, "sampler": "dpmsolver++"},
+    }
+    #: Output-pixel tiles (side, overlap) ``vsr restore`` cuts larger frames into: the release's 1024 px
+    #: with stride 768 at full size; 64 px with stride 48 (the same 3/4) on the CPU-sized tiny preset,
+    #: about the 48-px crops it trains on.
+    OUTPUT_TILES: ClassVar[dict[str, tuple[int, int]]] = {"full": (1024, 256), "tiny": (64, 16)}
+
+    @property
+    def native_tile(self) -> int:
+        """LQ tile side of the engine's automatic tiling (:attr:`OUTPUT_TILES` divided by the scale)."""
+        full = self.hparams.get("preset") == "real" or bool(self.hparams.get("pretrained"))
+        return self.OUTPUT_TILES["full" if full else "tiny"][0] // self.scale
+
+    @property
+    def native_tile_overlap(self) -> int:
+        """LQ pixels neighbouring native tiles share."""
+        full = self.hparams.get("preset") == "real" or bool(self.hparams.get("pretrained"))
+        return self.OUTPUT_TILES["full" if full else "tiny"][1] // self.scale
+
+    # Table 3: runtime per frame on an NVIDIA H20 at 1024^2 (1 and 5 steps); the training step at the
+    # paper's crop (Sec. 4.1: 1024^2 clips, 17-37 frames; 25 as the config).
+    paper_benchmarks: ClassVar[tuple[PaperBenchmark, ...]] = tuple(
+        PaperBenchmark(f"{steps} step{'s' * (steps > 1)}, {frames}x1024^2", "infer", frames, 1024, 1024, steps,
+                       seconds, "frame", "H20", {"preset": "real"}, "Table 3")
+        for steps, seconds in ((1, 1.106), (5, 3.247))
+        for frames in (17, 37)
+    ) + (PaperBenchmark("train step, 25x1024^2", "train", 25, 1024, 1024, init_args={"preset": "real"}, source="Sec. 4.1"),)
 
     def __init__(
         self,
         scale: int = 4,
-        preset: str = "tiny",
+        preset: Literal["tiny", "real"] = "tiny",
         pretrained: str | None = None,
         satb_weights: str | None = None,
-        torch_dtype: str | None = None,
-        blend: str = "satb",
-        use_predictor: bool = True,
-        lq_condition: bool = True,
-        denoiser_finetune: str | None = None,
-        predictor_finetune: str | None = None,
-        ddc_weight: float = 1.0,
-        ddc_blocks: list[int] | None = None,
-        diff_grad_to_predictor: bool | None = None,
-        predictor_parameterization: str | None = None,
-        predictor_timestep: int | None = 399,
-        tau_max: int | None = None,
-        timestep_sampling: str | None = None,
-        train_step_counts: list[int] | None = None,
-        lora_rank: int = 64,
-        lora_alpha: float | None = None,
-        lora_targets: list[str] | None = None,
-        controlnet_layers: int | None = None,
-        text_encoder: str = "auto",
-        ignore_prompts: bool = True,
-        prompt_template: bool = True,
-        text_cache: str | None = None,
-        num_steps: int = 5,
-        guidance_scale: float = 1.0,
-        color_fix: bool = True,
-        sampler: str = "dpmsolver++",
-        denoiser_output: str | None = None,
-        vae_tile_size: int | None = None,
-        vae_tile_overlap: int = 0,
+        torch_dtype: TorchDtype = "float32",
+        recipe: TrainingRecipe = TrainingRecipe(),
+        predictor_options: PredictorOptions = PredictorOptions(),
+        denoiser_options: DenoiserOptions = DenoiserOptions(),
+        ddc: DDCOptions = DDCOptions(),
+        lora: SATBLoRA = SATBLoRA(),
+        sampling: SATBSampling = SATBSampling(),
+        text: SATBText = SATBText(),
+        vae_tiling: SATBTiling = SATBTiling(),
         **kwargs: Any,
     ) -> None:
+        flat = {name: kwargs.pop(name) for name in FLAT_ARGUMENTS if name in kwargs}
+        if flat:  # a checkpoint or export written before the option groups: the same model, read as it was
+            groups = upgrade_flat_arguments(flat, preset, pretrained, get_preset(preset).controlnet_layers)
+            recipe, predictor_options, denoiser_options = (
+                groups["recipe"],
+                groups["predictor_options"],
+                groups["denoiser_options"],
+            )
+            ddc, lora, sampling, text, vae_tiling = (
+                groups[k] for k in ("ddc", "lora", "sampling", "text", "vae_tiling")
+            )
+            torch_dtype = torch_dtype or "float32"
         super().__init__(scale=scale, **kwargs)
-        spec = get_preset(preset)
-        if blend not in BLEND_KINDS:
-            raise ConfigError(f"blend must be one of {', '.join(BLEND_KINDS)}; got {blend!r}")
-        # A random tiny base gets the preset's output parameterizations; a real base keeps CogVideoX's.
-        random_tiny = preset == "tiny" and not pretrained
-        predictor_parameterization = predictor_parameterization or (spec.predictor_parameterization if random_tiny else "v_at_lq")
-        if predictor_parameterization not in PARAMETERIZATIONS:
-            raise ConfigError(f"predictor_parameterization must be one of {', '.join(PARAMETERIZATIONS)}")
-        # A random tiny base has nothing worth keeping frozen; a pretrained or full-size base gets LoRA.
-        default_mode = "full" if random_tiny else "lora"
-        self.denoiser_mode = check_mode("denoiser_finetune", denoiser_finetune or default_mode)
-        self.predictor_mode = check_mode("predictor_finetune", predictor_finetune or default_mode, ("lora", "full"))
-        self.blend = blend
-        self.use_predictor = use_predictor
-        self.lq_condition = lq_condition
-        self.ddc_weight = float(ddc_weight) if use_predictor else 0.0
-        if diff_grad_to_predictor is None:
-            diff_grad_to_predictor = spec.diff_grad_to_predictor if random_tiny else True
-        self.diff_grad_to_predictor = diff_grad_to_predictor
-        self.prompt_template = prompt_template
-        self.num_steps = num_steps
-        self.guidance_scale = guidance_scale
-        self.color_fix = color_fix
-        if sampler not in ("dpmsolver++", "cogvideox_dpm"):
-            raise ConfigError(f"sampler must be dpmsolver++ or cogvideox_dpm, got {sampler!r}")
-        self.sampler = sampler
-        default_output = spec.denoiser_output if random_tiny else "v"
-        if default_output == "lq_residual" and not lq_condition:
-            default_output = "x0"  # the LQ latent must not reach an unconditioned denoiser (Tab. 2 a, b)
-        self.denoiser_output = denoiser_output or default_output
-        if self.denoiser_output not in DENOISER_OUTPUTS:
-            raise ConfigError(f"denoiser_output must be one of {', '.join(DENOISER_OUTPUTS)}; got {denoiser_output!r}")
-        if self.denoiser_output == "lq_residual" and not lq_condition:
-            raise ConfigError("denoiser_output=lq_residual feeds the LQ latent to the denoiser; it needs lq_condition=true")
-        self._said_frames = False
-        dtype = as_dtype(torch_dtype)
-        release = check_release_folder(satb_weights, lq_condition, use_predictor, type(self)) if satb_weights else None
+        self.spec: Preset = get_preset(preset)
+        self.recipe = TrainingRecipe.coerce(recipe)
+        self.predictor_options = PredictorOptions.coerce(predictor_options)
+        self.denoiser_options = DenoiserOptions.coerce(denoiser_options)
+        self.ddc = DDCOptions.coerce(ddc)
+        self.lora = SATBLoRA.coerce(lora)
+        self.sampling = SATBSampling.coerce(sampling)
+        self.text = SATBText.coerce(text)
+        self.vae_tiling = SATBTiling.coerce(vae_tiling)
+        if torch_dtype not in ("float32", "bfloat16", "float16"):
+            raise ConfigError(f"torch_dtype must be float32, bfloat16 or float16; got {torch_dtype!r}")
+        self.frozen_dtype = as_dtype(torch_dtype)
+        release = (
+            check_release_folder(
+                satb_weights, self.denoiser_options.lq_condition, self.predictor_options.enabled, type(self)
+            )
+            if satb_weights
+            else None
+        )
+        self._said: set[str] = set()  # one-time notes already given
 
-        # Noise schedule of the base model (v-prediction, zero terminal SNR).
+        # The base model's noise schedule (v-prediction, zero terminal SNR) and its VAE (or the tiny codec).
         self.schedule = DDPMSchedule.from_pretrained(pretrained) if pretrained else DDPMSchedule("cogvideox")
         if self.schedule.prediction_type != "v_prediction":
             raise PretrainedError(f"{pretrained}/scheduler is not a v-prediction schedule; SATB-VR needs CogVideoX's")
-        timestep_sampling = timestep_sampling or (spec.timestep_sampling if random_tiny else "paper")
-        if timestep_sampling not in TIMESTEP_SAMPLINGS:
-            raise ConfigError(f"timestep_sampling must be one of {', '.join(TIMESTEP_SAMPLINGS)}; got {timestep_sampling!r}")
-        self.timestep_sampling = timestep_sampling
-        self.train_step_counts = list(train_step_counts or [1, 5])
-        highest_start = max(jump_start_timesteps(n)[0] for n in self.train_step_counts)
-        default_tau_max = highest_start + 1 if timestep_sampling == "jump_start" else self.schedule.num_train_timesteps
-        self.tau_max = tau_max or default_tau_max
-        if not 1 <= self.tau_max <= self.schedule.num_train_timesteps:
-            raise ConfigError(f"tau_max must be in [1, {self.schedule.num_train_timesteps}], got {tau_max}")
+        if self.recipe.tau_max > self.schedule.num_train_timesteps:
+            raise ConfigError(
+                f"recipe.tau_max must be in [1, {self.schedule.num_train_timesteps}], got {self.recipe.tau_max}"
+            )
+        self.codec = self._build_codec(pretrained, torch_dtype)
 
-        self.codec = self._build_codec(spec, pretrained, vae_tile_size, vae_tile_overlap)
-        c = self.codec
-        self.frames_rule = (c.temporal_factor, 1) if c.causal else (c.temporal_factor, 0)
-        # Long videos: 81-frame windows at full size (the release's 80-frame temporal tiles), 17 on the tiny CPU preset.
-        self.temporal_window = 81 if preset == "real" or pretrained else 17
-
-        # The base transformer: pretrained, or the preset's shapes with random weights.
-        if pretrained:
-            base = load_base_transformer(pretrained)
-            if base.config.in_channels != c.latent_channels:
-                raise PretrainedError(
-                    f"{pretrained}/transformer reads {base.config.in_channels} channels, its VAE gives {c.latent_channels}"
-                )
-        else:
-            config = {**spec.transformer, "in_channels": c.latent_channels, "out_channels": c.latent_channels}
-            base = CogVideoXTransformer3DModel(**config)
-        self.transformer_config = base.config
-
-        self.prompt_encoder = self._build_prompts(text_encoder, pretrained, release, spec, ignore_prompts, dtype, text_cache)
-
-        self.predictor = None
-        if use_predictor:
-            self.predictor = AuxiliaryPredictor(copy.deepcopy(base), predictor_parameterization, predictor_timestep)
-
-        self.denoiser = LQConditionedTransformer(
-            **dict(base.config),
-            enable_connector=lq_condition,
-            enable_control_patchemb=lq_condition,
-            connector_heads=spec.connector_heads,
-            connector_dim=spec.connector_dim,
-            control_hidden_channels=spec.control_hidden_channels,
-            control_groups=spec.control_groups,
+        # The base transformer, in the dtype its frozen parts keep (fp32 where a copy of it trains fully).
+        trains_base_fully = self.denoiser_options.finetune == "full" or (
+            self.predictor_options.enabled and self.predictor_options.finetune == "full"
         )
-        self._copy_base_weights(base)
+        load_dtype = torch.float32 if trains_base_fully else self.frozen_dtype
+        base = (
+            load_base_transformer(pretrained, load_dtype)
+            if pretrained
+            else random_base(self.spec, self.codec.latent_channels)
+        )
+        if base.config.in_channels != self.codec.latent_channels:
+            raise PretrainedError(
+                f"{pretrained}/transformer reads {base.config.in_channels} channels, its VAE gives {self.codec.latent_channels}"
+            )
+        self.transformer_config = base.config
+        self.ddc_blocks = self.ddc.resolve(base.config.num_layers)
+        self.prompt_encoder = self._build_prompts(pretrained, release, torch_dtype)
 
+        # F_p (Sec. 3.2): a copy of the base; F_d: the base itself + LQ modules; the LQ ControlNet.
+        self.predictor = None
+        if self.predictor_options.enabled:
+            transformer = build_predictor_transformer(base)
+            self.predictor = AuxiliaryPredictor(
+                transformer, self.predictor_options.parameterization, self.predictor_options.timestep
+            )
         self.controlnet = None
-        if lq_condition:
-            if release is not None:
-                self.controlnet = self._load_release_controlnet(release, base)
-            else:
-                self.controlnet = SATBControlNet.from_transformer(
-                    base, controlnet_layers or spec.controlnet_layers, spec.control_hidden_channels, spec.control_groups
-                )
+        if self.denoiser_options.lq_condition:
+            self.controlnet = (
+                self._load_release_controlnet(release, base) if release else build_controlnet(base, self.spec)
+            )
+        self.denoiser = build_denoiser(base, self.spec, self.denoiser_options.lq_condition)
         del base
+        self._zero_residual_heads()
 
-        targets = tuple(lora_targets or DEFAULT_LORA_TARGETS)
-        if release is not None:
-            self._load_release_modules(release)
+        # Which weights train: LoRA on the blocks (the paper), or full; then the release's / export's weights.
+        if release is None:
+            if self.denoiser_options.finetune == "lora":
+                add_block_lora(self.denoiser, self.lora)
+            if self.predictor is not None and self.predictor_options.finetune == "lora":
+                add_block_lora(self.predictor.transformer, self.lora)
         else:
-            if self.denoiser_mode == "lora":
-                add_lora(self.denoiser, lora_rank, lora_alpha, targets)
-            if self.predictor is not None and self.predictor_mode == "lora":
-                add_lora(self.predictor.transformer, lora_rank, lora_alpha, targets)
-        apply_trainability(self.denoiser, self.denoiser_mode, always_trainable=EXTRA_MODULES)
+            self._release_full_parts = load_release_parts(self, release)
+        apply_trainability(self.denoiser, self.denoiser_options.finetune, always_trainable=EXTRA_MODULES)
         if self.predictor is not None:
-            apply_trainability(self.predictor, self.predictor_mode)
+            apply_trainability(self.predictor, self.predictor_options.finetune)
         if self.controlnet is not None:
             self.controlnet.requires_grad_(True)
-        if dtype is not None:
-            for parameter in self.parameters():
-                if not parameter.requires_grad:
-                    parameter.data = parameter.data.to(dtype)
-        self.ddc_blocks = self._ddc_blocks(ddc_blocks)
-        if not pretrained and release is None:
-            self._zero_residual_heads()
+        cast_frozen([self.predictor, self.denoiser, self.controlnet], self.frozen_dtype)
+        if pretrained:  # the frozen base weights (~22 GB at full size) are re-read from `pretrained`
+            self.mark_rebuildable(self.codec, self.predictor, self.denoiser, self.controlnet)
 
-    # ------------------------------------------------------------------ construction helpers
+    @classmethod
+    def init_argument_names(cls) -> list[str]:
+        """The init arguments, plus the flat ones of records written before the option groups (:mod:`satb.legacy`)."""
+        return [*super().init_argument_names(), *FLAT_ARGUMENTS]
 
-    def _build_codec(self, spec: Any, pretrained: str | None, tile: int | None, overlap: int) -> LatentCodec:
-        options = {"tile_size": tile, "tile_overlap": overlap} if tile else {}
-        if pretrained:
-            return CogVideoXCodec.from_pretrained(pretrained, **options)
-        if spec.codec == "cogvideox":
-            return CogVideoXCodec.real("cogvideox1.5-5b", **options)
-        return PixelUnshuffleCodec(factor=spec.codec_factor, scaling=spec.codec_scaling, **options)
+    @property
+    def temporal_window(self) -> int:  # type: ignore[override]
+        """Frames per window of long-video inference: the preset's (81 at full size, 17 tiny)."""
+        return self.spec.temporal_window
 
-    def _build_prompts(
+    # ------------------------------------------------------------------ training (Sec. 3.3)
+
+    def compute_losses(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """``{"diff": L_diff (Eq. 5), "ddc": L_ddc (Eq. 6, when enabled), "total": Eq. 7}`` for one batch.
+
+        ``ddc`` is the (detached) loss value; its gradient to the predictor is inside ``total``.
+        """
+        with self._compute_precision():
+            # 1. Latents of the clip and of its bicubic-upsampled LQ input ([B, F, C, h, w]).
+            hq, lq = self._training_frames(batch["hq"]), self._training_frames(batch["lq"])
+            x_gt, _ = self._encode(hq)
+            x_lq, _ = self._encode(upsample_frames(lq, self.scale))
+            b = x_gt.shape[0]
+            text, rotary = self._text(batch.get("prompt"), b, x_gt), self._rotary(x_gt)
+
+            # 2. Timesteps t <= τ_s and one noise draw ε for the whole step (Sec. 3.3).
+            tau_s, t, noise = self.draw_training_noise(x_gt)
+
+            # 3. The predictor's estimate x_p = F_p(x_lq, τ_s) (Eq. 3) and the SATB anchor x_b^t (Eq. 4).
+            x_p = self._predict(x_lq, tau_s, text, rotary)
+            anchor = x_p if self.recipe.diff_grad_to_predictor else x_p.detach()
+            x_b = satb_blend(x_gt, anchor, tau_s, t, self.schedule, self.recipe.blend)
+
+            # 4. L_diff (Eq. 5): the denoiser at x_t = N(x_b^t, t, ε) (Eq. 29) against v of x_gt.
+            x_t = self.schedule.add_noise(x_b, noise, t)
+            v = self.schedule.velocity(x_gt, noise, t)
+            weight = (1.0 - self.schedule.alpha_bar(t)).to(x_gt.device) if self.recipe.diff_weighting == "x0" else None
+            losses = {"diff": diffusion_loss(self._denoise(x_t, t, x_lq, text, rotary), v, weight)}
+            total = losses["diff"]
+
+            # 5. L_ddc (Eq. 6): the denoiser's block states for N(x_p, τ_s, ε) vs N(x_gt, τ_s, ε), same ε
+            #    and τ_s; F_d is a fixed feature extractor whose gradient reaches F_p through its input only.
+            if self.ddc.weight > 0 and self.predictor is not None:
+                with torch.no_grad():
+                    target = self._features(self.schedule.add_noise(x_gt, noise, tau_s), tau_s, x_lq, text, rotary)
+                l_ddc, to_predictor = input_only_loss(
+                    self.schedule.add_noise(x_p, noise, tau_s),
+                    lambda probe: ddc_loss(self._features(probe, tau_s, x_lq, text, rotary), target),
+                )
+                losses["ddc"] = l_ddc
+                total = total + self.ddc.weight * (l_ddc + to_predictor)  # Eq. 7
+        losses["total"] = total
+        return losses
+
+    def draw_training_noise(self, x_gt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(τ_s [B], t [B], ε like x_gt)`` from this step's generator (so a resumed run draws the same).
+
+        ``recipe.timestep_sampling``: ``paper`` draws ``τ_s ~ U{0..tau_max−1}``, ``t ~ U{0..τ_s}``;
+        ``jump_start`` sets ``τ_s = t`` to the start timestep of a step count from ``train_step_counts``.
+        """
+        generator = self.step_generator(device=x_gt.device)
+        b = x_gt.shape[0]
+        if self.recipe.timestep_sampling == "jump_start":
+            tau_s, t = sample_jump_start_timesteps(b, list(self.recipe.train_step_counts), generator, x_gt.device)
+        else:
+            tau_s, t = sample_training_timesteps(b, self.recipe.tau_max, generator, x_gt.device)
+        noise = torch.randn(x_gt.shape, generator=generator, device=x_gt.device, dtype=x_gt.dtype)
+        return tau_s, t, noise
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        losses = self.compute_losses(batch)
+        total = losses.pop("total")
+        if "ddc" in losses:
+            # The DDC term is a mean over wide block states (3072 channels at full size): show its scale.
+            losses["ddc_over_diff"] = losses["ddc"].detach() / losses["diff"].detach().clamp_min(1e-12)
+        self.log_losses(losses, total=total)
+        return total
+
+    def _training_frames(self, video: torch.Tensor) -> torch.Tensor:
+        # Training clips are cropped (never padded) to the codec's frame rule: no invented frames.
+        return video[:, :, : frames_at_most(video.shape[2], self.frames_rule)]
+
+    # ------------------------------------------------------------------ inference (Fig. 2a)
+
+    @torch.no_grad()
+    def restore(
         self,
-        mode: str,
-        pretrained: str | None,
-        release: Path | None,
-        spec: Any,
-        ignore_prompts: bool,
-        dtype: torch.dtype | None,
-        cache: str | None,
-    ) -> PromptEncoder:
-        cfg = self.transformer_config
-        return build_prompt_encoder(
-            mode,
-            pretrained,
-            release,
-            cfg.text_embed_dim,
-            spec.text_tokens,
-            cfg.max_text_seq_length,
-            ignore_prompts,
-            dtype,
-            cache,
+        lq: torch.Tensor,
+        prompt: list[str] | None = None,
+        *,
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
+        generator: torch.Generator | None = None,
+        color_fix: Literal["wavelet", "none"] | None = None,
+        sampler: Literal["cogvideox_dpm", "dpmsolver++"] | None = None,
+        vae_posterior: Literal["mode", "sample"] | None = None,
+    ) -> torch.Tensor:
+        """Restore one window: ``[B,3,T,h,w]`` → ``[B,3,T,h*scale,w*scale]`` in ``[-1, 1]``.
+
+        Every option left ``None`` takes the model's ``sampling`` default (the release's inference).
+
+        Args:
+            num_inference_steps: denoiser evaluations (Table 4 schedule).
+            guidance_scale: classifier-free guidance against the release's negative prompt (> 1 enables it).
+            generator: source of the jump-start noise, the stochastic solver's noise and a sampled
+                VAE posterior (default: the global RNG).
+            color_fix: ``wavelet`` (clamp, then low frequencies from the upsampled input) or ``none``.
+            sampler: ``cogvideox_dpm`` (the release's stochastic DPM-Solver++) or ``dpmsolver++``.
+            vae_posterior: ``mode`` or ``sample`` of the VAE encoder's posterior.
+        """
+        state = self.prepare_window(
+            lq,
+            prompt,
+            num_inference_steps=num_inference_steps,
+            guidance_scale=guidance_scale,
+            generator=generator,
+            color_fix=color_fix,
+            sampler=sampler,
+            vae_posterior=vae_posterior,
+        )
+        latents = state.latents
+        for i in range(len(state.timesteps)):
+            latents = self.denoise_step(state, i, latents)
+        return self.finish_window(state, latents)
+
+    def prepare_window(
+        self,
+        lq: torch.Tensor,
+        prompt: list[str] | None = None,
+        *,
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
+        generator: torch.Generator | None = None,
+        color_fix: str | None = None,
+        sampler: str | None = None,
+        vae_posterior: str | None = None,
+    ) -> WindowState:
+        """Encode one LQ window, condition it and build the jump-start state ``x_{τ_s}`` (Eq. 3)."""
+        s = self.sampling
+        steps = s.num_inference_steps if num_inference_steps is None else num_inference_steps
+        guidance = s.guidance_scale if guidance_scale is None else guidance_scale
+        solver_kind = sampler or s.sampler
+        timesteps = self._check_steps(steps)
+        self._say_sampling_once(solver_kind, guidance)
+        b, _, frames, h, w = lq.shape
+        valid = self.codec.valid_frames(frames)
+        self._say_once(
+            "frames",
+            valid != frames,
+            f"{frames} frames padded to {valid} (repeating the last frame), cropped back after",
         )
 
-    def _copy_base_weights(self, base: CogVideoXTransformer3DModel) -> None:
-        if next(base.parameters()).device.type == "meta":
-            return
-        missing, unexpected = self.denoiser.load_state_dict(base.state_dict(), strict=False)
-        foreign = [k for k in missing if not k.startswith(EXTRA_MODULES)]
-        if foreign or unexpected:
-            raise PretrainedError(f"base transformer does not fit the denoiser: {(foreign or unexpected)[0]}")
+        # The LQ latent: bicubic upsampling to the output size, padded to whole latent patches.
+        up = upsample_frames(pad_temporal(lq, valid), self.scale)
+        multiple = self.codec.spatial_factor * self.transformer_config.patch_size
+        padded = pad_spatial(up, padded_size(up.shape[-2], multiple), padded_size(up.shape[-1], multiple))
+        x_lq, prepended = self._encode(
+            padded, sample_posterior=(vae_posterior or s.vae_posterior) == "sample", generator=generator
+        )
+        rotary = self._rotary(x_lq)
 
-    def _load_release_controlnet(self, release: Path, base: CogVideoXTransformer3DModel) -> SATBControlNet:
-        controlnet, info = load_controlnet_folder(SATBControlNet, release / "controlnet")
-        problems = [(kind, keys) for kind, keys in info.items() if keys]
-        if problems:
-            kind, keys = problems[0]
-            raise PretrainedError(f"{release}/controlnet does not match the ControlNet: {len(keys)} {kind}, e.g. {keys[0]}")
-        for key in ("num_attention_heads", "attention_head_dim", "in_channels", "patch_size", "patch_size_t", "text_embed_dim"):
-            if controlnet.config[key] != base.config[key]:
-                raise PretrainedError(
-                    f"{release}/controlnet has {key}={controlnet.config[key]}, the base transformer {base.config[key]}"
+        # Text: the caption (or the empty prompt) + the release's template; [negative; positive] with guidance.
+        self._say_absent_prompt_once(prompt)
+        text = self._text(prompt, b, x_lq, POSITIVE_TEMPLATE if s.prompt_template else "")
+        guided = cfg_active(guidance) and self.prompt_encoder.mode != "none"
+        if guided:
+            text = cfg_batch(self.prompt_encoder.negative_embeddings(b, x_lq.device, x_lq.dtype), text)
+
+        # Eq. 3: x_{τ_s} = √ᾱ_{τ_s} x_p + √(1−ᾱ_{τ_s}) ε, with a fresh ε (drawn where the generator lives).
+        tau_s = torch.full((b,), timesteps[0], device=x_lq.device, dtype=torch.long)
+        with self._compute_precision():
+            x_p = self._predict(x_lq, tau_s, text[-b:], rotary)
+        noise_device = generator.device if generator is not None else x_p.device
+        noise = torch.randn(x_p.shape, generator=generator, device=noise_device, dtype=torch.float32).to(x_p.device)
+        latents = self.schedule.add_noise(x_p.float(), noise, tau_s)
+        solver = self.schedule.make_sampler(solver_kind, timesteps=timesteps)
+        return WindowState(
+            latents=latents,
+            x_lq=x_lq,
+            text=text,
+            rotary=rotary,
+            timesteps=timesteps,
+            solver=solver,
+            guidance_scale=guidance,
+            guided=guided,
+            generator=generator,
+            reference=up,
+            frames=frames,
+            height=h * self.scale,
+            width=w * self.scale,
+            prepended=prepended,
+            color_fix=color_fix or s.color_fix,
+        )
+
+    def denoise_step(self, state: WindowState, i: int, latents: torch.Tensor) -> torch.Tensor:
+        """One solver step from ``state.timesteps[i]`` to the next (``latents`` fp32 ``[B, F, C, h, w]``)."""
+        t = state.solver.timesteps[i]
+        b = latents.shape[0]
+        x_t = latents.to(state.x_lq.dtype)
+        with self._compute_precision():
+            if state.guided:
+                t_batch = t.to(x_t.device).long().expand(2 * b)
+                v = self._denoise(
+                    cfg_batch(x_t, x_t), t_batch, cfg_batch(state.x_lq, state.x_lq), state.text, state.rotary
                 )
-        return controlnet
+                v = cfg_split_combine(v, state.guidance_scale)
+            else:
+                v = self._denoise(x_t, t.to(x_t.device).long().expand(b), state.x_lq, state.text, state.rotary)
+        v = v.float()
+        if isinstance(state.solver, CogVideoXDPMScheduler):
+            # CogVideoX's DPM-Solver++(2M) carries the previous clean estimate and timestep itself.
+            back = state.solver.timesteps[i - 1] if i > 0 else None
+            latents, state.previous_x0 = state.solver.step(
+                v, state.previous_x0, t, back, latents, generator=state.generator, return_dict=False
+            )
+            return latents
+        return state.solver.step(v, t, latents, generator=state.generator, return_dict=False)[0]
 
-    def _load_release_modules(self, release: Path) -> None:
-        """LoRA adapters and extra modules of the release (authors' layout), full weights of a ``vsr export``."""
-        self._release_full_parts = load_release_parts(self, release)
+    def finish_window(self, state: WindowState, latents: torch.Tensor) -> torch.Tensor:
+        """Decode, crop to the window's size, clamp and colour-fix (the release's order): ``[B,3,T,H,W]``."""
+        with self._compute_precision():
+            video = self._decode(latents.to(state.x_lq.dtype), state.prepended)
+        video = video.float()[:, :, : state.frames, : state.height, : state.width].clamp(-1, 1)
+        if state.color_fix == "wavelet":
+            video = wavelet_color_fix(video, state.reference[:, :, : state.frames].float())
+        return video.clamp(-1, 1)
 
-    def _zero_residual_heads(self) -> None:
-        # Residual outputs of a random base start at zero: predictor x_p = x_lq, denoiser x0 = x_lq.
-        heads = []
-        if self.denoiser_output == "lq_residual":
-            heads.append(self.denoiser.proj_out)
-        if self.predictor is not None and self.predictor.parameterization == "residual":
-            heads.append(self.predictor.transformer.proj_out)
-        for head in heads:
-            if head.weight.device.type != "meta":
-                torch.nn.init.zeros_(head.weight)
-                torch.nn.init.zeros_(head.bias)
+    def _check_steps(self, num_steps: int) -> list[int]:
+        """Table 4's timesteps for ``num_steps``, refused when they start where this model never trained."""
+        timesteps = jump_start_timesteps(num_steps)
+        start = timesteps[0]
+        if self.recipe.timestep_sampling == "jump_start":
+            trained = {jump_start_timesteps(n)[0]: n for n in self.recipe.train_step_counts}
+            if start not in trained:
+                raise ConfigError(
+                    f"{num_steps} steps start at timestep {start}, which this model never trained at "
+                    f"(recipe.timestep_sampling=jump_start trained the start points {sorted(trained)}); "
+                    f"use {' or '.join(str(n) for n in sorted(self.recipe.train_step_counts))} steps"
+                )
+        elif start >= self.recipe.tau_max:
+            raise ConfigError(
+                f"{num_steps} steps start at timestep {start}, above this model's trained range "
+                f"(recipe.tau_max={self.recipe.tau_max}); use fewer steps"
+            )
+        return timesteps
 
-    def _ddc_blocks(self, blocks: list[int] | None) -> list[int]:
-        depth = self.transformer_config.num_layers
-        if blocks is None:
-            blocks = sorted({max(0, round(depth * f) - 1) for f in (0.25, 0.5, 0.75, 1.0)})
-        resolved = sorted({b % depth for b in blocks if -depth <= b < depth})
-        if len(resolved) != len(set(blocks)):
-            raise ConfigError(f"ddc_blocks {blocks} must index the denoiser's {depth} blocks")
-        return resolved
+    # ------------------------------------------------------------------ the networks of one step
 
-    def enable_activation_checkpointing(self) -> None:
-        # diffusers' own switch: checkpointing inside the transformers' block loops.
-        for model in (self.denoiser, self.controlnet, self.predictor.transformer if self.predictor else None):
-            if model is not None:
-                model.enable_gradient_checkpointing()
-
-    # ------------------------------------------------------------------ latents and conditioning
-
-    def _encode(self, video: torch.Tensor) -> tuple[torch.Tensor, int]:
+    def _encode(
+        self, video: torch.Tensor, sample_posterior: bool = False, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, int]:
         """Pixels ``[B,3,T,H,W]`` → latents ``[B,F,C,h,w]`` (CogVideoX layout), padded to whole temporal patches."""
         with torch.no_grad():
-            z = self.codec.encode(video).transpose(1, 2)
+            z = self.codec.encode(video, sample_posterior=sample_posterior, generator=generator).transpose(1, 2)
         return pad_latent_frames(z, self.transformer_config.patch_size_t)
 
     def _decode(self, latents: torch.Tensor, prepended: int) -> torch.Tensor:
@@ -383,213 +554,149 @@ class SATBVR(VSRMethod):
         """``x_p^{τ_s} = F_p(x_lq, τ_s)`` (Eq. 3); the LQ latent itself without a predictor (Tab. 2 (f))."""
         if self.predictor is None:
             return x_lq
-        return self.predictor(x_lq, tau_s, text, rotary, self.schedule)
+        return self.predictor(x_lq, tau_s, text, rotary, self.schedule).to(x_lq.dtype)
 
     def _control(self, x_t: torch.Tensor, t: torch.Tensor, x_lq: torch.Tensor, text: torch.Tensor, rotary: Any) -> Any:
         if self.controlnet is None:
             return None
         return self.controlnet(x_t, text, t, x_lq, rotary)
 
-    def _denoise(self, x_t: torch.Tensor, t: torch.Tensor, x_lq: torch.Tensor, text: torch.Tensor, rotary: Any) -> torch.Tensor:
-        """``F_d(x_t, x_lq, t)``: v-prediction of the LQ-conditioned denoiser (Eq. 5's F_d)."""
-        control = self._control(x_t, t, x_lq, text, rotary)
+    def _denoise(
+        self, x_t: torch.Tensor, t: torch.Tensor, x_lq: torch.Tensor, text: torch.Tensor, rotary: Any
+    ) -> torch.Tensor:
+        """``F_d(x_t, x_lq, t)`` as a v-prediction (Eq. 5's F_d), whatever ``denoiser_options.output`` is."""
         out = self.denoiser(
             x_t,
             text,
             t,
-            control_latents=x_lq if self.lq_condition else None,
-            control_hidden_states=control,
+            control_latents=x_lq if self.denoiser_options.lq_condition else None,
+            control_hidden_states=self._control(x_t, t, x_lq, text, rotary),
             image_rotary_emb=rotary,
-        )
-        if self.denoiser_output == "v":
+        ).to(x_t.dtype)
+        if self.denoiser_options.output == "v":
             return out
         # The network's output is a clean-latent estimate (or its offset from x_lq); Eq. 5 compares v's.
-        x0 = out.to(x_t.dtype) + (x_lq if self.denoiser_output == "lq_residual" else 0)
+        x0 = out + (x_lq if self.denoiser_options.output == "lq_residual" else 0)
         return self.schedule.v_from_x0(x_t, x0, t)
 
     def _features(
         self, x_t: torch.Tensor, t: torch.Tensor, x_lq: torch.Tensor, text: torch.Tensor, rotary: Any
     ) -> list[torch.Tensor]:
-        """Φ(x_t, x_lq, t) of Eq. 6: the denoiser's states after ``ddc_blocks``."""
-        control = self._control(x_t, t, x_lq, text, rotary)
+        """Φ(x_t, x_lq, t) of Eq. 6: the denoiser's video-token states after ``ddc.blocks``."""
         return self.denoiser.block_features(
             x_t,
             text,
             t,
             self.ddc_blocks,
-            control_latents=x_lq if self.lq_condition else None,
-            control_hidden_states=control,
+            control_latents=x_lq if self.denoiser_options.lq_condition else None,
+            control_hidden_states=self._control(x_t, t, x_lq, text, rotary),
             image_rotary_emb=rotary,
         )
 
-    def _training_frames(self, video: torch.Tensor) -> torch.Tensor:
-        # Training clips are cropped (not padded) to the codec's frame rule: no invented frames.
-        frames = video.shape[2]
-        valid = self.codec.valid_frames(frames)
-        if valid != frames:
-            multiple, remainder = self.frames_rule
-            valid = max(remainder or multiple, frames - (frames - remainder) % multiple)
-            video = video[:, :, :valid]
-        return video
+    def _compute_precision(self) -> contextlib.AbstractContextManager:
+        """Autocast to the frozen weights' dtype when they are not fp32 (the trainable ones are fp32)."""
+        device = next(self.denoiser.parameters()).device
+        if self.frozen_dtype == torch.float32 or device.type == "meta" or torch.is_autocast_enabled(device.type):
+            return contextlib.nullcontext()
+        return torch.autocast(device.type, dtype=self.frozen_dtype)
 
-    # ------------------------------------------------------------------ training (Sec. 3.3)
+    # ------------------------------------------------------------------ one-time notes
 
-    def compute_losses(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        """``{"diff": L_diff (Eq. 5), "ddc": L_ddc (Eq. 6, when enabled), "total": Eq. 7}`` for one batch.
+    def _say_once(self, key: str, condition: bool, message: str) -> None:
+        if condition and key not in self._said:
+            self._said.add(key)
+            rank_zero_info(f"SATB-VR: {message}")
 
-        ``ddc`` is the (detached) loss value; its gradient to the predictor is inside ``total``.
-        """
-        hq = self._training_frames(batch["hq"])
-        lq = self._training_frames(batch["lq"])
-        x_gt, _ = self._encode(hq)
-        x_lq, _ = self._encode(upsample_frames(lq, self.scale))
-        b = x_gt.shape[0]
-        generator = self.step_generator(device=x_gt.device)
-        if self.timestep_sampling == "jump_start":
-            tau_s, t = sample_jump_start_timesteps(b, self.train_step_counts, generator, x_gt.device)
-        else:
-            tau_s, t = sample_training_timesteps(b, self.tau_max, generator, x_gt.device)
-        noise = torch.randn(x_gt.shape, generator=generator, device=x_gt.device, dtype=x_gt.dtype)
-        text = self._text(batch.get("prompt"), b, x_gt)
-        rotary = self._rotary(x_gt)
-
-        x_p = self._predict(x_lq, tau_s, text, rotary)
-        anchor_p = x_p if self.diff_grad_to_predictor else x_p.detach()
-        x_b = satb_blend(x_gt, anchor_p, tau_s, t, self.schedule, self.blend)  # Eq. 4
-        x_t = self.schedule.add_noise(x_b, noise, t)  # Eq. 1 on the blended anchor (Eq. 29)
-        v = self.schedule.velocity(x_gt, noise, t)  # Eq. 5 target, from x_gt
-        losses = {"diff": diffusion_loss(self._denoise(x_t, t, x_lq, text, rotary), v)}
-        total = losses["diff"]
-
-        if self.ddc_weight > 0 and self.predictor is not None:
-            # Eq. 6: same ε and τ_s for both; the denoiser is a fixed feature extractor whose
-            # gradient reaches the predictor through its input only.
-            with torch.no_grad():
-                target = self._features(self.schedule.add_noise(x_gt, noise, tau_s), tau_s, x_lq, text, rotary)
-            l_ddc, to_predictor = input_only_loss(
-                self.schedule.add_noise(x_p, noise, tau_s),
-                lambda probe: ddc_loss(self._features(probe, tau_s, x_lq, text, rotary), target),
+    def _say_sampling_once(self, sampler: str, guidance: float) -> None:
+        if self.hparams.get("satb_weights"):
+            used = {"sampler": sampler, "guidance_scale": guidance}
+            used |= {"prompt_template": self.sampling.prompt_template, "color_fix": self.sampling.color_fix}
+            differs = {k: v for k, v in used.items() if RELEASE_SAMPLING[k] != v}
+            how = ", ".join(f"{k}={v}" for k, v in (differs or used).items())
+            self._say_once(
+                "sampling", True, f"sampling {'differs from' if differs else 'as'} the authors' release: {how}"
             )
-            losses["ddc"] = l_ddc
-            total = total + self.ddc_weight * (l_ddc + to_predictor)  # Eq. 7
-        losses["total"] = total
-        return losses
+        self._say_once(
+            "guidance",
+            cfg_active(guidance) and self.prompt_encoder.mode == "none",
+            f"guidance_scale {guidance} has no effect: no text encoder or precomputed embeddings (text.encoder none)",
+        )
 
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        losses = self.compute_losses(batch)
-        total = losses.pop("total")
-        self.log_losses(losses, total=total)
-        return total
+    def _say_absent_prompt_once(self, prompt: list[str] | None) -> None:
+        absent = not prompt or not any(p.strip() for p in prompt)
+        template = " + the release's quality template" if self.sampling.prompt_template else ""
+        self._say_once(
+            "prompt",
+            absent and self.prompt_encoder.accepts_prompts,
+            f"no caption given (the release captions with CogVLM2, not part of vsr): empty prompt{template}",
+        )
 
-    # ------------------------------------------------------------------ inference (Fig. 2a)
+    # ------------------------------------------------------------------ construction helpers
 
-    def _check_steps(self, num_steps: int) -> list[int]:
-        timesteps = jump_start_timesteps(num_steps)
-        if timesteps[0] >= self.tau_max:
-            raise ConfigError(
-                f"{num_steps} steps start at timestep {timesteps[0]}, above this model's trained range "
-                f"(tau_max={self.tau_max}); use fewer steps"
+    def _build_codec(self, pretrained: str | None, torch_dtype: str) -> LatentCodec:
+        tiling = self.vae_tiling
+        options = {"tile_size": tiling.tile_size, "tile_overlap": tiling.tile_overlap} if tiling.enabled else {}
+        if pretrained:
+            return CogVideoXCodec.from_pretrained(pretrained, torch_dtype=torch_dtype, **options)
+        if self.spec.codec == "cogvideox":
+            return CogVideoXCodec.real("cogvideox1.5-5b", torch_dtype=torch_dtype, **options)
+        return PixelUnshuffleCodec(factor=self.spec.codec_factor, scaling=self.spec.codec_scaling, **options)
+
+    def _build_prompts(self, pretrained: str | None, release: Path | None, torch_dtype: str) -> PromptEncoder:
+        cfg = self.transformer_config
+        return build_prompt_encoder(
+            self.text.encoder,
+            pretrained,
+            release,
+            cfg.text_embed_dim,
+            self.spec.text_tokens,
+            cfg.max_text_seq_length,
+            self.text.ignore_prompts,
+            self.frozen_dtype,
+            self.text.cache,
+        )
+
+    def _load_release_controlnet(self, release: Path, base: Any) -> SATBControlNet:
+        controlnet, info = load_controlnet_folder(SATBControlNet, release / "controlnet")
+        problems = [(kind, keys) for kind, keys in info.items() if keys]
+        if problems:
+            kind, keys = problems[0]
+            raise PretrainedError(
+                f"{release}/controlnet does not match the ControlNet: {len(keys)} {kind}, e.g. {keys[0]}"
             )
-        return timesteps
+        for key in (
+            "num_attention_heads",
+            "attention_head_dim",
+            "in_channels",
+            "patch_size",
+            "patch_size_t",
+            "text_embed_dim",
+        ):
+            if controlnet.config[key] != base.config[key]:
+                raise PretrainedError(
+                    f"{release}/controlnet has {key}={controlnet.config[key]}, the base transformer {base.config[key]}"
+                )
+        return controlnet
 
-    def _say_frames_once(self, frames: int, padded: int) -> None:
-        if not self._said_frames and padded != frames:
-            self._said_frames = True
-            rank_zero_info(f"SATB-VR: {frames} frames padded to {padded} (repeating the last frame), cropped back after")
+    def _zero_residual_heads(self) -> None:
+        # Residual outputs start at zero: predictor x_p = x_lq, denoiser x0 = x_lq (the release's weights replace them).
+        heads = []
+        if self.denoiser_options.output == "lq_residual":
+            heads.append(self.denoiser.proj_out)
+        if self.predictor is not None and self.predictor.parameterization == "residual":
+            heads.append(self.predictor.transformer.proj_out)
+        for head in heads:
+            if not is_meta(head):
+                torch.nn.init.zeros_(head.weight)
+                torch.nn.init.zeros_(head.bias)
 
-    @torch.no_grad()
-    def restore(
-        self,
-        lq: torch.Tensor,
-        prompt: list[str] | None = None,
-        *,
-        num_inference_steps: int | None = None,
-        guidance_scale: float | None = None,
-        generator: torch.Generator | None = None,
-        color_fix: bool | None = None,
-        sampler: str | None = None,
-    ) -> torch.Tensor:
-        """Restore one window: ``[B,3,T,h,w]`` → ``[B,3,T,h*scale,w*scale]`` in ``[-1, 1]``.
-
-        Args:
-            num_inference_steps: denoiser evaluations (Table 4 schedule). Default the model's ``num_steps``.
-            guidance_scale: classifier-free guidance (> 1 enables it; needs a text encoder or
-                precomputed embeddings).
-            generator: source of the jump-start noise and of the stochastic solver's noise
-                (default: the global RNG).
-            color_fix: wavelet color correction against the upsampled input.
-            sampler: ``dpmsolver++`` (diffusers' DPM-Solver++, the default) or ``cogvideox_dpm``
-                (CogVideoX's stochastic DPM-Solver++ the release samples with).
-        """
-        steps_wanted = self.num_steps if num_inference_steps is None else num_inference_steps
-        timesteps = self._check_steps(steps_wanted)
-        guidance = self.guidance_scale if guidance_scale is None else guidance_scale
-        b, _, frames, h, w = lq.shape
-        valid = self.codec.valid_frames(frames)
-        self._say_frames_once(frames, valid)
-
-        up = upsample_frames(pad_temporal(lq, valid), self.scale)
-        reference = up
-        multiple = self.codec.spatial_factor * self.transformer_config.patch_size
-        x_lq, prepended = self._encode(pad_spatial(up, padded_size(up.shape[-2], multiple), padded_size(up.shape[-1], multiple)))
-        rotary = self._rotary(x_lq)
-        suffix = POSITIVE_TEMPLATE if self.prompt_template else ""
-        text = self._text(prompt, b, x_lq, suffix)
-        cfg = cfg_active(guidance) and self.prompt_encoder.mode != "none"
-        if cfg:  # [negative; positive] batch, combined after each denoiser call
-            text = cfg_batch(self.prompt_encoder.negative_embeddings(b, x_lq.device, x_lq.dtype), text)
-
-        tau_s = torch.full((b,), timesteps[0], device=x_lq.device, dtype=torch.long)
-        x_p = self._predict(x_lq, tau_s, text[-b:], rotary)
-        # Drawn where the generator lives (a CPU generator also seeds a CUDA restore), then moved.
-        noise_device = generator.device if generator is not None else x_p.device
-        noise = torch.randn(x_p.shape, generator=generator, device=noise_device, dtype=x_p.dtype).to(x_p.device)
-        x = self.schedule.add_noise(x_p, noise, tau_s)  # Eq. 3: resampled noise on the predictor output
-
-        def velocity(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            x_t = x_t.to(x_lq.dtype)
-            t_batch = t.to(x_t.device).long().expand(x_t.shape[0] * (2 if cfg else 1))
-            if not cfg:
-                return self._denoise(x_t, t_batch, x_lq, text, rotary).float()
-            v = self._denoise(cfg_batch(x_t, x_t), t_batch, cfg_batch(x_lq, x_lq), text, rotary)
-            return cfg_split_combine(v, guidance).float()
-
-        # DPM-Solver++ (default) over the jump-start timesteps; "cogvideox_dpm" is the release's solver.
-        solver = self.schedule.make_sampler(sampler or self.sampler, timesteps=timesteps)
-        x = sample(solver, velocity, x.float(), generator=generator).to(x_lq.dtype)
-
-        video = self._decode(x, prepended)[:, :, :frames, : h * self.scale, : w * self.scale]
-        use_color_fix = self.color_fix if color_fix is None else color_fix
-        if use_color_fix:
-            video = wavelet_color_fix(video, reference[:, :, :frames]).clamp(-1, 1)
-        return video.clamp(-1, 1)
-
-    # ------------------------------------------------------------------ checkpoints
-
-    def _reloadable_keys(self) -> set[str]:
-        """Frozen weights that ``pretrained`` / ``satb_weights`` restore at construction (not saved)."""
-        if not self.hparams.get("pretrained"):
-            return set()
-        return {name for name, p in self.named_parameters() if not p.requires_grad}
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        super().on_save_checkpoint(checkpoint)
-        # At full size the frozen base weights are ~20 GB and already on disk: keep only what trained.
-        for key in self._reloadable_keys():
-            checkpoint["state_dict"].pop(key, None)
-
-    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
-        result = super().load_state_dict(state_dict, strict=False, assign=assign)
-        if strict:
-            allowed = self._reloadable_keys()
-            missing = [k for k in result.missing_keys if k not in allowed]
-            if missing or result.unexpected_keys:
-                raise RuntimeError(f"SATBVR state dict mismatch: missing {missing[:5]}, unexpected {result.unexpected_keys[:5]}")
-        return result
+    def enable_activation_checkpointing(self) -> None:
+        # diffusers' own switch: checkpointing inside the transformers' block loops.
+        for model in (self.denoiser, self.controlnet, self.predictor.transformer if self.predictor else None):
+            if model is not None:
+                model.enable_gradient_checkpointing()
 
     # ------------------------------------------------------------------ export
-
-    export_init_arg = "satb_weights"
 
     def export_pretrained(self, directory: str | Path) -> None:
         """``vsr export`` hook: the release layout plus full ``transformer/`` / ``predictor/`` where needed.

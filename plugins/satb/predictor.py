@@ -7,7 +7,7 @@ resampled afterwards, not predicted. Two output parameterizations:
 * ``v_at_lq`` (the release): the transformer reads ``x_lq`` as if it were a noisy sample at a fixed
   timestep ``t_p`` (399) and its v-prediction is converted to a clean estimate,
   ``x_p = √ᾱ_{t_p} x_lq − √(1−ᾱ_{t_p}) v̂``. At initialization this is the base model's own one-step
-  denoising of the LQ latent — a meaningful start. With ``timestep=None`` the predictor reads
+  denoising of the LQ latent — a meaningful start. With ``timestep="tau_s"`` the predictor reads
   ``τ_s`` instead (the paper's ``F_p(x_lq, τ_s)``).
 * ``x0``: the transformer output is ``x_p`` directly.
 * ``residual``: ``x_p = x_lq + output`` — the offset correction of Sec. 3.2 taken literally. The
@@ -17,10 +17,12 @@ resampled afterwards, not predicted. Two output parameterizations:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
+
+__all__ = ["PARAMETERIZATIONS", "AuxiliaryPredictor"]
 
 PARAMETERIZATIONS = ("v_at_lq", "x0", "residual")
 
@@ -31,14 +33,18 @@ class AuxiliaryPredictor(nn.Module):
     Args:
         transformer: a ``CogVideoXTransformer3DModel`` (copy of the base, with or without LoRA).
         parameterization: ``v_at_lq`` or ``x0`` (see the module docstring).
-        timestep: fixed timestep the transformer is evaluated at (399 in the release); ``None``
-            uses each sample's ``τ_s``.
+        timestep: fixed timestep the transformer is evaluated at (399 in the release), or
+            ``tau_s``: each sample's ``τ_s``.
     """
 
-    def __init__(self, transformer: nn.Module, parameterization: str = "v_at_lq", timestep: int | None = 399) -> None:
+    def __init__(
+        self, transformer: nn.Module, parameterization: str = "v_at_lq", timestep: int | Literal["tau_s"] = 399
+    ) -> None:
         super().__init__()
         if parameterization not in PARAMETERIZATIONS:
-            raise ValueError(f"predictor parameterization must be one of {PARAMETERIZATIONS}, got {parameterization!r}")
+            raise ValueError(
+                f"predictor parameterization must be one of {PARAMETERIZATIONS}, got {parameterization!r}"
+            )
         self.transformer = transformer
         self.parameterization = parameterization
         self.timestep = timestep
@@ -52,7 +58,7 @@ class AuxiliaryPredictor(nn.Module):
         schedule: Any,
     ) -> torch.Tensor:
         """``schedule`` is the base model's ``DDPMSchedule`` (its ``x0_from_v`` converts v̂)."""
-        t = tau_s if self.timestep is None else torch.full_like(tau_s, self.timestep)
+        t = tau_s if self.timestep == "tau_s" else torch.full_like(tau_s, self.timestep)
         out = self.transformer(
             hidden_states=x_lq, encoder_hidden_states=text, timestep=t, image_rotary_emb=rotary, return_dict=False
         )[0]

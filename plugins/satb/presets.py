@@ -2,7 +2,9 @@
 
 A preset fixes the backbone shapes when no ``pretrained=`` folder is given; with one, the
 transformer config comes from ``<pretrained>/transformer/config.json`` and the preset only
-supplies the SATB-specific extras (ControlNet depth, connector and LQ-embedding widths).
+supplies the SATB-specific extras (ControlNet depth, connector and LQ-embedding widths). Presets
+hold architecture only: how a model trains and samples is in :mod:`satb.options` and the
+commented ``configs/*.yaml``.
 """
 
 from __future__ import annotations
@@ -65,7 +67,7 @@ TINY_TRANSFORMER: dict[str, Any] = {
 
 @dataclass(frozen=True)
 class Preset:
-    """One SATB-VR architecture.
+    """One SATB-VR architecture (shapes only; the training recipe is in ``configs/*.yaml``).
 
     Attributes:
         transformer: CogVideoX transformer config (``in_channels``/``out_channels`` follow the codec).
@@ -78,10 +80,8 @@ class Preset:
             deviation near 0.5; x2 gives latents of about unit variance, as VAE latents are
             scaled for, so the noise schedule has the SNRs it was designed with).
         text_tokens: length of the empty-prompt embedding used without a text encoder.
-        predictor_parameterization, denoiser_output: output parameterizations of a randomly
-            initialized base (a pretrained CogVideoX always uses ``v_at_lq`` and ``v``).
-        timestep_sampling, diff_grad_to_predictor: training defaults of a randomly initialized
-            base (a pretrained CogVideoX always uses the paper's ``paper`` sampling and ``True``).
+        temporal_window: frames per window of long-video inference (81 at full size: the
+            release's 80-frame temporal tiles, rounded to the VAE's 4k+1).
     """
 
     transformer: dict[str, Any]
@@ -94,10 +94,7 @@ class Preset:
     codec_factor: int = 8
     codec_scaling: float = 1.0
     text_tokens: int = 226
-    predictor_parameterization: str = "v_at_lq"
-    denoiser_output: str = "v"
-    timestep_sampling: str = "paper"
-    diff_grad_to_predictor: bool = True
+    temporal_window: int = 81
 
 
 PRESETS: dict[str, Preset] = {
@@ -111,6 +108,7 @@ PRESETS: dict[str, Preset] = {
         codec="cogvideox",
         codec_factor=8,
         text_tokens=226,
+        temporal_window=81,
     ),
     "tiny": Preset(
         transformer=TINY_TRANSFORMER,
@@ -123,10 +121,7 @@ PRESETS: dict[str, Preset] = {
         codec_factor=2,
         codec_scaling=2.0,
         text_tokens=4,
-        predictor_parameterization="residual",
-        denoiser_output="lq_residual",
-        timestep_sampling="jump_start",
-        diff_grad_to_predictor=False,
+        temporal_window=17,
     ),
 }
 

@@ -17,19 +17,19 @@ import torch
 from vsr_core.diffusion import DDPMSchedule
 from vsr_core.errors import ConfigError
 
+__all__ = [
+    "BLEND_KINDS",
+    "blend_weight",
+    "jump_start_span",
+    "jump_start_timesteps",
+    "max_inference_steps",
+    "sample_jump_start_timesteps",
+    "sample_training_timesteps",
+    "satb_blend",
+]
+
 BlendKind = Literal["satb", "none", "linear", "cosine"]
 BLEND_KINDS: tuple[str, ...] = ("satb", "none", "linear", "cosine")
-
-# Appendix A.2, Table 4: the paper's schedules, kept literally so tests can compare the rule with them.
-TABLE4_TIMESTEPS: dict[int, list[int]] = {
-    1: [199],
-    2: [199, 99],
-    3: [299, 199, 99],
-    4: [399, 299, 199, 99],
-    5: [399, 319, 239, 159, 79],
-    8: [399, 349, 299, 249, 199, 149, 99, 49],
-    10: [399, 359, 319, 279, 239, 199, 159, 119, 79, 39],
-}
 
 
 def jump_start_span(num_steps: int) -> int:
@@ -148,9 +148,6 @@ def sample_training_timesteps(
     return tau_s.to(device), t.to(device)
 
 
-TIMESTEP_SAMPLINGS: tuple[str, ...] = ("paper", "jump_start")
-
-
 def sample_jump_start_timesteps(
     batch_size: int,
     step_counts: list[int],
@@ -160,8 +157,8 @@ def sample_jump_start_timesteps(
     """``τ_s = t =`` the first timestep of :func:`jump_start_timesteps` ``(n)``, ``n ~ U(step_counts)``.
 
     Not the paper's sampling (that is :func:`sample_training_timesteps`): it trains the denoiser only
-    at the points where the solver starts (``x_b = x_p`` there by Eq. 4), which is what a model with
-    little capacity and a few minutes of training needs to beat its input (docs/methods/satb.md).
+    at the points where the solver starts (``x_b = x_p`` there by Eq. 4, so the blend plays no part);
+    a model trained so is restored only from those start points (docs/methods/satb.md).
 
     Returns:
         ``(tau_s, t)``, two equal ``[batch_size]`` long tensors on ``device``.

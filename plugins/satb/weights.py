@@ -22,8 +22,8 @@ with ``full=True``) writes a superset of this layout that ``satb_weights=`` read
       predictor/config.json + diffusion_pytorch_model.safetensors    full predictor transformer
       vsr_method.json                                                the method record (vsr_core.export)
 
-A full folder is written for a part that trained fully (``denoiser_finetune`` /
-``predictor_finetune`` ``full`` or ``none``) or whose base is not a pretrained file (the random
+A full folder is written for a part that trained fully (``denoiser_options.finetune`` /
+``predictor_options.finetune`` ``full`` or ``none``) or whose base is not a pretrained file (the random
 tiny preset); its LoRA (if any) goes to ``lora_*/`` as in the release. When loading, a full folder
 is read first and replaces the ``lora_*`` file as the required part.
 """
@@ -67,7 +67,9 @@ def load_base_transformer(pretrained: str, dtype: torch.dtype | None = None) -> 
     config = json.loads((folder / "config.json").read_text())
     name = config.get("_class_name", "CogVideoXTransformer3DModel")
     if "CogVideoX" not in name or "num_layers" not in config:
-        raise PretrainedError(f"{folder} holds a {name}, not a CogVideoX transformer (SATB-VR needs a CogVideoX1.5-5B folder)")
+        raise PretrainedError(
+            f"{folder} holds a {name}, not a CogVideoX transformer (SATB-VR needs a CogVideoX1.5-5B folder)"
+        )
     return CogVideoXTransformer3DModel.from_pretrained(folder, torch_dtype=dtype)
 
 
@@ -139,7 +141,9 @@ def load_lora(model: nn.Module, folder: Path, adapter_name: str = "default") -> 
         raise PretrainedError(f"{path}: {len(missing)} LoRA tensors were not loaded, e.g. {missing[0]}")
     for key, value in state.items():
         if loaded[key].shape != value.shape:
-            raise PretrainedError(f"{path}: {key} has shape {tuple(value.shape)}, the model expects {tuple(loaded[key].shape)}")
+            raise PretrainedError(
+                f"{path}: {key} has shape {tuple(value.shape)}, the model expects {tuple(loaded[key].shape)}"
+            )
 
 
 def save_lora(model: nn.Module, folder: Path, adapter_name: str = "default") -> None:
@@ -155,7 +159,9 @@ def load_module_file(module: nn.Module, path: Path) -> None:
     """
     state = read_torch_file(path, what="weights file")
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise PretrainedError(f"{path} is not a state dict of tensors (it holds a {type(state).__name__}); export it again")
+        raise PretrainedError(
+            f"{path} is not a state dict of tensors (it holds a {type(state).__name__}); export it again"
+        )
     own = module.state_dict()
     missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
     if missing or unexpected:
@@ -165,7 +171,9 @@ def load_module_file(module: nn.Module, path: Path) -> None:
         )
     for key, value in state.items():
         if own[key].shape != value.shape:
-            raise PretrainedError(f"{path}: {key} has shape {tuple(value.shape)}, the model expects {tuple(own[key].shape)}")
+            raise PretrainedError(
+                f"{path}: {key} has shape {tuple(value.shape)}, the model expects {tuple(own[key].shape)}"
+            )
     module.load_state_dict(state)
 
 
@@ -186,9 +194,9 @@ def save_module_file(module: nn.Module, path: Path) -> None:
 
 
 def _parts(method: Any) -> list[tuple[str, nn.Module, str]]:
-    parts = [("denoiser", method.denoiser, method.denoiser_mode)]
+    parts = [("denoiser", method.denoiser, method.denoiser_options.finetune)]
     if method.predictor is not None:
-        parts.append(("predictor", method.predictor.transformer, method.predictor_mode))
+        parts.append(("predictor", method.predictor.transformer, method.predictor_options.finetune))
     return parts
 
 
@@ -230,9 +238,10 @@ def save_release(method: Any, folder: str | Path, full: bool = False) -> Path:
 
     root = Path(folder)
     root.mkdir(parents=True, exist_ok=True)
-    if not full and (method.denoiser_mode != "lora" or (method.predictor is not None and method.predictor_mode != "lora")):
+    if not full and any(mode != "lora" for _, _, mode in _parts(method)):
         raise PretrainedError(
-            "the release layout stores LoRA adapters; train with denoiser_finetune=lora and predictor_finetune=lora"
+            "the release layout stores LoRA adapters; train with denoiser_options.finetune=lora and "
+            "predictor_options.finetune=lora"
         )
     pretrained_base = bool(method.hparams.get("pretrained"))
     read_full = getattr(method, "_release_full_parts", set())
@@ -242,7 +251,9 @@ def save_release(method: Any, folder: str | Path, full: bool = False) -> Path:
         if adapter_names(module):
             save_lora(module, root / LORA_FOLDERS[part])
         elif not full:
-            raise PretrainedError(f"the {part} has no LoRA adapter to write in the release layout; export with full=True")
+            raise PretrainedError(
+                f"the {part} has no LoRA adapter to write in the release layout; export with full=True"
+            )
     if method.controlnet is not None:
         save_component(method.controlnet, root / "controlnet")
         config_file = root / "controlnet" / "config.json"
@@ -256,7 +267,7 @@ def save_release(method: Any, folder: str | Path, full: bool = False) -> Path:
     encoder = method.prompt_encoder
     if encoder.mode != "none":
         device, dtype = torch.device("cpu"), torch.float32
-        positive = encoder([""], 1, device, dtype, POSITIVE_TEMPLATE if method.prompt_template else "")
+        positive = encoder([""], 1, device, dtype, POSITIVE_TEMPLATE if method.sampling.prompt_template else "")
         torch.save(positive.detach().clone(), root / PROMPT_FILES[0])
         torch.save(encoder.negative_embeddings(1, device, dtype).detach().clone(), root / PROMPT_FILES[1])
     return root

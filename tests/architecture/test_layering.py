@@ -86,3 +86,12 @@ def test_every_public_core_module_declares_all():
         if not declares:
             missing.append(f"vsr_core/{rel}")
     assert not missing, "modules without __all__: " + ", ".join(missing)
+
+
+def test_top_level_names_resolve_to_their_defining_modules():
+    import vsr_core
+
+    for name in vsr_core.__all__:
+        module = importlib.import_module(vsr_core._EXPORTS[name])
+        assert getattr(vsr_core, name) is getattr(module, name), name
+        assert name in module.__all__, f"{name} is re-exported but not in {module.__name__}.__all__"

@@ -49,14 +49,14 @@ def fit(tmp_path: Path, monkeypatch, *args: str) -> Path:
 @pytest.mark.parametrize(
     "args",
     [
-        ("--model", "reference.ReferenceVSR", "--model.channels", "4", "--model.num_blocks", "1"),
+        ("--model", "vsr_core.testing.BoringMethod", "--model.width", "4"),
         (
             "--config", str(REPO / "plugins/satb/configs/tiny.yaml"),
             "--model.optimizer", "torch.optim.AdamW", "--model.optimizer.lr", "0.0002",
             "--model.lr_scheduler", "torch.optim.lr_scheduler.LinearLR",
         ),
     ],
-    ids=["reference", "satb-tiny"],
+    ids=["boring", "satb-tiny"],
 )
 def test_real_fit_checkpoints_load_with_weights_only(tmp_path, monkeypatch, args):
     """What `vsr fit` writes (EMA, optimizer and scheduler records included) loads with weights_only=True."""
@@ -95,9 +95,9 @@ def trap_module(tmp_path, monkeypatch) -> Path:
             f"""
             from pathlib import Path
             Path({str(marker)!r}).touch()
-            from reference.model import ReferenceVSR
+            from vsr_core.testing import BoringMethod
 
-            class TrapVSR(ReferenceVSR):
+            class TrapVSR(BoringMethod):
                 '''Importing this module is the attack.'''
 
             def factory(*args, **kwargs):
@@ -110,17 +110,37 @@ def trap_module(tmp_path, monkeypatch) -> Path:
     sys.modules.pop("vsr_trap", None)
 
 
-@pytest.fixture
-def reference_checkpoint(tmp_path) -> dict:
-    from reference.model import ReferenceVSR
+FAKE_PLUGIN_MODEL = '''
+"""A plugin package whose method lives in a submodule and is re-exported (like satb.SATBVR)."""
+from vsr_core.testing import BoringMethod
 
+
+class FakeBoringVSR(BoringMethod):
+    """BoringMethod as an installed plugin's method."""
+'''
+
+
+@pytest.fixture
+def reference_checkpoint(tmp_path, fake_plugins) -> dict:
+    """A checkpoint of an installed plugin's method, ``fake_boring.FakeBoringVSR`` (a package)."""
     from vsr_core.testing import tiny_trainer
 
-    method = ReferenceVSR(scale=2, channels=4, num_blocks=1)
+    site = fake_plugins({"fake_boring": ""})
+    (site / "fake_boring.py").unlink()
+    (site / "fake_boring").mkdir()
+    (site / "fake_boring" / "model.py").write_text(FAKE_PLUGIN_MODEL)
+    (site / "fake_boring" / "__init__.py").write_text(
+        "from fake_boring.model import FakeBoringVSR\n__all__ = ['FakeBoringVSR']\n"
+    )
+    from fake_boring import FakeBoringVSR
+
+    method = FakeBoringVSR(scale=2, width=4)
     trainer = tiny_trainer(tmp_path, max_steps=0)
     trainer.strategy.connect(method)
     trainer.save_checkpoint(tmp_path / "ref.ckpt")
-    return read_checkpoint(tmp_path / "ref.ckpt")
+    yield read_checkpoint(tmp_path / "ref.ckpt")
+    for name in [n for n in sys.modules if n.startswith("fake_boring")]:
+        del sys.modules[name]
 
 
 def _save(checkpoint: dict, path: Path) -> Path:
@@ -160,7 +180,7 @@ def test_the_recorded_instantiator_is_never_imported(tmp_path, trap_module, refe
     checkpoint = dict(reference_checkpoint)
     checkpoint["hyper_parameters"] = {**checkpoint["hyper_parameters"], "_instantiator": "vsr_trap.factory"}
     method = load_method(_save(checkpoint, tmp_path / "inst.ckpt"))
-    assert method.hparams["channels"] == 4
+    assert method.hparams["width"] == 4
     assert not trap_module.exists() and "vsr_trap" not in sys.modules
 
 
@@ -204,19 +224,19 @@ def test_module_records_of_core_classes_are_rebuilt(tmp_path, fake_plugins):
 
 
 def test_long_and_short_class_paths_both_load(tmp_path, reference_checkpoint):
-    for name in ("reference.model.ReferenceVSR", "reference.ReferenceVSR"):
+    for name in ("fake_boring.model.FakeBoringVSR", "fake_boring.FakeBoringVSR"):
         checkpoint = dict(reference_checkpoint)
         checkpoint["vsr_method"] = {"class_path": name, "scale": 2}
-        assert type(load_method(_save(checkpoint, tmp_path / "c.ckpt"))).__name__ == "ReferenceVSR"
+        assert type(load_method(_save(checkpoint, tmp_path / "c.ckpt"))).__name__ == "FakeBoringVSR"
 
 
 def test_a_state_dict_that_does_not_fit_is_one_line(tmp_path, reference_checkpoint):
     checkpoint = dict(reference_checkpoint)
-    checkpoint["hyper_parameters"] = {**checkpoint["hyper_parameters"], "channels": 8}
+    checkpoint["hyper_parameters"] = {**checkpoint["hyper_parameters"], "width": 8}
     with pytest.raises(CheckpointError) as err:
         load_method(_save(checkpoint, tmp_path / "misfit.ckpt"))
-    assert "does not fit ReferenceVSR" in one_line(err)
-    checkpoint = {"vsr_method": {"class_path": "reference.ReferenceVSR"}}
+    assert "do not fit FakeBoringVSR: net.0.weight has shape (4, 3, 3, 3) in them, (8, 3, 3, 3) in the method" in one_line(err)
+    checkpoint = {"vsr_method": {"class_path": "fake_boring.FakeBoringVSR"}}
     with pytest.raises(CheckpointError, match="holds no state_dict"):
         load_method(_save(checkpoint, tmp_path / "nostate.ckpt"))
     torch.save(torch.zeros(3), tmp_path / "tensor.pt")

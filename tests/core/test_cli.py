@@ -94,7 +94,8 @@ def test_fit_rerun_from_config_and_exact_resume(tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-3000:]
 
     a = torch.load(next((tmp_path / "a").rglob("last.ckpt")), weights_only=True)
-    b = torch.load(next((tmp_path / "b").rglob("version_1/**/last.ckpt")), weights_only=True)
+    assert sorted(p.name for p in (tmp_path / "b" / "ReferenceVSR").iterdir()) == ["version_0"]  # resumed in its run
+    b = torch.load(next((tmp_path / "b").rglob("version_0/**/last.ckpt")), weights_only=True)
     assert a["global_step"] == b["global_step"] == 6
     for key, value in a["state_dict"].items():
         torch.testing.assert_close(b["state_dict"][key], value, rtol=0, atol=0, msg=f"{key} differs after resume")
@@ -133,3 +134,77 @@ def test_a_yaml_syntax_error_names_the_file_line_and_column(tmp_path, capsys):
     assert capsys.readouterr().err.strip() == (
         f"error: {tab}: YAML syntax error at line 3, column 1: found character '\\t' that cannot start any token"
     )
+
+
+def test_version_is_the_distribution_version(capsys):
+    import tomllib
+
+    expected = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    assert main(["--version"]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith(f"vsr {expected} (torch {torch.__version__.split('+')[0]}") and "lightning" in line
+
+
+HEAVY = ("torch", "lightning", "diffusers", "pyiqa", "reference", "satb")
+
+
+@pytest.mark.parametrize(
+    ("argv", "allowed"),
+    [
+        (["--help"], ()),
+        (["--version"], ()),
+        (["plugins"], ()),
+        (["evaluate", "--help"], ()),
+        (["degrade", "--help"], ()),
+        (["restore", "--help"], ()),
+    ],
+    ids=lambda value: " ".join(value) if isinstance(value, list) else None,
+)
+def test_help_version_and_listing_import_no_heavy_stack(argv, allowed, tmp_path):
+    """What `vsr --help`, `vsr plugins`, ... import: none of torch, Lightning, diffusers, pyiqa or a plugin."""
+    code = (
+        "import sys\nfrom vsr_core.cli import main\n"
+        f"try:\n    code = main({argv!r})\nexcept SystemExit as exit_:\n    code = exit_.code or 0\n"
+        f"print('IMPORTED', sorted({{m.split('.')[0] for m in sys.modules}} & {set(HEAVY)!r}), code)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    last = result.stdout.strip().splitlines()[-1]
+    assert last == f"IMPORTED {sorted(allowed)} 0", result.stdout[-2000:]
+
+
+@pytest.mark.slow
+def test_a_fit_prints_one_summary_and_none_of_lightnings_noise(tmp_path):
+    """What the terminal shows for a run: the method's parameter summary once, vsr's one-line run summary, the bar."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    args = fast_fit_args(tmp_path / "runs", 2)
+    i = args.index("--trainer.enable_progress_bar")
+    del args[i : i + 2]  # the bar stays on: it is part of what a user sees
+    result = run_vsr("fit", "--model", "ReferenceVSR", *args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    shown = result.stdout + result.stderr
+    for noise in ("Seed set to", "GPU available", "TPU available", "FLOPs", "v_num", "┃ Name", "Traceback"):
+        assert noise not in shown, noise
+    assert shown.count("ReferenceVSR: ") == 1  # VSRMethod's parameter summary, not Lightning's table as well
+    summary = [line for line in result.stderr.splitlines() if line.startswith("vsr fit ReferenceVSR in ")]
+    assert summary == [f"vsr fit ReferenceVSR in {tmp_path / 'runs'}/ReferenceVSR/version_0: cpu, 32-true, seed 0, "
+                       "2 steps, validation every 2 steps"]
+    events = EventAccumulator(str(tmp_path / "runs" / "ReferenceVSR" / "version_0"))
+    events.Reload()
+    assert "hp_metric" not in events.Tags()["scalars"] and "val/psnr_bicubic" in events.Tags()["scalars"]
+
+
+def test_vsr_warnings_are_one_line_without_a_source_line(capsys, monkeypatch):
+    import warnings
+
+    from vsr_core import cli
+    from vsr_core.data.sources import DataWarning
+
+    others = []
+    monkeypatch.setattr(cli, "_default_show_warning", lambda *args: others.append(args))
+    cli._show_warning(DataWarning("evaluation data: skipping 1 of 4 clips: x"), DataWarning, "/some/module.py", 12)
+    assert capsys.readouterr().err == "warning: evaluation data: skipping 1 of 4 clips: x\n" and others == []
+    cli._show_warning(UserWarning("from elsewhere"), UserWarning, "/some/module.py", 12)
+    assert len(others) == 1 and others[0][1] is UserWarning  # other libraries' warnings keep Python's format
+    assert warnings.showwarning is not cli._show_warning  # only installed while vsr runs a Lightning command

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from reference.model import ReferenceVSR
 from safetensors.torch import load_file
 
 from vsr_core.checkpoint import load_method
+from vsr_core.testing import BoringMethod
 from vsr_core.errors import CheckpointError, PretrainedError
 from vsr_core.export import (
     METHOD_FILE,
@@ -22,12 +22,13 @@ from vsr_core.export import (
     load_exported_weights,
 )
 
-SIZES = {"scale": 2, "channels": 4, "num_blocks": 1}
+SIZES = {"scale": 2, "width": 4}
+CLASS_PATH = "vsr_core.testing.boring.BoringMethod"
 
 
-def randomized(seed: int = 0, **sizes) -> ReferenceVSR:
+def randomized(seed: int = 0, **sizes) -> BoringMethod:
     torch.manual_seed(seed)
-    method = ReferenceVSR(**{**SIZES, **sizes})
+    method = BoringMethod(**{**SIZES, **sizes})
     with torch.no_grad():
         for p in method.parameters():
             p.normal_()  # non-zero everywhere, so a weight that is not carried over shows
@@ -46,7 +47,7 @@ def assert_same_weights(a: torch.nn.Module, b: torch.nn.Module) -> None:
 
 
 @pytest.fixture
-def exported(tmp_path) -> tuple[Path, ReferenceVSR]:
+def exported(tmp_path) -> tuple[Path, BoringMethod]:
     method = randomized()
     return export_method(method, tmp_path / "export"), method
 
@@ -54,9 +55,9 @@ def exported(tmp_path) -> tuple[Path, ReferenceVSR]:
 def test_record_names_class_args_and_components(exported):
     folder, _ = exported
     record = json.loads((folder / METHOD_FILE).read_text())
-    assert record["class_path"] == "reference.ReferenceVSR"
+    assert record["class_path"] == CLASS_PATH
     assert record["weights"] == "raw" and record["layout"] == "components"
-    assert record["init_args"]["channels"] == 4 and record["init_args"]["pretrained"] is None
+    assert record["init_args"]["width"] == 4 and record["init_args"]["pretrained"] is None
     assert record["components"] == {"net": {"kind": "module", "lora": {}}}
     assert set(load_file(str(folder / "net" / WEIGHTS_NAME))) == set(randomized().net.state_dict())
 
@@ -67,7 +68,7 @@ def test_load_method_and_pretrained_give_identical_weights_and_output(exported):
     for loaded in (
         load_method(folder),
         load_exported(folder),
-        ReferenceVSR(**SIZES, pretrained=str(folder)).eval(),
+        BoringMethod(**SIZES, pretrained=str(folder)).eval(),
     ):
         assert_same_weights(method, loaded)
         assert not loaded.training
@@ -76,10 +77,10 @@ def test_load_method_and_pretrained_give_identical_weights_and_output(exported):
 
 def test_load_exported_weights_into_a_constructed_method(exported):
     folder, method = exported
-    fresh = ReferenceVSR(**SIZES)
-    assert not torch.equal(fresh.net.stem.weight, method.net.stem.weight)
+    fresh = BoringMethod(**SIZES)
+    assert not torch.equal(fresh.net[0].weight, method.net[0].weight)
     record = load_exported_weights(fresh, folder)
-    assert record["class_path"] == "reference.ReferenceVSR"
+    assert record["class_path"] == CLASS_PATH
     assert_same_weights(method, fresh)
 
 
@@ -87,12 +88,12 @@ def test_lora_adapter_is_exported_in_diffusers_format_and_reloaded(tmp_path):
     from vsr_core.lora import LORA_WEIGHT_NAME, add_lora
 
     torch.manual_seed(1)
-    method = ReferenceVSR(**SIZES)
-    add_lora(method.net, rank=2, target_modules=["conv1", "conv2"], init_lora_weights=False)
+    method = BoringMethod(**SIZES)
+    add_lora(method.net, rank=2, target_modules=["0", "2"], init_lora_weights=False)  # both convolutions
     export_method(method, tmp_path / "lora")
     assert (tmp_path / "lora" / "net_lora" / LORA_WEIGHT_NAME).is_file()
     base = set(load_file(str(tmp_path / "lora" / "net" / WEIGHTS_NAME)))
-    assert not any("lora" in k for k in base) and "blocks.0.conv1.weight" in base
+    assert not any("lora" in k for k in base) and {"0.weight", "2.weight"} <= base
     record = json.loads((tmp_path / "lora" / METHOD_FILE).read_text())
     assert record["components"]["net"]["lora"] == {"default": "net_lora"}
     for loaded in (load_exported(tmp_path / "lora"), load_method(tmp_path / "lora")):
@@ -105,10 +106,10 @@ def test_fine_tuned_from_an_export_checkpoint_loads_without_the_folder(exported,
     from vsr_core.testing import tiny_trainer
 
     folder, source = exported
-    method = ReferenceVSR(**SIZES, pretrained=str(folder))
-    assert torch.equal(method.net.head.weight, source.net.head.weight)
+    method = BoringMethod(**SIZES, pretrained=str(folder))
+    assert torch.equal(method.net[2].weight, source.net[2].weight)
     with torch.no_grad():
-        method.net.head.weight.add_(1.0)  # "fine-tuned"
+        method.net[2].weight.add_(1.0)  # "fine-tuned"
     trainer = tiny_trainer(tmp_path, max_steps=0)
     trainer.strategy.connect(method)
     trainer.save_checkpoint(tmp_path / "tuned.ckpt")
@@ -118,7 +119,7 @@ def test_fine_tuned_from_an_export_checkpoint_loads_without_the_folder(exported,
     assert_same_weights(method, loaded)
     # constructing afresh needs the folder: one line
     with pytest.raises(PretrainedError, match="does not exist"):
-        ReferenceVSR(**SIZES, pretrained=str(folder))
+        BoringMethod(**SIZES, pretrained=str(folder))
 
 
 def one_line(err: pytest.ExceptionInfo) -> str:
@@ -133,7 +134,7 @@ def test_a_folder_that_is_not_an_export_fails_in_one_line(tmp_path):
         load_method(tmp_path / "plain")
     assert "not a `vsr export` folder" in one_line(err) and METHOD_FILE in one_line(err)
     with pytest.raises(PretrainedError) as err:
-        ReferenceVSR(**SIZES, pretrained=str(tmp_path / "plain"))
+        BoringMethod(**SIZES, pretrained=str(tmp_path / "plain"))
     assert METHOD_FILE in one_line(err)
     (tmp_path / "plain" / METHOD_FILE).write_text("{not json")
     with pytest.raises(CheckpointError) as err:
@@ -157,8 +158,8 @@ def test_an_export_of_another_class_names_both(exported):
     record["class_path"] = "satb.model.SATBVR"
     (folder / METHOD_FILE).write_text(json.dumps(record))
     with pytest.raises(PretrainedError) as err:
-        ReferenceVSR(**SIZES, pretrained=str(folder))
-    assert "satb.model.SATBVR" in one_line(err) and "reference.ReferenceVSR" in one_line(err)
+        BoringMethod(**SIZES, pretrained=str(folder))
+    assert "satb.model.SATBVR" in one_line(err) and CLASS_PATH in one_line(err)
 
 
 def test_missing_truncated_or_mismatched_weights_fail_in_one_line(exported):
@@ -167,9 +168,9 @@ def test_missing_truncated_or_mismatched_weights_fail_in_one_line(exported):
     data = weights.read_bytes()
     # other sizes than the export's: the first mismatched shape is named
     with pytest.raises(PretrainedError) as err:
-        ReferenceVSR(**{**SIZES, "channels": 8}, pretrained=str(folder))
-    assert "stem.weight has shape (4, 12, 3, 3, 3)" in one_line(err)
-    assert "exported with channels=4; this method has channels=8" in one_line(err)  # the argument that differs
+        BoringMethod(**{**SIZES, "width": 8}, pretrained=str(folder))
+    assert "0.weight has shape (4, 3, 3, 3)" in one_line(err)
+    assert "exported with width=4; this method has width=8" in one_line(err)  # the argument that differs
     # a weight file cut short
     weights.write_bytes(data[: len(data) // 2])
     with pytest.raises(PretrainedError) as err:

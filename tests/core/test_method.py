@@ -107,3 +107,60 @@ def test_parameter_report_counts_frozen_and_trainable():
 def test_invalid_scale_is_a_config_error():
     with pytest.raises(ConfigError, match="scale must be a positive integer"):
         BoringMethod(scale=0)
+
+
+class Blocked(BoringMethod):
+    """BoringMethod whose convolutions are its 'blocks' (what FSDP shards and compile compiles)."""
+
+    fsdp_block_classes = (nn.Conv2d,)
+
+
+def test_compile_blocks_compiles_each_block_in_place_and_keeps_outputs():
+    method = Blocked(width=4).eval()
+    lq = torch.rand(1, 3, 2, 8, 8) * 2 - 1
+    with torch.no_grad():
+        eager = method.restore(lq)
+    keys = list(method.state_dict())
+    assert method.compile_blocks(backend="eager") == 2  # the two Conv2d of the net
+    assert all(m._compiled_call_impl is not None for m in method.modules() if isinstance(m, nn.Conv2d))
+    assert method.compile_blocks(backend="eager") == 0  # already compiled: nothing twice
+    assert list(method.state_dict()) == keys  # in place: checkpoints and exports keep their names
+    with torch.no_grad():
+        torch.testing.assert_close(method.restore(lq), eager)
+
+
+def test_compile_option_compiles_when_the_model_is_configured(monkeypatch):
+    calls = []
+    monkeypatch.setattr(nn.Module, "compile", lambda self, **kw: calls.append(type(self).__name__))
+    method = Blocked(width=4, compile=True)
+    method.configure_model()
+    assert calls == ["Conv2d", "Conv2d"]
+
+
+class FrozenBaseWithAdapter(BoringMethod):
+    """A frozen 'pretrained' stem (rebuilt from init args) with a LoRA adapter on it."""
+
+    def __init__(self, adapter_trainable: bool = True, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        from vsr_core.lora import add_lora
+
+        self.stem = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 4))
+        add_lora(self.stem, rank=2, target_modules=["0"])
+        self.stem.requires_grad_(False)
+        for name, p in self.stem.named_parameters():
+            p.requires_grad_(adapter_trainable and "lora_" in name)
+        self.mark_rebuildable(self.stem)
+
+
+@pytest.mark.parametrize("adapter_trainable", [True, False])
+def test_rebuildable_keys_are_the_frozen_base_weights_never_an_adapter(adapter_trainable):
+    method = FrozenBaseWithAdapter(adapter_trainable=adapter_trainable, width=4)
+    expected = {"stem.0.base_layer.weight", "stem.0.base_layer.bias", "stem.1.weight", "stem.1.bias"}
+    assert method.rebuildable_state_keys() == expected  # the adapter (stem.0.lora_A/B) stays, frozen or not
+    checkpoint = {"state_dict": method.state_dict()}
+    method.on_save_checkpoint(checkpoint)
+    saved = set(checkpoint["state_dict"])
+    assert {"stem.0.lora_A.default.weight", "stem.0.lora_B.default.weight"} <= saved
+    assert not saved & expected
+    fresh = FrozenBaseWithAdapter(adapter_trainable=adapter_trainable, width=4)
+    fresh.load_state_dict(checkpoint["state_dict"])  # the frozen base may be missing, nothing else

@@ -14,7 +14,7 @@ import torch
 from vsr_core.callbacks import EMA
 from vsr_core.cli import main
 from vsr_core.errors import CheckpointError, ConfigError
-from vsr_core.testing import SyntheticDataModule, ThreeNetworkMethod, tiny_trainer
+from vsr_core.testing import SyntheticDataModule, ThreeNetworkMethod, conformance_suite, tiny_trainer
 
 
 def data(num_clips: int = 16) -> SyntheticDataModule:
@@ -197,9 +197,9 @@ def test_fit_cli_with_clipping_accumulation_and_a_scheduler_per_group(tmp_path, 
     assert fit(tmp_path / "a", 6) == 0
     assert fit(tmp_path / "b", 3) == 0
     half = next((tmp_path / "b").rglob("last.ckpt"))
-    assert fit(tmp_path / "c", 6, "--ckpt_path", str(half)) == 0
+    assert fit(tmp_path / "c", 6, "--ckpt_path", str(half)) == 0  # resumes in the run it came from (b)
     straight = torch.load(next((tmp_path / "a").rglob("last.ckpt")), weights_only=True)
-    resumed = torch.load(next((tmp_path / "c").rglob("last.ckpt")), weights_only=True)
+    resumed = torch.load(half, weights_only=True)
     assert straight["global_step"] == resumed["global_step"] == 6
     for key, value in straight["state_dict"].items():
         assert torch.equal(resumed["state_dict"][key], value), key
@@ -326,3 +326,32 @@ def test_three_optimizers_train_under_fsdp2(tmp_path):
     for name, value in rank0["trained"].items():
         assert torch.equal(value, rank1["trained"][name]), name
     assert rank0["ema_names"] == sorted(n for n in rank0["trained"] if n.startswith("net."))
+
+
+# The whole conformance kit, three optimizers included (every group trains, schedulers, clipping,
+# exact resume, EMA on the generator only, nothing training-only in checkpoints' restore path or exports).
+TestThreeNetworkConformance = conformance_suite(ThreeNetworkMethod)
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--model.group_schedules", '{"critic": {"every": 2}}'], r"group_schedules names \['critic'\]"),
+        (["--model.optimizer_overrides", '{"critic": {"lr": 0.1}}'], r"optimizer_overrides names \['critic'\]"),
+        (["--model.init_from", "nowhere.ckpt"], r"--model.init_from 'nowhere.ckpt' does not exist"),
+    ],
+)
+def test_bad_group_and_init_options_are_one_line_through_the_cli(tmp_path, capsys, monkeypatch, option, message):
+    import re
+
+    monkeypatch.chdir(tmp_path)
+    code = main([
+        "fit", "--model", "vsr_core.testing.ThreeNetworkMethod", "--trainer.max_steps", "1",
+        "--trainer.limit_val_batches", "0", "--trainer.enable_progress_bar", "false",
+        "--data.init_args.num_workers", "0", "--data.init_args.clip_frames", "3", "--data.init_args.crop_size", "16",
+        *option,
+    ])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert err[-1].startswith("error: ") and re.search(message, err[-1]), err[-1]
+    assert not any("Traceback" in line for line in err)

@@ -33,7 +33,7 @@ def test_a_malicious_pickle_is_refused_without_running(malicious_checkpoint, tmp
     assert "refused" in one_line(err) and "posix.system" in one_line(err) and str(path) in one_line(err)
     # the same object as plain pickles (not torch's zip format): protocol 2 reaches the global and is
     # refused by name; protocol 5 stops at an opcode torch's safe unpickler does not take
-    from conftest import MarkerPayload
+    from malicious import MarkerPayload
 
     for protocol, expected in ((2, "refused: it holds posix.system"), (5, "not a file written by torch.save")):
         raw = tmp_path / f"raw{protocol}.pkl"

@@ -2,7 +2,8 @@
 
 `vsr fit` trains for ``max_steps`` with ``max_epochs = -1`` (an epoch of a clip dataset is an
 arbitrary unit). Lightning's bar would then read ``Epoch 2/-2``; this one reads ``Epoch 2`` and
-shows ``step 20/400`` beside the loss, refreshed every batch.
+shows ``step 20/400`` beside the loss, refreshed every batch. Lightning's ``v_num`` (the run's
+version number, shown as ``v_num: 0.000``) is left out: the run folder is printed when fit starts.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ class StepProgressBar(RichProgressBar):
 
     def get_metrics(self, trainer: Trainer, pl_module: LightningModule) -> dict[str, Any]:
         metrics = super().get_metrics(trainer, pl_module)
+        metrics.pop("v_num", None)
         if trainer.max_steps and trainer.max_steps > 0:
             metrics = {"step": f"{trainer.global_step}/{trainer.max_steps}", **metrics}
         return metrics

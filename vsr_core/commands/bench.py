@@ -1,14 +1,15 @@
 """``vsr bench``: inference and training speed and peak memory of an installed method.
 
 Inference: ``restore`` on one ``[1,3,F,H/s,W/s]`` window -> s/frame, frames/s, peak memory.
-Training: one optimizer step (``training_step`` + backward + AdamW) on a ``[1,3,F,H,W]`` clip ->
-s/step, clips/s, peak memory. Warm-up runs are discarded; medians of the repeats are printed.
+Training: one training step through the Lightning Trainer (``training_step`` with the method's own
+optimizers, one or several, clipping and precision, as ``vsr fit`` runs it) on a ``[1,3,F,H,W]``
+clip -> s/step, clips/s, peak memory. Warm-up runs are discarded; medians of the repeats are printed.
 Peak memory is the process RSS (sampled every 2 ms) on CPU and ``torch.cuda.max_memory_allocated``
 on CUDA. ``--preset real`` builds the paper-size architecture with random weights: parameters
 are created on the meta device, materialised empty on the target device and re-initialised, so
 no checkpoint or download is needed. On CUDA, FLOPs of one run are counted with
-``torch.utils.flop_counter.FlopCounterMode`` to report achieved TFLOP/s and MFU against the
-device's dense bf16 peak.
+``torch.utils.flop_counter``'s per-operator formulas (:class:`FlopCount`) to report achieved
+TFLOP/s and MFU against the device's dense bf16 peak.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import inspect
+import logging
 import statistics
 import threading
 import time
@@ -26,36 +28,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from vsr_core.benchmark import BF16_PEAK_TFLOPS, device_peak_tflops  # noqa: F401 (re-exported for callers)
 from vsr_core.errors import ConfigError
 from vsr_core.frames import frames_at_least, frames_at_most
 from vsr_core.method import VSRMethod
 from vsr_core.plugins import method_class
-
-# Dense bf16 tensor-core peaks (TFLOP/s) by a substring of torch.cuda.get_device_name().
-BF16_PEAK_TFLOPS = {
-    "H200": 989.0,
-    "H100 PCIe": 756.0,
-    "H100": 989.0,
-    "GH200": 989.0,
-    "B200": 2250.0,
-    "A100": 312.0,
-    "A800": 312.0,
-    "L40S": 362.0,
-    "L40": 181.0,
-    "L4": 121.0,
-    "A10G": 70.0,
-    "A6000": 155.0,
-    "RTX 4090": 165.0,
-    "RTX 3090": 71.0,
-    "V100": 125.0,
-}
-
-
-def device_peak_tflops(device_name: str) -> float | None:
-    """Known dense bf16 peak for a CUDA device name (longest matching key wins), else None."""
-    matches = [key for key in BF16_PEAK_TFLOPS if key in device_name]
-    return BF16_PEAK_TFLOPS[max(matches, key=len)] if matches else None
-
 
 @contextlib.contextmanager
 def _params_on_meta():
@@ -168,12 +145,43 @@ def _measure(fn: Callable[[], Any], device: torch.device, warmup: int, repeats: 
     return statistics.median(times), rss.peak
 
 
-def _count_flops(fn: Callable[[], Any]) -> int:
-    from torch.utils.flop_counter import FlopCounterMode
+class FlopCount:
+    """Counts the FLOPs of everything run inside it with ``torch.utils.flop_counter``'s per-op formulas.
 
-    with FlopCounterMode(display=False) as counter:
+    A plain dispatch mode: unlike ``FlopCounterMode`` it tracks no module hierarchy, whose backward
+    hooks fail inside ``torch.autograd.grad`` of checkpointed regions (SATB-VR's DDC gradient).
+    """
+
+    def __init__(self) -> None:
+        from torch.utils._python_dispatch import TorchDispatchMode
+        from torch.utils.flop_counter import flop_registry
+
+        counter = self
+
+        class _Mode(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                kwargs = kwargs or {}
+                out = func(*args, **kwargs)
+                formula = flop_registry.get(getattr(func, "_overloadpacket", None))
+                if formula is not None:
+                    counter.total += int(formula(*args, **kwargs, out_val=out))
+                return out
+
+        self.total = 0
+        self._mode = _Mode()
+
+    def __enter__(self) -> FlopCount:
+        self._mode.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._mode.__exit__(*exc)
+
+
+def _count_flops(fn: Callable[[], Any]) -> int:
+    with FlopCount() as counter:
         fn()
-    return counter.get_total_flops()
+    return counter.total
 
 
 def _check_frames(method: VSRMethod, frames: int) -> None:
@@ -197,7 +205,7 @@ def run_bench(args: argparse.Namespace) -> list[dict[str, Any]]:
     amp = torch.autocast(device.type, dtype=torch.bfloat16) if args.precision == "bf16" else contextlib.nullcontext()
     hq = torch.rand(1, 3, args.frames, args.height, args.width, device=device) * 2 - 1
     lq = torch.rand(1, 3, args.frames, args.height // method.scale, args.width // method.scale, device=device) * 2 - 1
-    sampling = {"steps": args.steps} if args.steps is not None else {}
+    sampling = {"num_inference_steps": args.steps} if args.steps is not None else {}
     results = []
     peak_tflops = args.peak_tflops or (device_peak_tflops(torch.cuda.get_device_name(device)) if device.type == "cuda" else None)
 
@@ -221,28 +229,133 @@ def run_bench(args: argparse.Namespace) -> list[dict[str, Any]]:
         flops_row(row, infer, seconds)
         results.append(row)
     if args.mode in ("train", "both"):
-        if not method.automatic_optimization:
-            raise ConfigError(
-                f"{type(method).__name__} uses manual optimization; bench its training through `vsr fit --trainer.max_steps`"
-            )
-        method.train()
-        params = [p for group in method.parameter_groups().values() for p in group]
-        optimizer = torch.optim.AdamW(params, lr=1e-5)
-        batch = {"lq": lq, "hq": hq}
-
-        def train_step():
-            with amp:
-                out = method.training_step(batch, 0)
-            loss = out["loss"] if isinstance(out, dict) else out
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-
-        seconds, peak = _measure(train_step, device, args.warmup, args.repeats)
-        row = {"mode": "train", "s/step": seconds, "clips/s": 1.0 / seconds, "peak_mem_gib": peak / 2**30}
-        flops_row(row, train_step, seconds)
-        results.append(row)
+        results.append(_train_row(method, hq, lq, device, args, peak_tflops))
     return results
+
+
+class _FixedBatch(torch.utils.data.Dataset):
+    """The same training batch every step (``hq``/``lq`` on the CPU; the Trainer moves it)."""
+
+    def __init__(self, hq: torch.Tensor, lq: torch.Tensor, length: int) -> None:
+        self.hq, self.lq, self.length = hq[0].cpu(), lq[0].cpu(), length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return {"hq": self.hq, "lq": self.lq, "prompt": "", "key": f"bench_{index}"}
+
+
+class _StepTimer:
+    """A Lightning callback: seconds of each training step (batch start to end), peak memory, FLOPs."""
+
+    def __init__(self, device: torch.device, warmup: int, count_flops: bool) -> None:
+        from lightning.pytorch import Callback
+
+        timer = self
+
+        class Hook(Callback):
+            def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+                timer._start(batch_idx)
+
+            def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+                timer._end(batch_idx)
+
+        self.callback = Hook()
+        self.device, self.warmup, self.count_flops = device, warmup, count_flops
+        self.times: list[float] = []
+        self.peak = 0
+        self.flops = 0
+        self._rss: _PeakRSS | None = None
+        self._counter: Any = None
+        self._t0 = 0.0
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def _start(self, index: int) -> None:
+        self._sync()
+        if index == self.warmup:  # the first measured step
+            if self.device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(self.device)
+            else:
+                self._rss = _PeakRSS().__enter__()
+        if self.count_flops and index == self.warmup - 1:  # the last warm-up step is counted
+            self._counter = FlopCount().__enter__()
+        self._t0 = time.perf_counter()
+
+    def _end(self, index: int) -> None:
+        self._sync()
+        elapsed = time.perf_counter() - self._t0
+        if self._counter is not None:
+            self._counter.__exit__(None, None, None)
+            self.flops, self._counter = self._counter.total, None
+        if index >= self.warmup:
+            self.times.append(elapsed)
+
+    def finish(self) -> None:
+        if self.device.type == "cuda":
+            self.peak = torch.cuda.max_memory_allocated(self.device)
+        elif self._rss is not None:
+            self._rss.__exit__(None, None, None)
+            self.peak = self._rss.peak
+
+
+def _train_row(
+    method: VSRMethod, hq: torch.Tensor, lq: torch.Tensor, device: torch.device, args: argparse.Namespace,
+    peak_tflops: float | None,
+) -> dict[str, Any]:
+    """One training step of ``method`` measured through the Trainer, exactly as ``vsr fit`` runs it.
+
+    Any method works, with one or several optimizers (the method's own ``configure_optimizers``,
+    ``optimize`` calls, clipping and precision): the Trainer runs ``warmup + repeats`` steps on one
+    fixed batch; the medians of the measured steps, the peak memory over them and the FLOPs of one
+    step (counted on the last warm-up step, so the count never slows a measured one) are reported.
+    """
+    from lightning.pytorch import Trainer
+    from torch.utils.data import DataLoader
+
+    count_flops = device.type == "cuda" or bool(args.peak_tflops)
+    warmup = max(args.warmup, 1 if count_flops else 0)
+    steps = warmup + args.repeats
+    timer = _StepTimer(device, warmup, count_flops)
+    method.train()
+    loader = DataLoader(_FixedBatch(hq, lq, steps), batch_size=1, num_workers=0)
+    # Lightning's and the method's start-of-fit messages are noise in a benchmark table.
+    quiet = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric", "vsr_core")]
+    levels = [logger.level for logger in quiet]
+    for logger in quiet:
+        logger.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            for message in (".*LeafSpec.*", ".*does not have many workers.*", ".*no `val_dataloader`.*"):
+                warnings.filterwarnings("ignore", message=message)
+            trainer = Trainer(
+                accelerator="gpu" if device.type == "cuda" else "cpu",
+                devices=[device.index or 0] if device.type == "cuda" else 1,
+                precision="bf16-mixed" if args.precision == "bf16" else "32-true",
+                max_steps=steps,
+                limit_val_batches=0,
+                num_sanity_val_steps=0,
+                logger=False,
+                enable_checkpointing=False,
+                enable_progress_bar=False,
+                enable_model_summary=False,
+                callbacks=[timer.callback],
+            )
+            trainer.fit(method, train_dataloaders=loader)
+    finally:
+        for logger, level in zip(quiet, levels):
+            logger.setLevel(level)
+    timer.finish()
+    seconds = statistics.median(timer.times)
+    row = {"mode": "train", "s/step": seconds, "clips/s": 1.0 / seconds, "peak_mem_gib": timer.peak / 2**30}
+    if count_flops:
+        tflops = timer.flops / seconds / 1e12
+        row["TFLOP/s"] = tflops
+        row["MFU"] = tflops / peak_tflops if peak_tflops else None
+    return row
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -254,7 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--frames", type=int, default=17, help="frames per clip/window (must satisfy the method's frame rule)")
     parser.add_argument("--height", type=int, default=256, help="output (HQ) height")
     parser.add_argument("--width", type=int, default=256, help="output (HQ) width")
-    parser.add_argument("--steps", type=int, help="sampling steps passed to restore (method default if omitted)")
+    parser.add_argument("--steps", type=int, help="restore(num_inference_steps=N) (method default if omitted)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="bf16 runs under autocast")
     parser.add_argument("--mode", choices=("infer", "train", "both"), default="both")

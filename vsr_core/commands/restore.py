@@ -3,91 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import inspect
-import os
 import sys
 from pathlib import Path
 
-import torch
+from vsr_core.errors import ConfigError, VSRError
 
-from vsr_core.errors import ConfigError, VideoError, VSRError
-
-__all__ = ["build_parser", "main", "steps_keyword"]
-
-
-def steps_keyword(method: object) -> str:
-    """The name of the method's step-count argument of ``restore`` (``steps`` or ``num_steps``)."""
-    params = inspect.signature(method.restore).parameters
-    for name in ("num_steps", "steps", "num_inference_steps"):
-        if name in params:
-            return name
-    raise ConfigError(
-        f"{type(method).__name__}.restore takes no step count; drop --steps"
-    )
-
-
-def _create_output_dir(path: Path) -> list[Path]:
-    """Create ``path`` (and missing parents); returns the folders created, deepest first."""
-    created = []
-    for folder in [path, *path.parents]:
-        if folder.exists():
-            break
-        created.append(folder)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise VideoError(f"cannot create output directory '{path}' ({err.strerror})") from None
-    if not path.is_dir():
-        raise VideoError(f"output directory '{path}' is not a directory")
-    return created
-
-
-def _remove_if_empty(folders: list[Path]) -> None:
-    """Remove the folders this run created if nothing was written into them (deepest first)."""
-    for folder in folders:
-        try:
-            folder.rmdir()  # only succeeds when empty
-        except OSError:
-            return
-
-
-def _check_writable(outdir: Path) -> None:
-    """Create and remove a file where the outputs go: an unwritable place fails before any work."""
-    from vsr_core.partial_files import partial_path
-
-    probe = partial_path(outdir / "write-check.mp4")
-    try:
-        probe.touch(exist_ok=False)
-    except OSError as err:
-        raise VideoError(f"cannot write into output directory '{outdir}' ({err.strerror}); choose another -o") from None
-    probe.unlink()
-
-
-def _targets(inputs: list[Path], outdir: Path, overwrite: bool) -> list[Path]:
-    """One ``outdir/<name>.mp4`` per input (``_2``, ... for repeated names), checked before any work.
-
-    Raises:
-        ConfigError: a target is one of the inputs (even with ``--overwrite``), or exists without ``--overwrite``.
-    """
-    names: set[str] = set()
-    targets = []
-    for source in inputs:
-        stem = source.stem if source.is_file() else source.name
-        name, n = stem, 1
-        while name in names:  # two inputs with one stem must not overwrite each other
-            n += 1
-            name = f"{stem}_{n}"
-        names.add(name)
-        targets.append(outdir / f"{name}.mp4")
-    for target in targets:
-        for source in inputs:
-            if target.exists() and source.exists() and os.path.samefile(target, source):
-                raise ConfigError(f"output '{target}' is the input '{source}'; restore never replaces its input, choose another -o")
-        if target.exists() and not overwrite:
-            raise ConfigError(f"output '{target}' exists; pass --overwrite to replace it, or choose another -o")
-        if target.is_dir():
-            raise ConfigError(f"output '{target}' is a directory; choose another -o")
-    return targets
+__all__ = ["build_parser", "main", "method_help"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -112,7 +33,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--steps",
         type=int,
         default=None,
-        help="sampling steps (methods with a step count)",
+        help="sampling steps (num_inference_steps; a one-pass method refuses more than 1)",
+    )
+    p.add_argument("--prompt", default=None, help="caption for methods with a text encoder (see docs/text.md)")
+    p.add_argument(
+        "--sample",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="method-specific sampling option (repeatable); `vsr restore --help-method NAME` lists them",
     )
     p.add_argument(
         "--window",
@@ -124,19 +53,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--overlap",
         type=int,
         default=None,
-        help="frames shared by consecutive windows (default: window/4)",
+        help="frames shared by consecutive windows (default: the method's temporal_overlap)",
     )
     p.add_argument(
         "--tile",
         type=int,
         default=None,
-        help="LQ tile side in pixels (default: no tiling)",
+        help="LQ tile side in pixels (default: the method's native tile, for frames larger than it; 0: never tile)",
     )
     p.add_argument(
         "--tile-overlap",
         type=int,
-        default=16,
-        help="LQ pixels shared by neighbouring tiles",
+        default=None,
+        help="LQ pixels shared by neighbouring tiles (default: the method's, or a quarter of --tile)",
+    )
+    p.add_argument(
+        "--fusion",
+        choices=("auto", "latent", "pixel"),
+        default="auto",
+        help="fuse windows/tiles per solver step in latent space (methods with the latent window protocol) or in pixels",
     )
     p.add_argument("--color-fix", choices=("none", "wavelet", "adain"), default="none")
     p.add_argument(
@@ -146,6 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="default: cuda if available",
     )
     p.add_argument("--precision", choices=("bf16", "fp32"), default="fp32")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads of torch (default: torch's, one per core; fewer when other jobs share the cores)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--crf", type=int, default=18, help="H.264 quality (lower is better)"
@@ -192,7 +133,25 @@ def _progress():
     )
 
 
+def method_help(name: str) -> str:
+    """What ``vsr restore --help-method NAME`` prints: the method's sampling options (``--sample``)."""
+    from vsr_core.inference.sampling import describe_sampling
+    from vsr_core.plugins import method_class
+
+    return describe_sampling(method_class(name))
+
+
 def main(argv: list[str]) -> int:
+    if "--help-method" in argv or any(a.startswith("--help-method=") for a in argv):
+        helper = argparse.ArgumentParser(prog="vsr restore --help-method")
+        helper.add_argument("--help-method", required=True, metavar="NAME", help="installed method, e.g. satb.SATBVR")
+        known, _ = helper.parse_known_args(argv)
+        try:
+            print(method_help(known.help_method))
+        except VSRError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return err.exit_code
+        return 0
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exit_:
@@ -211,7 +170,8 @@ def main(argv: list[str]) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from vsr_core.data.video_io import probe_video
-    from vsr_core.inference import collect_inputs, frames_to_restore
+    from vsr_core.inference.files import collect_inputs, frames_to_restore
+    from vsr_core.inference.outputs import prepared_outputs
 
     inputs = collect_inputs(args.inputs)
     # Every input is checked before anything is restored: readable, and whole (every promised frame decodes).
@@ -225,43 +185,42 @@ def _run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
         counts.append(count)
+    import torch
+
     if args.device == "cuda" and not torch.cuda.is_available():
         raise ConfigError(
             "--device cuda was asked for but no CUDA device is available; use --device cpu"
         )
-    outdir = Path(args.output)
-    if outdir.exists() and not outdir.is_dir():
-        raise VideoError(f"output directory '{outdir}' is a file; choose another -o")
-    targets = _targets(inputs, outdir, args.overwrite)
-    created = _create_output_dir(outdir)
-    try:
-        _check_writable(outdir)
+    with prepared_outputs(inputs, Path(args.output), args.overwrite) as targets:
         return _restore_all(args, inputs, counts, targets)
-    finally:
-        _remove_if_empty(created)  # a failed run leaves no empty output folder behind
 
 
 def _restore_all(args: argparse.Namespace, inputs: list[Path], counts: list[int], targets: list[Path]) -> int:
-    from vsr_core.checkpoint import load_method
-    from vsr_core.inference import EngineOptions, RestoreEngine, restore_file
+    import torch
 
+    from vsr_core.checkpoint import load_method
+    from vsr_core.inference import RestoreEngine, engine_options, restore_file
+
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ConfigError(f"--threads must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     method = load_method(args.ckpt, map_location=device)
-    sampling = dict(getattr(method, "val_sampling", {}) or {})
-    if args.steps is not None:
-        if args.steps < 1:
-            raise ConfigError(f"--steps must be >= 1, got {args.steps}")
-        sampling[steps_keyword(method)] = args.steps
-    options = EngineOptions(
+    options = engine_options(
+        method,
+        device,
+        steps=args.steps,
+        prompt=args.prompt,
+        sample=args.sample,
         window=args.window,
         overlap=args.overlap,
         tile=args.tile,
         tile_overlap=args.tile_overlap,
         color_fix=args.color_fix,
-        device=device,
+        fusion=args.fusion,
         precision=args.precision,
         seed=args.seed,
-        sampling=sampling,
     )
     engine = RestoreEngine(method, options)
     with _progress() as progress:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -122,6 +122,29 @@ class VideoDataModule(LightningDataModule):
 
     Batches after transfer: ``hq`` float ``[B, 3, T, H, W]`` and ``lq`` ``[B, 3, T, H/s, W/s]`` in
     ``[-1, 1]``, ``prompt`` and ``key`` lists of ``B`` str.
+
+    Args:
+        train: training clips: a VideoSource (VideoFolder, PairedFolders, SampleClips, ItemList); null = the built-in sample clips.
+        val: validation clips; null = the held-out sample clips.
+        test: test clips; null = the validation source.
+        predict: clips for ``vsr predict``; null = the test source.
+        validate: false turns validation off.
+        clip_frames: frames per clip.
+        crop_size: side of the square HQ training crop in px (a multiple of scale); clips smaller than it are skipped.
+        val_crop_size: crop for validation/test clips; null = crop_size, 0 = whole frames (then use val_batch_size 1).
+        stride_range: (lo, hi) temporal strides drawn in training (evaluation uses lo).
+        scale: upscaling factor; set from the method's scale (--model.scale).
+        degradation: preset that makes LQ from HQ for unpaired sources: none, bicubic, simple, realesrgan,
+            realbasicvsr (see docs/degradations.md).
+        degradation_options: overrides of the preset's parameters, e.g. {"second.noise": null}.
+        batch_size: training clips per batch (per device).
+        val_batch_size: clips per validation/test batch.
+        num_workers: DataLoader worker processes (0 = load in the main process).
+        pin_memory: pinned host memory for faster GPU transfer.
+        persistent_workers: keep workers alive between epochs.
+        seed: seed of the clip order, crops, strides and degradations.
+        val_clips: evaluate only the first N validation/test clips (null = all).
+        epoch_samples: training samples per epoch over all ranks (null = one per clip).
     """
 
     def __init__(
@@ -136,7 +159,7 @@ class VideoDataModule(LightningDataModule):
         val_crop_size: int | None = None,
         stride_range: tuple[int, int] = (1, 1),
         scale: int = 4,
-        degradation: str = "bicubic",
+        degradation: Literal["none", "bicubic", "simple", "realesrgan", "realbasicvsr"] = "bicubic",
         degradation_options: dict[str, Any] | None = None,
         batch_size: int = 2,
         val_batch_size: int = 1,

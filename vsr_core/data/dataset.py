@@ -56,7 +56,8 @@ class ClipDataset(Dataset):
     ``crop_size`` is the square HQ crop (a multiple of ``scale``); None takes whole frames (cut
     to a multiple of ``scale``; evaluation only, sizes then vary per clip). ``stride_range`` is
     the inclusive range of temporal strides drawn in training. Clips too short or too small are
-    skipped with one :class:`DataWarning` each; :class:`DataError` if none remain.
+    skipped, all of them reported in one :class:`DataWarning` (how many, which, why, and for
+    evaluation clips smaller than the crop how to keep them); :class:`DataError` if none remain.
     ``decode_threads`` is FFmpeg's thread count per decoder (1 suits several loader workers).
     """
 
@@ -138,9 +139,22 @@ class ClipDataset(Dataset):
                 + (f"; and {len(reasons) - 1} more" if len(reasons) > 1 else "")
                 + "); lower clip_frames/crop_size/stride or use longer, larger videos"
             )
-        for reason in reasons:
-            warnings.warn(f"skipping clip {reason}", DataWarning, stacklevel=3)
+        if reasons:
+            warnings.warn(self._skipped_message(reasons, len(items)), DataWarning, stacklevel=3)
         return usable
+
+    def _skipped_message(self, reasons: list[str], total: int) -> str:
+        """One line: ``evaluation data: skipping 2 of 6 clips: a ...; b ... (hint)``."""
+        kind = "training" if self.random else "evaluation"
+        shown = "; ".join(reasons[:3]) + (f"; and {len(reasons) - 3} more" if len(reasons) > 3 else "")
+        hint = ""
+        if any("smaller than crop_size" in r for r in reasons):
+            hint = (
+                " (set --data.val_crop_size 0 to evaluate whole frames, or a smaller one)"
+                if not self.random
+                else " (lower --data.crop_size to train on them)"
+            )
+        return f"{kind} data: skipping {len(reasons)} of {total} clips: {shown}{hint}"
 
     # -- planning ------------------------------------------------------------------------------
     def __len__(self) -> int:

@@ -6,10 +6,14 @@ so a method with its own long-video scheme overrides it without copying the engi
 
 * :meth:`WindowFusion.restore_window` runs the method on one window (override to carry state from
   window to window, e.g. DiffVSR's interweaved latents and rescheduled noise, or UltraVSR's
-  asynchronous timesteps);
+  asynchronous timesteps); it receives the spatial ``tile`` too (keyword; one call per tile of a
+  tiled frame), so state kept per window stays per ``(window.index, tile.index)`` under tiling;
 * :meth:`WindowFusion.weights` gives each restored frame's blend weight (override for e.g.
   PS-SR's position-aware averaging). Weights of all windows covering a frame are normalised
   by the engine, so they only need to be positive and relative.
+
+Methods implementing the latent window protocol fuse in latent space instead (their per-step hook
+is :class:`~vsr_core.inference.latent.LatentFusion`); ``weights`` still blends their decoded windows.
 """
 
 from __future__ import annotations
@@ -26,8 +30,9 @@ __all__ = ["LinearCrossfade", "window_fusion_for", "WindowFusion"]
 class WindowFusion:
     """Default per-window behaviour: plain ``method.restore`` and uniform weights.
 
-    ``restore_window(method, lq [B,3,L,h,w], window, plan, prompt, **sampling) -> [B,3,L,h*s,w*s]``;
-    ``weights(window, plan) -> float [L]``.
+    ``restore_window(method, lq [B,3,L,h,w], window, plan, prompt, *, tile, **sampling) -> [B,3,L,h*s,w*s]``
+    (``lq`` is one tile of the window when the frame is tiled; ``tile`` the
+    :class:`~vsr_core.inference.tiles.Tile`); ``weights(window, plan) -> float [L]``.
     """
 
     def start(self, plan: WindowPlan) -> None:
@@ -40,6 +45,8 @@ class WindowFusion:
         window: Window,
         plan: WindowPlan,
         prompt: list[str] | None,
+        *,
+        tile: Any = None,
         **sampling: Any,
     ) -> torch.Tensor:
         return method.restore(lq, prompt=prompt, **sampling)

@@ -60,7 +60,8 @@ class RestorePredictionWriter(BasePredictionWriter):
 
     Args:
         output_dir: folder of the restored videos.
-        window, overlap, tile, tile_overlap, color_fix, seed, sampling: as :class:`EngineOptions`.
+        window, overlap, tile, tile_overlap, color_fix, seed, prompt, sampling: as :class:`EngineOptions`
+            (``tile=None``: the method's native tiling).
         crf: H.264 quality of the outputs.
     """
 
@@ -70,9 +71,10 @@ class RestorePredictionWriter(BasePredictionWriter):
         window: int | None = None,
         overlap: int | None = None,
         tile: int | None = None,
-        tile_overlap: int = 16,
+        tile_overlap: int | None = None,
         color_fix: str = "none",
         seed: int | None = 0,
+        prompt: str | None = None,
         sampling: dict[str, Any] | None = None,
         crf: int = 18,
     ) -> None:
@@ -85,6 +87,7 @@ class RestorePredictionWriter(BasePredictionWriter):
             "tile_overlap": tile_overlap,
             "color_fix": color_fix,
             "seed": seed,
+            "prompt": prompt,
         }
         self.sampling = dict(sampling or {})
         self.crf = crf

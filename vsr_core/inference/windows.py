@@ -2,9 +2,11 @@
 
 A video of ``N`` frames is cut into windows of one length ``L`` that obeys the method's
 ``frames_rule = (multiple, remainder)`` (``L = multiple * k + remainder``, e.g. ``4k+1`` for causal
-3D VAEs). Consecutive windows overlap by at least ``overlap`` frames; the last window is aligned
-to the end of the video so no window runs past it. A video shorter than one valid window is padded
-at its end (by repeating its last frame) up to the smallest valid length.
+3D VAEs). Consecutive windows overlap by at least ``overlap`` frames; the last window ends at the
+end of the video, so no window runs past it, and it is only as long as it must be to cover the
+remaining frames plus the overlap (a valid length, at most ``L``): restoring 32 frames in 17-frame
+windows with overlap 4 costs 17 + 17 + 6 frames, not 3 x 17. A video shorter than one valid window
+is padded at its end (by repeating its last frame) up to the smallest valid length.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ __all__ = ["plan_windows", "Window", "WindowPlan"]
 
 @dataclass(frozen=True)
 class Window:
-    """One temporal window: frames ``start .. start + length - 1`` of the padded timeline.
+    """One temporal window: frames ``start .. start + length - 1`` of the padded timeline (lengths may differ: the last is shorter).
 
     ``overlap_before`` / ``overlap_after``: frames shared with the previous / next window.
     """
@@ -69,11 +71,15 @@ def plan_windows(
             f"frame rule {frames_rule[0]}k+{frames_rule[1]})"
         )
     step = length - overlap
-    starts = list(range(0, num_frames - length, step)) + [num_frames - length]
-    starts = sorted(set(starts))
+    spans = [(start, length) for start in range(0, num_frames - length + 1, step)]
+    last_end = spans[-1][0] + length
+    if last_end < num_frames:
+        # The last window covers what is left plus the overlap, in the shortest valid length.
+        tail = min(length, frames_at_least(num_frames - (last_end - overlap), frames_rule))
+        spans.append((num_frames - tail, tail))
     windows = []
-    for i, start in enumerate(starts):
-        before = (starts[i - 1] + length - start) if i > 0 else 0
-        after = (start + length - starts[i + 1]) if i + 1 < len(starts) else 0
-        windows.append(Window(i, start, length, before, after))
+    for i, (start, size) in enumerate(spans):
+        before = (spans[i - 1][0] + spans[i - 1][1] - start) if i > 0 else 0
+        after = (start + size - spans[i + 1][0]) if i + 1 < len(spans) else 0
+        windows.append(Window(i, start, size, before, after))
     return WindowPlan(num_frames, num_frames, tuple(windows))

@@ -3,11 +3,13 @@
 from vsr_core.testing.boring import BoringMethod
 from vsr_core.testing.conformance import MethodConformance, conformance_suite, tiny_trainer
 from vsr_core.testing.inflation import assert_reproduces_image_model
+from vsr_core.testing.latent_boring import LatentBoringMethod
 from vsr_core.testing.synthetic import SyntheticClips, SyntheticDataModule, moving_texture
 from vsr_core.testing.three_networks import ThreeNetworkMethod
 
 __all__ = [
     "BoringMethod",
+    "LatentBoringMethod",
     "MethodConformance",
     "SyntheticClips",
     "SyntheticDataModule",

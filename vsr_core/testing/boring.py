@@ -14,7 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vsr_core.checkpoint import loading_checkpoint
 from vsr_core.errors import ConfigError
+from vsr_core.export import load_exported_weights
 from vsr_core.method import VSRMethod
 from vsr_core.video_ops import upsample_frames
 
@@ -27,14 +29,20 @@ class BoringMethod(VSRMethod):
     Args:
         scale: upscaling factor.
         width: channels of the hidden convolution.
+        pretrained: a ``vsr export`` folder of a BoringMethod of the same sizes, read at construction
+            (as the plugin guide teaches; skipped while a checkpoint, which carries the weights, loads).
         **kwargs: the core's arguments (optimizer, learning_rate, lr_scheduler, ...).
     """
 
-    def __init__(self, scale: int = 4, width: int = 4, **kwargs: Any) -> None:
+    export_init_arg = "pretrained"
+
+    def __init__(self, scale: int = 4, width: int = 4, pretrained: str | None = None, **kwargs: Any) -> None:
         super().__init__(scale=scale, **kwargs)
         self.net = nn.Sequential(nn.Conv2d(3, width, 3, padding=1), nn.SiLU(), nn.Conv2d(width, 3, 3, padding=1))
         nn.init.zeros_(self.net[2].weight)
         nn.init.zeros_(self.net[2].bias)
+        if pretrained is not None and not loading_checkpoint():
+            load_exported_weights(self, pretrained)
 
     def restore(
         self,

@@ -179,6 +179,121 @@ class MethodConformance:
             actual = loaded.restore(batch["lq"], prompt=batch["prompt"], **self.restore_kwargs)
         torch.testing.assert_close(actual, expected)
 
+    # ------------------------------------------------------------------ training machinery (one or several networks)
+
+    def _fit(self, root: Path, method: VSRMethod, steps: int, **trainer_args: Any) -> Trainer:
+        trainer = tiny_trainer(root, max_steps=steps, limit_val_batches=0, **trainer_args)
+        trainer.fit(method, datamodule=self.make_datamodule(method))
+        return trainer
+
+    def _due_steps(self, method: VSRMethod, group: str, steps: int) -> int:
+        schedule = method._stepper.schedules.get(group)
+        return sum(1 for step in range(steps) if schedule is None or schedule.is_due(step))
+
+    def _steps_covering_schedules(self, method: VSRMethod) -> int:
+        schedules = method._stepper.schedules.values()
+        return 2 + max((s.start + s.every for s in schedules), default=0)
+
+    def test_every_parameter_group_trains(self, tmp_path: Path) -> None:
+        method = self.make_method()
+        method.ensure_training_modules()
+        groups = {name: list(params) for name, params in method.parameter_groups().items()}
+        names = {id(p): n for n, p in method.named_parameters()}
+        before = {name: [p.detach().clone() for p in _params(group)] for name, group in groups.items()}
+        self._fit(tmp_path, method, self._steps_covering_schedules(method))
+        for name, group in groups.items():
+            after = _params(group)
+            assert any(not torch.equal(a.detach(), b) for a, b in zip(after, before[name])), (
+                f"parameter group '{name}' did not change (e.g. {names.get(id(after[0]), '?')})"
+            )
+
+    def test_each_lr_scheduler_steps_once_per_update(self, tmp_path: Path) -> None:
+        def halve(optimizer):
+            return torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
+
+        torch.manual_seed(0)
+        method = self.method_class(**{**self.method_args(), "lr_scheduler": halve})
+        steps = 2
+        self._fit(tmp_path, method, steps)
+        optimizers = method.optimizers()
+        optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
+        for (name, _), optimizer in zip(method.parameter_groups().items(), optimizers):
+            base = optimizer.param_groups[0]["initial_lr"]
+            expected = base * 0.5 ** self._due_steps(method, name, steps)
+            assert optimizer.param_groups[0]["lr"] == pytest.approx(expected), f"the scheduler of '{name}'"
+
+    def test_gradient_clipping_bounds_the_norm(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        norms: list[float] = []
+        original = torch.optim.AdamW.step
+
+        def step(optimizer, closure=None):
+            def measured():
+                out = closure() if closure is not None else None
+                grads = [p.grad.norm() for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+                if grads:
+                    norms.append(torch.linalg.vector_norm(torch.stack(grads)).item())
+                return out
+
+            return original(optimizer, measured)
+
+        monkeypatch.setattr(torch.optim.AdamW, "step", step)
+        method = self.make_method()
+        self._fit(tmp_path, method, 2, gradient_clip_val=1e-4)
+        assert norms, "no optimizer step ran"
+        assert max(norms) <= 1e-4 * (1 + 1e-3), f"gradient norms {norms} exceed --trainer.gradient_clip_val"
+
+    def test_resume_is_exact(self, tmp_path: Path) -> None:
+        """2 steps + resume 2 equals 4 straight, for every network (weights, optimizers, schedules)."""
+        from lightning.pytorch.callbacks import ModelCheckpoint
+
+        def run(root: Path, ckpt: Path | None) -> VSRMethod:
+            method = self.make_method()
+            saver = ModelCheckpoint(dirpath=root, filename="{step}", every_n_train_steps=2, save_top_k=-1)
+            trainer = tiny_trainer(
+                root, max_steps=4, limit_val_batches=0, enable_checkpointing=True, callbacks=[saver]
+            )
+            # make_datamodule yields 2 batches per epoch: step 2 ends an epoch, so the loader resumes exactly
+            trainer.fit(method, datamodule=self.make_datamodule(method), ckpt_path=ckpt)
+            return method
+
+        straight = run(tmp_path / "a", None)
+        resumed = run(tmp_path / "b", tmp_path / "a" / "step=2.ckpt")
+        for name, value in straight.state_dict().items():
+            assert torch.equal(resumed.state_dict()[name], value), f"{name} differs after resume"
+
+    def test_ema_averages_only_the_generator(self, tmp_path: Path) -> None:
+        from vsr_core.callbacks import EMA
+
+        ema = EMA(decay=0.5)
+        method = self.make_method()
+        self._fit(tmp_path, method, 1, callbacks=[ema])
+        assert sorted(ema.shadow) == sorted(method.generator_parameter_names())
+        trainable = {n for n, p in method.named_parameters() if p.requires_grad}
+        for module in method.training_only_modules:
+            assert not any(n.startswith(f"{module}.") for n in ema.shadow), f"EMA averages training-only {module}"
+        assert set(ema.shadow) <= trainable
+
+    def test_checkpoint_and_export_hold_no_training_only_or_rebuildable_weights(self, tmp_path: Path) -> None:
+        import json
+
+        from vsr_core.export import METHOD_FILE, export_method
+        from vsr_core.torch_files import read_torch_file
+
+        method = self.make_method()
+        trainer = self._fit(tmp_path, method, 1)
+        trainer.save_checkpoint(tmp_path / "run.ckpt")
+        state = read_torch_file(tmp_path / "run.ckpt", what="checkpoint")["state_dict"]
+        rebuildable = method.rebuildable_state_keys()
+        assert not rebuildable & set(state), f"frozen rebuildable weights in the checkpoint, e.g. {sorted(rebuildable & set(state))[:3]}"
+        loaded = load_method(tmp_path / "run.ckpt")
+        for module in method.training_only_modules:
+            assert getattr(loaded, module, None) is None, f"training-only {module} was built to restore"
+        folder = export_method(loaded, tmp_path / "export")
+        record = json.loads((folder / METHOD_FILE).read_text())
+        exported = set(record.get("components", {})) | {p.name for p in folder.iterdir() if p.is_dir()}
+        leaked = [m for m in method.training_only_modules if any(e == m or e.startswith(f"{m}_lora") for e in exported)]
+        assert not leaked, f"the export holds training-only modules {leaked}"
+
     def test_config_round_trip(self, tmp_path: Path) -> None:
         from vsr_core.cli import VSRCLI
         from vsr_core.plugins import class_path
@@ -199,6 +314,13 @@ class MethodConformance:
         for key, value in init_args.items():
             if isinstance(value, (bool, int, float, str)):
                 assert second.model.hparams[key] == value
+
+
+def _params(group: Any) -> list[torch.nn.Parameter]:
+    items = list(group)
+    if items and isinstance(items[0], dict):
+        return [p for entry in items for p in entry["params"]]
+    return items
 
 
 def conformance_suite(method_class: type[VSRMethod], **attributes: Any) -> type[MethodConformance]:

@@ -78,3 +78,45 @@ def test_dover_without_weights_is_skipped_and_a_wrong_file_stops_with_one_line(d
     assert vsr_main(["evaluate", str(out), "--metrics", "dover", "--weights-dir", str(weights)]) != 0
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "missing key technical_backbone.patch_embed.proj.weight" in err
+
+
+def test_default_metrics_are_the_fast_set_with_progress_per_clip(dirs, tmp_path, monkeypatch, capsys):
+    out, gt = dirs
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # no weights anywhere: lpips is skipped
+    monkeypatch.setattr(torch.hub, "_hub_dir", None)
+    monkeypatch.delenv("VSR_METRIC_WEIGHTS", raising=False)
+    report = tmp_path / "report"
+    assert vsr_main(["evaluate", str(out), str(gt), "-o", str(report)]) == 0
+    data = json.loads((report / "metrics.json").read_text())
+    assert set(data["mean"]) == {"psnr", "ssim", "warp_error", "flicker"}
+    assert list(data["skipped"]) == ["lpips"] and "alexnet-owt-7be5be79.pth" in data["skipped"]["lpips"]
+    assert set(data["seconds"]) == {"psnr", "ssim", "warp_error", "flicker"} and min(data["seconds"].values()) >= 0
+    assert "horn-schunck" in data["notes"]["warp_error"]
+    captured = capsys.readouterr()
+    per_clip = [line for line in captured.err.splitlines() if line.startswith(("a: ", "b: "))]
+    assert [line[:2] for line in per_clip] == ["a:", "b:"] and all("psnr" in line and "flicker" in line for line in per_clip)
+    assert "seconds per metric: psnr" in captured.out
+    assert "dists" not in captured.out + captured.err  # opt-in metrics are not even built
+
+
+def test_metric_groups_expand_in_order():
+    from vsr_core.metrics.catalog import ALL_METRICS, DEFAULT_METRICS, expand_metric_names
+
+    assert DEFAULT_METRICS == ("psnr", "ssim", "lpips", "warp_error", "flicker")
+    assert expand_metric_names(["default", "musiq", "psnr"]) == [*DEFAULT_METRICS, "musiq"]
+    assert expand_metric_names(["dover", "all"]) == ["dover", *[m for m in ALL_METRICS if m != "dover"]]
+
+
+def test_a_restored_clip_at_4x_the_ground_truth_points_to_vsr_degrade(dirs, tmp_path, capsys):
+    out, gt = dirs
+    big = tmp_path / "big"
+    big.mkdir()
+    for name in ("a", "b"):
+        _write(big / f"{name}.mp4", torch.zeros(4, 128, 192, 3, dtype=torch.uint8))
+    assert vsr_main(["evaluate", str(big), str(gt), "--metrics", "psnr"]) != 0
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        "error: a: restored frames are 192x128, ground truth 48x32; the restored clip is 4x the ground truth, as if the "
+        "ground truth itself was restored: make LQ inputs from it with `vsr degrade GT_DIR -o LQ_DIR --scale 4` and restore those"
+    )
+

@@ -17,12 +17,10 @@ from vsr_core.export import load_exported
 
 @pytest.fixture
 def trained(tmp_path) -> tuple[Path, torch.nn.Module]:
-    from reference.model import ReferenceVSR
-
-    from vsr_core.testing import tiny_trainer
+    from vsr_core.testing import BoringMethod, tiny_trainer
 
     torch.manual_seed(0)
-    method = ReferenceVSR(scale=2, channels=4, num_blocks=1)
+    method = BoringMethod(scale=2, width=4)
     with torch.no_grad():
         for p in method.parameters():
             p.normal_()  # non-zero everywhere, so a weight that is not carried over shows
@@ -38,10 +36,10 @@ def test_export_raw_weights_load_back_identical(trained, tmp_path, capsys):
     assert main([str(ckpt), "-o", str(tmp_path / "export")]) == 0
     record = json.loads((tmp_path / "export" / "vsr_method.json").read_text())
     assert (
-        record["class_path"] == "reference.ReferenceVSR"
+        record["class_path"] == "vsr_core.testing.boring.BoringMethod"
         and record["weights"] == "raw"
     )
-    assert record["init_args"]["channels"] == 4 and list(record["components"]) == [
+    assert record["init_args"]["width"] == 4 and list(record["components"]) == [
         "net"
     ]
     assert (
@@ -73,7 +71,7 @@ def test_ema_weights_are_exported_by_default(trained, tmp_path, capsys):
         == 0
     )
     assert torch.equal(
-        load_exported(tmp_path / "r").net.stem.weight, method.net.stem.weight
+        load_exported(tmp_path / "r").net[0].weight, method.net[0].weight
     )
     # asking for EMA from a checkpoint without it, or exporting over files: one line, no folder left
     assert main([str(ckpt), "-o", str(tmp_path / "x"), "--weights", "ema"]) != 0
@@ -115,7 +113,7 @@ def test_an_export_folder_can_be_exported_again(trained, tmp_path, capsys):
     assert main([str(ckpt), "-o", str(tmp_path / "a")]) == 0
     assert main([str(tmp_path / "a"), "-o", str(tmp_path / "b")]) == 0
     copy = load_exported(tmp_path / "b")
-    assert torch.equal(copy.net.stem.weight, method.net.stem.weight)
+    assert torch.equal(copy.net[0].weight, method.net[0].weight)
     assert main([str(tmp_path / "a"), "-o", str(tmp_path / "c"), "--weights", "ema"]) != 0
     assert "--weights applies to checkpoints" in capsys.readouterr().err
 
@@ -131,8 +129,8 @@ def test_a_malicious_checkpoint_is_refused_before_anything_runs(malicious_checkp
 def test_ema_weights_that_do_not_fit_are_one_line(trained, tmp_path, capsys):
     ckpt, method = trained
     checkpoint = torch.load(ckpt, weights_only=True)
-    checkpoint["ema_state_dict"] = {"net.stem.weight": torch.zeros(1)}
+    checkpoint["ema_state_dict"] = {"net.0.weight": torch.zeros(1)}
     torch.save(checkpoint, tmp_path / "bad_ema.ckpt")
     assert main([str(tmp_path / "bad_ema.ckpt"), "-o", str(tmp_path / "x")]) != 0
     err = capsys.readouterr().err.strip()
-    assert err.startswith("error: ") and "net.stem.weight does not fit" in err and not (tmp_path / "x").exists()
+    assert err.startswith("error: ") and "net.0.weight does not fit" in err and not (tmp_path / "x").exists()

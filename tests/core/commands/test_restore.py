@@ -193,7 +193,7 @@ def test_ctrl_c_mid_video_leaves_no_file(ckpt, tmp_path, capsys, monkeypatch):
     from vsr_core.inference import engine
 
     calls = {"n": 0}
-    original = engine.RestoreEngine.restore_window
+    original = engine.RestoreEngine._restore_tiles
 
     def interrupt_on_second_window(self, *args):
         calls["n"] += 1
@@ -202,7 +202,7 @@ def test_ctrl_c_mid_video_leaves_no_file(ckpt, tmp_path, capsys, monkeypatch):
         return original(self, *args)
 
     monkeypatch.setattr(
-        engine.RestoreEngine, "restore_window", interrupt_on_second_window
+        engine.RestoreEngine, "_restore_tiles", interrupt_on_second_window
     )
     write_video(tmp_path / "long.mp4", 30)
     code = main(
@@ -356,3 +356,130 @@ def test_sigterm_mid_write_leaves_nothing_and_exits_143(tmp_path, fake_plugins):
     assert process.returncode == 143, stderr
     assert stderr.strip() == "terminated; no partial output was left"
     assert not out.exists()  # neither the partial nor the folder this run created
+
+
+# ---------------------------------------------------------------------------------------------
+# Sampling options: --steps, --sample, --prompt, --help-method; automatic tiling (issue 12 item 4, 6)
+# ---------------------------------------------------------------------------------------------
+
+OPTIONS_PLUGIN = """
+from typing import Literal
+
+from reference.model import ReferenceVSR
+
+
+class OffsetVSR(ReferenceVSR):
+    \"\"\"The reference method plus an offset: a method-specific sampling option to set with --sample.\"\"\"
+
+    min_size = 8
+
+    def restore(self, lq, prompt=None, *, num_inference_steps=None, guidance_scale=None, generator=None,
+                offset: float = 0.0, mode: Literal["add", "sub"] = "add"):
+        \"\"\"Restore, then shift.
+
+        Args:
+            offset: added to (mode add) or taken from (mode sub) every pixel.
+            mode: add or sub.
+        \"\"\"
+        out = super().restore(lq, prompt, num_inference_steps=num_inference_steps)
+        return out + (offset if mode == "add" else -offset)
+"""
+
+
+@pytest.fixture
+def offset_ckpt(tmp_path, fake_plugins) -> Path:
+    from vsr_core.testing import tiny_trainer
+
+    fake_plugins({"fake_offsetvsr": OPTIONS_PLUGIN})
+    from fake_offsetvsr import OffsetVSR
+
+    trainer = tiny_trainer(tmp_path / "offset", max_steps=0)
+    trainer.strategy.connect(OffsetVSR(scale=2, channels=4, num_blocks=1))
+    trainer.save_checkpoint(tmp_path / "offset.ckpt")
+    return tmp_path / "offset.ckpt"
+
+
+def flat_video(path: Path, frames: int, value: int = 100, size: int = 16) -> None:
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=24)
+        stream.height = stream.width = size
+        stream.pix_fmt = "yuv420p"
+        for _ in range(frames):
+            img = np.full((size, size, 3), value, np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def test_sample_options_reach_the_methods_restore(offset_ckpt, tmp_path):
+    flat_video(tmp_path / "flat.mp4", 4)
+    common = [str(tmp_path / "flat.mp4"), "--ckpt", str(offset_ckpt), "--device", "cpu"]
+    assert main([*common, "-o", str(tmp_path / "plain"), "--threads", "1"]) == 0
+    assert main([*common, "-o", str(tmp_path / "shifted"), "--sample", "offset=0.2", "--sample", "mode=sub"]) == 0
+    plain = VideoReader(tmp_path / "plain" / "flat.mp4").read_clip(0, 4).float().mean().item()
+    shifted = VideoReader(tmp_path / "shifted" / "flat.mp4").read_clip(0, 4).float().mean().item()
+    assert abs(plain - 100) < 3 and abs(shifted - (100 - 0.2 * 127.5)) < 3
+
+
+def test_bad_sampling_options_are_one_line(offset_ckpt, tmp_path, capsys):
+    flat_video(tmp_path / "flat.mp4", 2)
+    c = [str(tmp_path / "flat.mp4"), "--ckpt", str(offset_ckpt), "--device", "cpu", "-o", str(tmp_path / "out")]
+    err = run_error([*c, "--sample", "gain=2"], capsys)
+    assert err == "error: --sample gain: OffsetVSR has no such sampling option; it takes: guidance_scale, mode, offset"
+    assert "expected add|sub" in run_error([*c, "--sample", "mode=mul"], capsys)
+    assert "use --steps instead" in run_error([*c, "--sample", "num_inference_steps=2"], capsys)
+    assert "ReferenceVSR restores in one pass; num_inference_steps=2" in run_error([*c, "--steps", "2"], capsys)
+    assert "OffsetVSR has no text encoder, so --prompt cannot be used" in run_error([*c, "--prompt", "a cat"], capsys)
+    assert "--tile 4 is smaller than OffsetVSR's minimum tile of 8 LQ pixels" in run_error([*c, "--tile", "4"], capsys)
+    assert "does not implement prepare_window" in run_error([*c, "--fusion", "latent"], capsys)
+    assert "--threads must be >= 1" in run_error([*c, "--threads", "0"], capsys)
+    assert not (tmp_path / "out").exists()
+
+
+def test_help_method_lists_the_sampling_options(offset_ckpt, capsys):
+    assert main(["--help-method", "fake_offsetvsr.OffsetVSR"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "  offset: float (default: 0.0)" in out
+    assert "      added to (mode add) or taken from (mode sub) every pixel." in out
+    assert "  mode: add|sub (default: 'add')" in out
+    assert "  num_inference_steps: int | none (default: method default) [set with --steps]" in out
+    assert main(["--help-method", "nosuchvsr.Nope"]) != 0
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err
+
+
+def test_steps_reach_a_latent_method(tmp_path):
+    from vsr_core.testing import LatentBoringMethod, tiny_trainer
+
+    trainer = tiny_trainer(tmp_path, max_steps=0)
+    trainer.strategy.connect(LatentBoringMethod(scale=2, sigma=1.0))
+    trainer.save_checkpoint(tmp_path / "latent.ckpt")
+    flat_video(tmp_path / "flat.mp4", 3, value=128)
+    spread = {}
+    for steps in (1, 3):
+        out = tmp_path / f"steps{steps}"
+        assert main([str(tmp_path / "flat.mp4"), "--ckpt", str(tmp_path / "latent.ckpt"), "--device", "cpu",
+                     "-o", str(out), "--steps", str(steps)]) == 0
+        spread[steps] = VideoReader(out / "flat.mp4").read_clip(0, 3).float().std().item()
+    # the noise left after N contractions by 1/2: 127.5 * 1/2 = 64 levels after one step, 16 after three
+    assert spread[1] > 2.5 * spread[3] and spread[3] > 2
+
+
+def test_frames_larger_than_the_native_tile_are_tiled_by_default(tmp_path, capsys, monkeypatch):
+    from vsr_core.inference import engine
+    from vsr_core.testing import LatentBoringMethod, tiny_trainer
+
+    trainer = tiny_trainer(tmp_path, max_steps=0)
+    trainer.strategy.connect(LatentBoringMethod(scale=2, native_tile=16))
+    trainer.save_checkpoint(tmp_path / "latent.ckpt")
+    write_video(tmp_path / "v.mp4", 3, height=24, width=40)
+    grids = []
+    original = engine.RestoreEngine.tile_grid
+    monkeypatch.setattr(engine.RestoreEngine, "tile_grid", lambda self, h, w: grids.append(original(self, h, w)) or grids[-1])
+    base = [str(tmp_path / "v.mp4"), "--ckpt", str(tmp_path / "latent.ckpt"), "--device", "cpu"]
+    assert main([*base, "-o", str(tmp_path / "auto")]) == 0
+    assert main([*base, "-o", str(tmp_path / "off"), "--tile", "0"]) == 0
+    assert {(t.height, t.width) for t in grids[0].tiles} == {(16, 16)} and len(grids[0].tiles) == 2 * 3
+    assert grids[1].single
+    assert probe_video(tmp_path / "auto" / "v.mp4").frames == 3

@@ -1,4 +1,4 @@
-"""Two-process CPU (gloo) DDP run of VideoDataModule for tests/core/data/test_video_datamodule.py.
+"""Two-process CPU (gloo) DDP run of VideoDataModule for tests/core/data/test_datamodule.py.
 
 Lightning starts rank 1 by running this script again, so the test runs it as
 ``python ddp_data_worker.py <clip_dir> <out_dir>`` in a subprocess. Each rank trains a few steps

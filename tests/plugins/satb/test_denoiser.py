@@ -6,13 +6,13 @@ import pytest
 import torch
 from diffusers import CogVideoXTransformer3DModel
 from diffusers.models.embeddings import CogVideoXPatchEmbed
+from satb.build import add_block_lora
 from satb.connector import Connector
 from satb.control_embed import patchify
 from satb.controlnet import SATBControlNet
-from satb.denoiser import LQConditionedTransformer
-from satb.finetune import DEFAULT_LORA_TARGETS, add_lora
+from satb.denoiser import LQConditionedTransformer, pad_latent_frames, rotary_embeddings
+from satb.options import SATBLoRA
 from satb.presets import get_preset
-from satb.rotary import rotary_embeddings
 
 CHANNELS = 8
 SPEC = get_preset("tiny")
@@ -115,7 +115,7 @@ def test_block_features_stop_early_and_match_full_run(base) -> None:
 
 def test_lora_targets_only_block_projections(base) -> None:
     denoiser, _ = conditioned(base)
-    add_lora(denoiser, 4, None, DEFAULT_LORA_TARGETS)
+    add_block_lora(denoiser, SATBLoRA(rank=4, alpha=4.0))
     adapted = {name.rsplit(".lora_", 1)[0] for name, _ in denoiser.named_parameters() if ".lora_" in name}
     per_block = {"attn1.to_q", "attn1.to_k", "attn1.to_v", "attn1.to_out.0", "ff.net.0.proj", "ff.net.2"}
     expected = {f"transformer_blocks.{i}.{name}" for i in range(CONFIG["num_layers"]) for name in per_block}
@@ -123,12 +123,12 @@ def test_lora_targets_only_block_projections(base) -> None:
     x, lq, text, t = inputs()
     rotary = rotary_embeddings(base.config, 4, 8, 8, x.device)
     with torch.no_grad():
-        torch.testing.assert_close(denoiser(x, text, t, lq, None, rotary), base(x, text, t, image_rotary_emb=rotary).sample)
+        torch.testing.assert_close(
+            denoiser(x, text, t, lq, None, rotary), base(x, text, t, image_rotary_emb=rotary).sample
+        )
 
 
 def test_odd_latent_frames_need_padding(base) -> None:
-    from satb.video_ops import pad_latent_frames
-
     z = torch.randn(1, 3, CHANNELS, 8, 8)
     padded, extra = pad_latent_frames(z, 2)
     assert extra == 1 and padded.shape[1] == 4 and torch.equal(padded[:, 0], z[:, 0]) and torch.equal(padded[:, 1:], z)

@@ -6,17 +6,25 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from satb import SATBVR
 from satb.weights import FULL_FOLDERS, LORA_FILE, LORA_FOLDERS
-from .test_weights import cogvideox_folder  # noqa: F401 (the tiny CogVideoX folder fixture)
 
 from vsr_core.checkpoint import load_method
 from vsr_core.errors import PretrainedError
 from vsr_core.export import METHOD_FILE, WEIGHTS_NAME, export_method
 
-RELEASE_FILES = ("controlnet/config.json", "controlnet/diffusion_pytorch_model.safetensors", "connectors.pt", "control_patch_embed.pt")
+from .test_weights import cogvideox_folder  # noqa: F401 (the tiny CogVideoX folder fixture)
+
+TINY = SATBVR.tiny_init_args
+RELEASE_FILES = (
+    "controlnet/config.json",
+    "controlnet/diffusion_pytorch_model.safetensors",
+    "connectors.pt",
+    "control_patch_embed.pt",
+)
 
 
 def perturb(method: SATBVR, only_trainable: bool = False) -> None:
@@ -40,15 +48,20 @@ def assert_identical(a: SATBVR, b: SATBVR) -> None:
     assert set(sa) == set(sb)
     for key, value in sa.items():
         assert torch.equal(value, sb[key]), key
-    assert {n for n, p in a.named_parameters() if p.requires_grad} == {n for n, p in b.named_parameters() if p.requires_grad}
+    assert {n for n, p in a.named_parameters() if p.requires_grad} == {
+        n for n, p in b.named_parameters() if p.requires_grad
+    }
     lq = lq_clip()
-    assert torch.equal(a.eval().restore(lq, num_inference_steps=2, generator=torch.Generator().manual_seed(0)), b.eval().restore(lq, num_inference_steps=2, generator=torch.Generator().manual_seed(0)))
+    assert torch.equal(
+        a.eval().restore(lq, num_inference_steps=2, generator=torch.Generator().manual_seed(0)),
+        b.eval().restore(lq, num_inference_steps=2, generator=torch.Generator().manual_seed(0)),
+    )
 
 
 def test_tiny_full_fine_tune_exports_full_folders_and_loads_back_bit_identical(tmp_path: Path) -> None:
     torch.manual_seed(0)
-    method = SATBVR()  # tiny preset: denoiser and predictor train fully
-    assert method.denoiser_mode == "full" and method.predictor_mode == "full"
+    method = SATBVR(**TINY)  # the tiny recipe: denoiser and predictor train fully
+    assert method.denoiser_options.finetune == "full" and method.predictor_options.finetune == "full"
     perturb(method)
     folder = export_method(method, tmp_path / "export")
     assert files(folder) == {
@@ -63,7 +76,7 @@ def test_tiny_full_fine_tune_exports_full_folders_and_loads_back_bit_identical(t
     assert record["class_path"] == "satb.SATBVR" and record["layout"] == "method"
     config = json.loads((folder / "transformer/config.json").read_text())
     assert config["_class_name"] == "LQConditionedTransformer" and config["enable_connector"] is True
-    assert_identical(method, SATBVR(satb_weights=str(folder)))
+    assert_identical(method, SATBVR(**TINY, satb_weights=str(folder)))
     loaded = load_method(folder)
     assert loaded.hparams["satb_weights"] == str(folder)
     assert_identical(method, loaded)
@@ -71,7 +84,11 @@ def test_tiny_full_fine_tune_exports_full_folders_and_loads_back_bit_identical(t
 
 def test_lora_on_a_random_base_exports_base_and_adapter(tmp_path: Path) -> None:
     torch.manual_seed(0)
-    method = SATBVR(denoiser_finetune="lora", predictor_finetune="lora", lora_rank=4)
+    lora_parts = {
+        "denoiser_options": {"output": "lq_residual", "finetune": "lora"},
+        "predictor_options": {"parameterization": "residual", "finetune": "lora"},
+    }
+    method = SATBVR(**{**TINY, **lora_parts}, lora={"rank": 4, "alpha": 4.0})
     perturb(method)  # the random base too: it is not in any pretrained file
     folder = export_method(method, tmp_path / "export")
     for part in ("denoiser", "predictor"):
@@ -82,7 +99,7 @@ def test_lora_on_a_random_base_exports_base_and_adapter(tmp_path: Path) -> None:
 
 def test_lora_on_a_pretrained_base_is_exactly_the_release_layout(cogvideox_folder: Path, tmp_path: Path) -> None:  # noqa: F811
     torch.manual_seed(0)
-    method = SATBVR(pretrained=str(cogvideox_folder), lora_rank=4)
+    method = SATBVR(pretrained=str(cogvideox_folder), lora={"rank": 4, "alpha": 4.0})
     perturb(method, only_trainable=True)
     folder = export_method(method, tmp_path / "export")
     assert files(folder) == {
@@ -103,28 +120,37 @@ def test_bad_export_folders_fail_in_one_line(tmp_path: Path) -> None:
 
     reference = export_method(ReferenceVSR(scale=4, channels=4, num_blocks=1), tmp_path / "reference")
     with pytest.raises(PretrainedError, match="reference.ReferenceVSR, not satb.SATBVR"):
-        SATBVR(satb_weights=str(reference))
+        SATBVR(**TINY, satb_weights=str(reference))
 
     torch.manual_seed(0)
-    folder = export_method(SATBVR(), tmp_path / "export")
+    folder = export_method(SATBVR(**TINY), tmp_path / "export")
     weights = folder / "transformer" / WEIGHTS_NAME
     weights.write_bytes(weights.read_bytes()[:1000])
     with pytest.raises(PretrainedError, match="cannot be read") as err:
         load_method(folder)
     assert "\n" not in str(err.value)
     shutil.rmtree(folder / "transformer")
-    with pytest.raises(PretrainedError, match=r"lora_transformer/pytorch_lora_weights.safetensors is missing \(or full"):
-        SATBVR(satb_weights=str(folder))
+    with pytest.raises(
+        PretrainedError, match=r"lora_transformer/pytorch_lora_weights.safetensors is missing \(or full"
+    ):
+        SATBVR(**TINY, satb_weights=str(folder))
     # an export of another configuration: the weights that do not fit are named
     torch.manual_seed(0)
-    full = export_method(SATBVR(), tmp_path / "full")
+    full = export_method(SATBVR(**TINY), tmp_path / "full")
+    unconditioned = {**TINY, "denoiser_options": {"lq_condition": False, "output": "x0", "finetune": "full"}}
     with pytest.raises(PretrainedError, match="does not fit LQConditionedTransformer: 0 missing and .* unexpected"):
-        SATBVR(satb_weights=str(full), lq_condition=False, denoiser_output="x0")
+        SATBVR(**unconditioned, satb_weights=str(full))
 
 
 @pytest.mark.parametrize(
     "damage",
-    ["connectors-truncated", "connectors-not-tensors", "connectors-code", "controlnet-truncated", "controlnet-bad-bin"],
+    [
+        "connectors-truncated",
+        "connectors-not-tensors",
+        "connectors-code",
+        "controlnet-truncated",
+        "controlnet-bad-bin",
+    ],
 )
 def test_restore_from_a_corrupt_export_folder_is_one_line(tmp_path: Path, capsys, damage: str) -> None:
     """`vsr restore --ckpt EXPORT` with a damaged part: one `error:` line naming the file (issue 9)."""
@@ -134,7 +160,7 @@ def test_restore_from_a_corrupt_export_folder_is_one_line(tmp_path: Path, capsys
     from vsr_core.commands.restore import main as restore
 
     torch.manual_seed(0)
-    folder = export_method(SATBVR(), tmp_path / "export")
+    folder = export_method(SATBVR(**TINY), tmp_path / "export")
     connectors = folder / "connectors.pt"
     controlnet = folder / "controlnet" / "diffusion_pytorch_model.safetensors"
     named = connectors
@@ -161,3 +187,75 @@ def test_restore_from_a_corrupt_export_folder_is_one_line(tmp_path: Path, capsys
     assert code != 0 and err.startswith("error: ") and "\n" not in err and "Traceback" not in err, err
     assert str(named.parent) in err
     assert not (tmp_path / "MARKER").exists() and not (tmp_path / "out").exists()
+
+
+def decoded_frames(folder: Path) -> np.ndarray:
+    import av
+
+    (video,) = sorted(folder.rglob("*.mp4"))
+    with av.open(str(video)) as container:
+        return np.stack([frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)])
+
+
+def test_release_layout_restores_with_the_release_sampling_by_default(
+    cogvideox_folder: Path,  # noqa: F811
+    tmp_path: Path,
+    caplog,
+) -> None:
+    """`vsr restore --ckpt` of a tiny model in the release layout samples as the release: its sampler, CFG 6, template."""
+    from PIL import Image
+
+    from vsr_core.commands.restore import main as restore
+
+    torch.manual_seed(0)
+    method = SATBVR(pretrained=str(cogvideox_folder), lora={"rank": 4, "alpha": 4.0})
+    perturb(method, only_trainable=True)
+    assert (method.sampling.sampler, method.sampling.guidance_scale, method.sampling.prompt_template) == (
+        "cogvideox_dpm",
+        6.0,
+        True,
+    )
+    # In Python: the defaults are exactly the release's settings given explicitly.
+    lq = lq_clip()
+    explicit = {"sampler": "cogvideox_dpm", "guidance_scale": 6.0, "num_inference_steps": 5, "color_fix": "wavelet"}
+    default = method.eval().restore(lq, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(default, method.restore(lq, generator=torch.Generator().manual_seed(0), **explicit))
+    other = method.restore(lq, generator=torch.Generator().manual_seed(0), sampler="dpmsolver++", guidance_scale=1.0)
+    assert (default - other).abs().max() > 0.05
+
+    # Through `vsr restore --ckpt FOLDER`: the export is the release layout plus vsr_method.json.
+    release = export_method(method, tmp_path / "release")
+    (tmp_path / "clip").mkdir()
+    frames = (np.random.default_rng(0).random((5, 8, 8, 3)) * 255).astype(np.uint8)
+    for i, frame in enumerate(frames):
+        Image.fromarray(frame).save(tmp_path / "clip" / f"{i:03d}.png")
+
+    def restored(folder: Path, sampling: dict | None, name: str) -> np.ndarray:
+        if sampling is not None:
+            copy = tmp_path / f"{name}-weights"
+            shutil.copytree(folder, copy)
+            record = json.loads((copy / METHOD_FILE).read_text())
+            record["init_args"]["sampling"] = sampling
+            (copy / METHOD_FILE).write_text(json.dumps(record))
+            folder = copy
+        out = tmp_path / name
+        assert restore([str(tmp_path / "clip"), "--ckpt", str(folder), "-o", str(out), "--device", "cpu"]) == 0
+        return decoded_frames(out)
+
+    caplog.set_level("INFO")
+    by_default = restored(release, None, "default")
+    said = [r.getMessage() for r in caplog.records if "authors' release" in r.getMessage()]
+    assert said == [
+        "SATB-VR: sampling as the authors' release: sampler=cogvideox_dpm, guidance_scale=6.0, prompt_template=True, color_fix=wavelet"
+    ]
+    set_explicitly = {
+        "sampler": "cogvideox_dpm",
+        "guidance_scale": 6.0,
+        "prompt_template": True,
+        "color_fix": "wavelet",
+    }
+    assert np.array_equal(by_default, restored(release, set_explicitly, "explicit"))
+    paper_solver = restored(
+        release, {"sampler": "dpmsolver++", "guidance_scale": 1.0, "prompt_template": False}, "other"
+    )
+    assert np.abs(by_default.astype(int) - paper_solver.astype(int)).max() > 3

@@ -27,7 +27,7 @@ def run_worker(out: Path) -> None:
     from vsr_core.testing.synthetic import SyntheticDataModule
 
     torch.manual_seed(0)
-    method = SATBVR(scale=4, preset="tiny", gradient_checkpointing=True)
+    method = SATBVR(**SATBVR.tiny_init_args, gradient_checkpointing=True)
     before = {n: p.detach().clone() for n, p in method.named_parameters() if p.requires_grad}
     trainer = L.Trainer(
         accelerator="cpu",
@@ -57,7 +57,13 @@ def run_worker(out: Path) -> None:
 def test_fsdp2_two_cpu_ranks(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": f"{ROOT / 'plugins'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     result = subprocess.run(
-        [sys.executable, __file__, str(tmp_path)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False
+        [sys.executable, __file__, str(tmp_path)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     for rank in (0, 1):
@@ -65,7 +71,7 @@ def test_fsdp2_two_cpu_ranks(tmp_path: Path) -> None:
         # Zero-initialized heads and connectors: the ControlNet receives gradients from step 3 on.
         assert saved["changed"] == ["controlnet", "denoiser", "predictor"], saved
         assert all(torch.isfinite(torch.tensor(v)) for k, v in saved["metrics"].items() if k.startswith("train/"))
-        assert {"train/diff", "train/ddc"} <= set(saved["metrics"])
+        assert {"train/diff", "train/ddc", "train/ddc_over_diff"} <= set(saved["metrics"])
 
 
 if __name__ == "__main__":

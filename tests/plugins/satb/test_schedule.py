@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 from satb.schedule import (
-    TABLE4_TIMESTEPS,
     blend_weight,
     jump_start_timesteps,
     sample_jump_start_timesteps,
@@ -23,24 +22,29 @@ def scheduler() -> DDPMSchedule:
     return DDPMSchedule("cogvideox")
 
 
-@pytest.mark.parametrize("steps", sorted(TABLE4_TIMESTEPS))
-def test_jump_start_timesteps_are_table_4(steps: int) -> None:
-    assert jump_start_timesteps(steps) == TABLE4_TIMESTEPS[steps]
+#: Appendix A.2, Table 4 of the paper (../shared/papers/satb-vr.txt), typed from it.
+TABLE_4 = {
+    1: [199],
+    2: [199, 99],
+    3: [299, 199, 99],
+    4: [399, 299, 199, 99],
+    5: [399, 319, 239, 159, 79],
+    8: [399, 349, 299, 249, 199, 149, 99, 49],
+    10: [399, 359, 319, 279, 239, 199, 159, 119, 79, 39],
+}
 
 
-def test_table_4_literal_values() -> None:
-    # Typed from the paper independently of the dictionary above.
-    assert jump_start_timesteps(5) == [399, 319, 239, 159, 79]
-    assert jump_start_timesteps(1) == [199]
-    assert jump_start_timesteps(3) == [299, 199, 99]
+@pytest.mark.parametrize("steps", sorted(TABLE_4))
+def test_table_4_jump_start_timesteps(steps: int) -> None:
+    assert jump_start_timesteps(steps) == TABLE_4[steps]
 
 
-@pytest.mark.parametrize("steps", [6, 7, 9, 20, 400])
-def test_other_step_counts_follow_released_rule(steps: int) -> None:
-    stride = 400 // steps
-    assert jump_start_timesteps(steps) == [i * stride - 1 for i in range(steps, 0, -1)]
-    ts = jump_start_timesteps(steps)
-    assert ts == sorted(set(ts), reverse=True) and ts[-1] >= 0
+def test_other_step_counts_follow_the_release_rule() -> None:
+    # The release's get_inference_timesteps: stride 400 // n, timesteps i * stride - 1; worked by hand.
+    assert jump_start_timesteps(6) == [395, 329, 263, 197, 131, 65]
+    assert jump_start_timesteps(7) == [398, 341, 284, 227, 170, 113, 56]
+    assert jump_start_timesteps(9) == [395, 351, 307, 263, 219, 175, 131, 87, 43]
+    assert jump_start_timesteps(400) == list(range(399, -1, -1))
 
 
 @pytest.mark.parametrize("bad", [0, -1, 401, 2.5, True])
@@ -71,13 +75,21 @@ def test_blend_boundary_conditions(scheduler) -> None:
     assert w.item() < 0.01  # at the highest SNR the anchor is (almost) x_gt
 
 
-def test_satb_blend_is_eq_4_per_sample(scheduler) -> None:
+def test_eq4_satb_blend_per_sample() -> None:
+    """x_b^t = x_gt + (γ_τs/γ_t)(x_p − x_gt), γ = ᾱ/(1−ᾱ) (Eq. 4, 11) with ᾱ from diffusers' CogVideoX scheduler."""
+    from diffusers import CogVideoXDDIMScheduler
+
+    from vsr_core.diffusion import PRESETS
+
+    config = {k: v for k, v in PRESETS["cogvideox"].items() if k != "_class_name"}
+    a = CogVideoXDDIMScheduler.from_config(config).alphas_cumprod.double()
     x_gt, x_p = torch.randn(3, 2, 1, 2, 2), torch.randn(3, 2, 1, 2, 2)
     tau, t = torch.tensor([399, 199, 50]), torch.tensor([100, 199, 0])
-    out = satb_blend(x_gt, x_p, tau, t, scheduler)
-    g = scheduler.snr(tau) / scheduler.snr(t)
+    out = satb_blend(x_gt, x_p, tau, t, DDPMSchedule("cogvideox"))
     for i in range(3):
-        torch.testing.assert_close(out[i], x_gt[i] + g[i].float() * (x_p[i] - x_gt[i]))
+        ratio = (a[tau[i]] / (1 - a[tau[i]])) / (a[t[i]] / (1 - a[t[i]]))
+        torch.testing.assert_close(out[i], x_gt[i] + ratio.float() * (x_p[i] - x_gt[i]))
+    assert 0.05 < (a[399] / (1 - a[399])) / (a[100] / (1 - a[100])) < 0.2  # a weight far from 0 and 1 is tested
 
 
 def test_one_step_posterior_identities(scheduler) -> None:
@@ -101,7 +113,9 @@ def test_telescoping_product_eq_24(scheduler) -> None:
     prod = torch.ones((), dtype=torch.float64)
     for i in range(t + 1, tau + 1):
         prod = prod * blend_weight(scheduler, torch.tensor([i]), torch.tensor([i - 1]))[0]
-    assert prod.item() == pytest.approx(blend_weight(scheduler, torch.tensor([tau]), torch.tensor([t])).item(), rel=1e-9)
+    assert prod.item() == pytest.approx(
+        blend_weight(scheduler, torch.tensor([tau]), torch.tensor([t])).item(), rel=1e-9
+    )
 
 
 def test_eq_29_marginal_has_native_variance(scheduler) -> None:
@@ -144,7 +158,9 @@ def test_training_timesteps_distribution() -> None:
     assert tau.float().mean().item() == pytest.approx(499.5, abs=10)
     assert t.float().mean().item() == pytest.approx(249.75, abs=10)  # E[t] = E[τ]/2
     g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
-    assert all(torch.equal(a, b) for a, b in zip(sample_training_timesteps(5, 400, g1), sample_training_timesteps(5, 400, g2)))
+    assert all(
+        torch.equal(a, b) for a, b in zip(sample_training_timesteps(5, 400, g1), sample_training_timesteps(5, 400, g2))
+    )
 
 
 def test_jump_start_training_timesteps_are_the_solver_start_points() -> None:

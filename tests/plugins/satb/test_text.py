@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 from satb.text import NEGATIVE_PROMPT, build_prompt_encoder
-from .test_weights import write_tokenizer
 
 from vsr_core.errors import ConfigError, PretrainedError
 from vsr_core.text import TextEncoder
+
+from .test_weights import write_tokenizer
 
 CPU = torch.device("cpu")
 

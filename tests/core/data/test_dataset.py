@@ -103,14 +103,21 @@ def _item(key, frames, h, w):
     return VideoItem(key, f"/nowhere/{key}", frames, h, w)
 
 
-def test_short_or_small_clips_are_skipped_with_a_warning():
+def test_short_or_small_clips_are_skipped_with_one_warning_saying_how_many_and_why():
     items = [_item("ok", 10, 64, 64), _item("short", 3, 64, 64), _item("small", 10, 16, 64)]
     with pytest.warns(DataWarning) as record:
         ds = ClipDataset(items, clip_frames=4, crop_size=32)
     assert [i.key for i in ds.items] == ["ok"]
-    messages = [str(w.message) for w in record]
-    assert any("short has 3 frames" in m for m in messages)
-    assert any("small frames are 64x16, smaller than crop_size=32" in m for m in messages)
+    messages = [str(w.message) for w in record if issubclass(w.category, DataWarning)]
+    assert messages == [
+        "training data: skipping 2 of 3 clips: short has 3 frames, fewer than the 4 a clip needs (clip_frames=4, stride 1); "
+        "small frames are 64x16, smaller than crop_size=32 (lower --data.crop_size to train on them)"
+    ]
+    with pytest.warns(DataWarning) as record:
+        ClipDataset(items[:1] + items[2:] * 4, clip_frames=4, crop_size=32, random=False)
+    (message,) = [str(w.message) for w in record if issubclass(w.category, DataWarning)]
+    assert message.startswith("evaluation data: skipping 4 of 5 clips: small frames are 64x16")
+    assert message.endswith("; and 1 more (set --data.val_crop_size 0 to evaluate whole frames, or a smaller one)")
 
 
 def test_no_usable_clip_is_a_data_error_saying_what_to_change():
