@@ -146,6 +146,11 @@ class UltraVSR(VSRMethod):
     generator_groups: ClassVar[tuple[str, ...]] = ("generator",)
     training_only_modules: ClassVar[tuple[str, ...]] = ("fake_tru", "real_tru", "discriminator", "perceptual")
     export_init_arg: ClassVar[str | None] = "weights"
+    #: prepare_window / denoise_step / finish_window serve ``restore`` only: a window is scored by the DEM once
+    #: (one ``d`` and ``t_rec`` for all its frames and tiles, Eq. 2 and 4), split into TAI's intervals and tiled
+    #: in latents with Gaussian weights inside; engine-level latent fusion would score each tile apart.
+    #: ``vsr restore`` fuses UltraVSR's windows in pixels.
+    latent_layout = None
     tiny_init_args: ClassVar[dict[str, Any]] = {"scale": 4, "preset": "tiny"}
 
     def __init__(

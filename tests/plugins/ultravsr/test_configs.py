@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.plugins.ultravsr.test_model import _tiny_sd_folder
+from .test_model import _tiny_sd_folder
 from ultravsr import UltraVSR
 from vsr_core.cli import VSRCLI
 
