@@ -343,8 +343,11 @@ class UltraVSR(VSRMethod):
             targets = release_unet_targets(unet, self.lora.targets)
             self._add_unet_lora(unet, targets)
         attach_unet_rts(unet, rts_factory(self.rts.replace(conv=True, attention_unit=True), self.spec.rts))
+        # A random base's output layer starts at zero (base_unet): frozen and without an adapter of its own (the
+        # real TRU's), it would block every gradient to the RTS modules under it; without `pretrained` it trains.
+        head = () if self.pretrained else ("conv_out.weight", "conv_out.bias")
         for name, p in unet.named_parameters():
-            p.requires_grad_("lora_" in name or "RTS" in name)
+            p.requires_grad_("lora_" in name or "RTS" in name or name in head)
         self._cast_frozen(unet)
         return unet
 

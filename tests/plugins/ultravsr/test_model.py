@@ -95,8 +95,14 @@ def test_four_networks_with_the_papers_adam():
     # Generator: LoRA, RTS and conv_in; the base UNet and VAE stay frozen (Sec. 4.1.2).
     names = {n for n, p in method.named_parameters() if p.requires_grad and n.startswith(("unet.", "codec."))}
     assert names and all("lora_" in n or "RTS" in n or n.startswith("unet.conv_in.") for n in names)
-    # Real TRU: its RTS modules only (the SD prior is kept); fake TRU: LoRA + RTS.
-    assert all("RTS" in n for n, p in method.real_tru.named_parameters() if p.requires_grad)
+    # Real TRU: its RTS modules only (the SD prior is kept) -- and, on a random base, the zero-initialised head
+    # that would otherwise block their gradient; fake TRU: LoRA + RTS.
+    real = {n for n, p in method.real_tru.named_parameters() if p.requires_grad}
+    assert {n for n in real if "RTS" not in n} == {"conv_out.weight", "conv_out.bias"}
+    z = torch.randn(1, 4, 3, 4, 4)
+    context = method.prompt_encoder(None, 1, "cpu", torch.float32)
+    (run_unet(method.real_tru, z, torch.tensor([500]), context) - torch.randn(1, 4, 3, 4, 4)).square().mean().backward()
+    assert method.real_tru.conv_out.weight.grad.abs().max() > 0
     fake = {n for n, p in method.fake_tru.named_parameters() if p.requires_grad}
     assert any("lora_" in n for n in fake) and any("RTS" in n for n in fake)
 
