@@ -13,11 +13,21 @@ from vsr_core.plugins import available_methods, discover_plugins
 from vsr_core.testing import conformance_suite
 
 
+#: The in-tree plugins and one method class of each.
+IN_TREE = {
+    "reference": "reference.ReferenceVSR",
+    "satb": "satb.SATBVR",
+    "pssr": "pssr.PSSR",
+    "diffvsr": "diffvsr.DiffVSR",
+    "ultravsr": "ultravsr.UltraVSR",
+}
+
+
 def test_in_tree_plugins_are_registered_like_a_third_party():
     plugins = discover_plugins()
-    for name in ("reference", "satb"):
+    for name in IN_TREE:
         assert plugins[name].error is None and plugins[name].distribution == "vsr", name
-    assert {"reference.ReferenceVSR", "satb.SATBVR"} <= set(available_methods())
+    assert set(IN_TREE.values()) <= set(available_methods())
 
 
 for _path, _cls in sorted(available_methods().items()):

@@ -78,15 +78,27 @@ def _tensors(state: State) -> list[torch.Tensor]:
     return [t for item in items for t in _tensors(item)]
 
 
-def _concat(parts: list[State]) -> State:
-    first = parts[0]
-    if isinstance(first, torch.Tensor):
-        return torch.cat(parts, dim=0)
-    if isinstance(first, (tuple, list)):
-        return type(first)(_concat([p[i] for p in parts]) for i in range(len(first)))
-    if isinstance(first, dict):
-        return {k: _concat([p[k] for p in parts]) for k in first}
-    return first
+def _allocate(part: State, rows: int) -> State:
+    """An empty state like ``part`` with ``rows`` leading frames (non-tensor entries are taken from ``part``)."""
+    if isinstance(part, torch.Tensor):
+        return part.new_empty((rows, *part.shape[1:]))
+    if isinstance(part, (tuple, list)):
+        return type(part)(_allocate(p, rows) for p in part)
+    if isinstance(part, dict):
+        return {k: _allocate(v, rows) for k, v in part.items()}
+    return part
+
+
+def _write(out: State, part: State, start: int) -> None:
+    """Copy the mini-batch ``part`` into rows ``start:`` of ``out`` (differentiable: autograd records the copy)."""
+    if isinstance(out, torch.Tensor):
+        out[start : start + part.shape[0]].copy_(part)
+    elif isinstance(out, (tuple, list)):
+        for o, p in zip(out, part, strict=True):
+            _write(o, p, start)
+    elif isinstance(out, dict):
+        for key, value in out.items():
+            _write(value, part[key], start)
 
 
 def _frame_rows(state: State) -> int:
@@ -142,13 +154,18 @@ class BlockwiseRunner:
     def _spatial(self, group: list[Stage], state: State) -> State:
         rows = _frame_rows(state)
         step = rows if self.frames_per_batch is None else self.frames_per_batch
-        outputs = []
+        out: State = None
         for start in range(0, rows, step):
             chunk = _map(lambda t, s=start: t[s : s + step], state)
             for stage in group:
                 chunk = stage.module(chunk)
-            outputs.append(chunk)
-        return outputs[0] if len(outputs) == 1 else _concat(outputs)
+            if start == 0 and step >= rows:
+                return chunk
+            # Written into one buffer as the mini-batches come: the group's output exists once, not
+            # once as a list of mini-batch results and again as their concatenation.
+            out = _allocate(chunk, rows) if out is None else out
+            _write(out, chunk, start)
+        return out
 
     @staticmethod
     def _temporal(stage: Stage, state: State, num_frames: int) -> State:

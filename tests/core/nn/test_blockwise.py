@@ -155,6 +155,38 @@ def test_structured_state_and_frames_layout() -> None:
     assert torch.allclose(out, expected, atol=1e-5) and max(seen) == 2
 
 
+def test_structured_states_are_assembled_in_place_with_gradients() -> None:
+    """Tuples, dicts and plain values in a state: the mini-batch results fill one output; gradients still flow."""
+    torch.manual_seed(3)
+    conv = nn.Conv2d(C, 4, 3, padding=1)
+
+    def split(frames: torch.Tensor) -> dict:
+        h = conv(frames)
+        return {"h": h, "skips": (h * 2, h.square()), "size": (H, W)}
+
+    def propagate(state: dict, num_frames: int) -> dict:
+        return {**state, "h": temporal_shift(state["h"], fold_div=2, direction="right", num_frames=num_frames)}
+
+    def merge(state: dict) -> torch.Tensor:
+        assert state["size"] == (H, W)  # plain values pass through untouched
+        return state["h"] + state["skips"][0] - state["skips"][1]
+
+    video = _video().requires_grad_()
+    stages = [spatial(split), temporal(propagate, layout="frames"), spatial(merge)]
+    grads, outs = [], []
+    for b in (None, 2, 3):
+        conv.zero_grad()
+        video.grad = None
+        out = BlockwiseRunner(stages, frames_per_batch=b)(video)
+        out.square().sum().backward()
+        outs.append(out.detach())
+        grads.append((video.grad.clone(), conv.weight.grad.clone()))
+    for out, (g_video, g_weight) in zip(outs[1:], grads[1:]):
+        torch.testing.assert_close(out, outs[0])
+        torch.testing.assert_close(g_video, grads[0][0])
+        torch.testing.assert_close(g_weight, grads[0][1], atol=1e-4, rtol=1e-5)  # summed in another order
+
+
 def test_bad_arguments() -> None:
     model = _Model()
     for bad in (0, -1, 2.5, True):
