@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -65,12 +66,28 @@ def test_unknown_config_key_is_an_error(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+def config_stack(config: Path) -> list[Path]:
+    """``[config]``, or ``[base, config]`` for an overlay (a file without ``model.class_path``).
+
+    An overlay names its base (a sibling file) in its header comment, the way its users are told to
+    run it: ``# Use after <base>.yaml`` or ``#   vsr fit --config .../<base>.yaml --config .../<overlay>.yaml``.
+    """
+    if "class_path" in (yaml.safe_load(config.read_text()).get("model") or {}):
+        return [config]
+    header = "\n".join(line for line in config.read_text().splitlines() if line.startswith("#"))
+    named = re.findall(r"Use after (\S+\.yaml)|--config \S*?([^/\s]+\.yaml)", header)
+    bases = [after or flag for after, flag in named if (after or flag) != config.name]
+    assert bases, f"{config} has no model.class_path and names no base config in its header"
+    return [config.parent / bases[0], config]
+
+
 @pytest.mark.parametrize("config", SHIPPED_CONFIGS, ids=lambda p: f"{p.parent.parent.name}/{p.name}")
 def test_every_shipped_config_is_valid(config, tmp_path):
-    result = run_vsr("fit", "--config", str(config), "--print_config", cwd=tmp_path)
+    stack = config_stack(config)
+    result = run_vsr("fit", *(f"--config={path}" for path in stack), "--print_config", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     printed = yaml.safe_load(result.stdout)
-    assert printed["model"]["class_path"] == yaml.safe_load(config.read_text())["model"]["class_path"]
+    assert printed["model"]["class_path"] == yaml.safe_load(stack[0].read_text())["model"]["class_path"]
 
 
 def test_model_help_shows_method_arguments(tmp_path):
