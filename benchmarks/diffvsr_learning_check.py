@@ -48,7 +48,6 @@ sys.path.insert(0, str(ROOT / "plugins"))  # in-tree plugin, importable without 
 
 from diffvsr import DiffVSR
 from diffvsr.ilt import ILTFusion, final_window_weights
-
 from vsr_core.data import SampleClips, VideoDataModule, frames_to_tensor, tensor_to_frames
 from vsr_core.inference import EngineOptions, LinearCrossfade, RestoreEngine, WindowFusion
 from vsr_core.metrics import psnr, ssim
@@ -77,7 +76,13 @@ def temporal_flicker(video: torch.Tensor, reference: torch.Tensor) -> torch.Tens
 
 
 def train_stage(
-    options: dict, trainable: str, degradation: str, seconds: float, init_from: Path | None, args, out: Path,
+    options: dict,
+    trainable: str,
+    degradation: str,
+    seconds: float,
+    init_from: Path | None,
+    args,
+    out: Path,
     image_only: bool = False,
 ):
     """One stage: a method (weights from ``init_from``) trained ``seconds``; (checkpoint, steps, loss, method).
@@ -186,7 +191,14 @@ def main() -> int:
         for name, trainable, degradation, part in chosen:
             seconds = budget * part / share
             checkpoint, steps, loss, method = train_stage(
-                options, trainable, degradation, seconds, checkpoint, args, Path(folder), image_only=name.startswith("0")
+                options,
+                trainable,
+                degradation,
+                seconds,
+                checkpoint,
+                args,
+                Path(folder),
+                image_only=name.startswith("0"),
             )
             log.append({"stage": name, "steps": steps, "loss": loss, "seconds": round(seconds)})
             print(f"stage {name}: {steps} steps, last loss {loss:.4f}", flush=True)

@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 
 import torch
-from reference.model import ReferenceVSR
 from restore_scaling import make_clip
 
+from reference.model import ReferenceVSR
 from vsr_core.inference import EngineOptions, RestoreEngine, restore_file
 
 
@@ -40,9 +40,7 @@ def main() -> None:
         f"{args.frames} frames {args.size}px x4, {windows} windows: total {total:.2f} s, "
         f"method.restore {engine.restore_seconds:.2f} s"
     )
-    print(
-        f"overhead ratio total / restore calls: {total / engine.restore_seconds:.3f} (target <= 1.10)"
-    )
+    print(f"overhead ratio total / restore calls: {total / engine.restore_seconds:.3f} (target <= 1.10)")
 
 
 if __name__ == "__main__":

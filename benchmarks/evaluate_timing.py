@@ -71,7 +71,9 @@ def write_random_weights(torch_home: Path) -> None:
     from pyiqa.archs.lpips_arch import LPIPS
     from pyiqa.archs.musiq_arch import MUSIQ
 
-    torch.save(LPIPS(pretrained=False, net="alex", version="0.1").state_dict(), pyiqa_dir / "LPIPS_v0.1_alex-df73285e.pth")
+    torch.save(
+        LPIPS(pretrained=False, net="alex", version="0.1").state_dict(), pyiqa_dir / "LPIPS_v0.1_alex-df73285e.pth"
+    )
     torch.save(DISTS(pretrained=False).state_dict(), pyiqa_dir / "DISTS_weights-f5e65c96.pth")
     torch.save(MUSIQ(pretrained=False, num_class=1).state_dict(), pyiqa_dir / "musiq_koniq_ckpt-e95806b9.pth")
     from vsr_core.metrics.dover import DoverModel
@@ -81,7 +83,18 @@ def write_random_weights(torch_home: Path) -> None:
 
 def time_metric(metric: str, restored: Path, gt: Path, env: dict[str, str], out: Path) -> tuple[float, str]:
     """Seconds of ``vsr evaluate`` with one metric, and its outcome (the score, or the SKIPPED line)."""
-    command = [sys.executable, "-m", "vsr_core.cli", "evaluate", str(restored), str(gt), "--metrics", metric, "-o", str(out)]
+    command = [
+        sys.executable,
+        "-m",
+        "vsr_core.cli",
+        "evaluate",
+        str(restored),
+        str(gt),
+        "--metrics",
+        metric,
+        "-o",
+        str(out),
+    ]
     start = time.perf_counter()
     done = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True)
     seconds = time.perf_counter() - start
@@ -99,7 +112,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--metrics", nargs="+", default=METRICS)
     parser.add_argument("--frames", type=int, default=120)
-    parser.add_argument("--random-weights", action="store_true", help="time learned metrics on random stand-in weights")
+    parser.add_argument(
+        "--random-weights", action="store_true", help="time learned metrics on random stand-in weights"
+    )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 
@@ -108,16 +123,30 @@ def main() -> int:
         restored, gt = make_clips(scratch / "clips", args.frames)
         torch_home = scratch / "torch_home"
         torch_home.mkdir()
-        env = {**os.environ, "TORCH_HOME": str(torch_home), "PYTHONWARNINGS": "ignore",
-               "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "plugins"), os.environ.get("PYTHONPATH", "")])}
+        env = {
+            **os.environ,
+            "TORCH_HOME": str(torch_home),
+            "PYTHONWARNINGS": "ignore",
+            "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "plugins"), os.environ.get("PYTHONPATH", "")]),
+        }
         env.pop("VSR_METRIC_WEIGHTS", None)
         if args.random_weights:
-            subprocess.run([sys.executable, "-c", f"import sys; sys.path[:0] = {[str(ROOT), str(Path(__file__).parent)]!r}; "
-                            f"from evaluate_timing import write_random_weights; from pathlib import Path; "
-                            f"write_random_weights(Path({str(torch_home)!r}))"], env=env, check=True)
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-c",
+                    f"import sys; sys.path[:0] = {[str(ROOT), str(Path(__file__).parent)]!r}; "
+                    f"from evaluate_timing import write_random_weights; from pathlib import Path; "
+                    f"write_random_weights(Path({str(torch_home)!r}))",
+                ],
+                env=env,
+                check=True,
+            )
         results = {}
-        print(f"vsr evaluate, one clip of {args.frames} frames at 704x576, one metric per run "
-              f"({'random stand-in weights' if args.random_weights else 'no weights on disk'}):")
+        print(
+            f"vsr evaluate, one clip of {args.frames} frames at 704x576, one metric per run "
+            f"({'random stand-in weights' if args.random_weights else 'no weights on disk'}):"
+        )
         print(f"{'metric':<12} {'seconds':>9}  outcome")
         for metric in args.metrics:
             out = scratch / "reports" / metric

@@ -88,7 +88,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=2)
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--size", type=int, default=64, help="HQ crop size (LQ is size/4)")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating bare/Lightning runs (evens out machine noise)")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="alternating bare/Lightning runs (evens out machine noise)"
+    )
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -98,8 +100,10 @@ def main() -> None:
         bare_times += bare_loop(args)[args.warmup :]
         lightning_times += lightning_loop(args)[args.warmup :]
     bare, lightning = statistics.median(bare_times), statistics.median(lightning_times)
-    print(f"\nframework overhead: reference tiny step, batch {args.batch_size} x {args.frames} frames x {args.size}^2, "
-          f"{args.rounds} x {args.steps} steps ({args.warmup} warm-up each), {args.threads} threads")
+    print(
+        f"\nframework overhead: reference tiny step, batch {args.batch_size} x {args.frames} frames x {args.size}^2, "
+        f"{args.rounds} x {args.steps} steps ({args.warmup} warm-up each), {args.threads} threads"
+    )
     print(f"{'path':<24}{'median step (ms)':>18}")
     print(f"{'bare PyTorch loop':<24}{bare * 1e3:>18.2f}")
     print(f"{'vsr + Lightning':<24}{lightning * 1e3:>18.2f}")

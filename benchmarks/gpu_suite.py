@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -34,8 +33,19 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 COLUMNS = (
-    "method", "setting", "mode", "s/frame", "s/clip", "s/step", "peak GiB", "TFLOP/s", "MFU",
-    "paper", "paper scaled", "ours / scaled", "status",
+    "method",
+    "setting",
+    "mode",
+    "s/frame",
+    "s/clip",
+    "s/step",
+    "peak GiB",
+    "TFLOP/s",
+    "MFU",
+    "paper",
+    "paper scaled",
+    "ours / scaled",
+    "status",
 )
 
 
@@ -91,8 +101,11 @@ def _infer_row(method: Any, benchmark: Any, device: Any, args: argparse.Namespac
     seconds, memory = _measure(infer, device, args.warmup, args.repeats)
     tflops = _count_flops(infer) / seconds / 1e12
     return {
-        "s/frame": seconds / benchmark.frames, "s/clip": seconds, "peak GiB": memory / 2**30,
-        "TFLOP/s": tflops, "MFU": tflops / peak if peak else None,
+        "s/frame": seconds / benchmark.frames,
+        "s/clip": seconds,
+        "peak GiB": memory / 2**30,
+        "TFLOP/s": tflops,
+        "MFU": tflops / peak if peak else None,
     }
 
 
@@ -110,11 +123,18 @@ def _train_row(method: Any, benchmark: Any, device: Any, args: argparse.Namespac
     hq = torch.rand(1, 3, benchmark.frames, benchmark.height, benchmark.width) * 2 - 1
     lq = torch.rand(1, 3, benchmark.frames, benchmark.height // scale, benchmark.width // scale) * 2 - 1
     namespace = argparse.Namespace(
-        warmup=args.warmup, repeats=args.repeats, precision="bf16" if device.type == "cuda" else "fp32",
+        warmup=args.warmup,
+        repeats=args.repeats,
+        precision="bf16" if device.type == "cuda" else "fp32",
         peak_tflops=peak,
     )
     row = bench._train_row(method, hq, lq, device, namespace, peak)
-    return {"s/step": row["s/step"], "peak GiB": row["peak_mem_gib"], "TFLOP/s": row.get("TFLOP/s"), "MFU": row.get("MFU")}
+    return {
+        "s/step": row["s/step"],
+        "peak GiB": row["peak_mem_gib"],
+        "TFLOP/s": row.get("TFLOP/s"),
+        "MFU": row.get("MFU"),
+    }
 
 
 def run_method(path: str, args: argparse.Namespace) -> list[dict]:
@@ -127,7 +147,9 @@ def run_method(path: str, args: argparse.Namespace) -> list[dict]:
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     cls = method_class(path)
     device = torch.device("cpu" if args.dry_run else "cuda")
-    peak = args.peak_tflops or (device_peak_tflops(torch.cuda.get_device_name(device)) if device.type == "cuda" else None)
+    peak = args.peak_tflops or (
+        device_peak_tflops(torch.cuda.get_device_name(device)) if device.type == "cuda" else None
+    )
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
     rows = []
@@ -151,8 +173,16 @@ def run_method(path: str, args: argparse.Namespace) -> list[dict]:
                 method.compile_blocks()
                 compiled = _infer_row(method, benchmark, device, args, peak)
                 speedup = measured["s/clip"] / compiled["s/clip"]
-                compiled_row = _compare(benchmark, peak, {**row, **compiled, "setting": f"{benchmark.label} +compile",
-                                                          "status": f"ok ({speedup:.2f}x vs eager)"})
+                compiled_row = _compare(
+                    benchmark,
+                    peak,
+                    {
+                        **row,
+                        **compiled,
+                        "setting": f"{benchmark.label} +compile",
+                        "status": f"ok ({speedup:.2f}x vs eager)",
+                    },
+                )
             del method
         except torch.cuda.OutOfMemoryError:
             row["status"] = "out of memory"

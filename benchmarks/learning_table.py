@@ -44,7 +44,9 @@ def validation_data(run_config: dict, scale: int):
         if isinstance(spec, dict):
             name = str(spec.get("class_path", "")).rsplit(".", 1)[-1]
             if name not in data.__all__:
-                raise SystemExit(f"error: the run's data.{key} is {spec.get('class_path')!r}, not a vsr_core.data source")
+                raise SystemExit(
+                    f"error: the run's data.{key} is {spec.get('class_path')!r}, not a vsr_core.data source"
+                )
             section[key] = getattr(data, name)(**(spec.get("init_args") or {}))
     section.update(scale=scale, num_workers=0, persistent_workers=False, pin_memory=False)
     datamodule = data.VideoDataModule(**section)
@@ -101,8 +103,10 @@ def main() -> int:
     results = evaluate(method, datamodule, args.steps, args.seed)
     clips = len(datamodule.val_dataset)
     name = type(method).__name__
-    print(f"\n{name} after {checkpoint.get('global_step', '?')} steps, {clips} held-out clips "
-          f"({datamodule.degradation} x{method.scale}, {datamodule.clip_frames} frames):")
+    print(
+        f"\n{name} after {checkpoint.get('global_step', '?')} steps, {clips} held-out clips "
+        f"({datamodule.degradation} x{method.scale}, {datamodule.clip_frames} frames):"
+    )
     print(f"| {'':<10} | {'PSNR (dB) ↑':>11} | {'SSIM ↑':>7} | {'temporal error ↓':>16} |")
     print(f"|{'-' * 12}|{'-' * 13}|{'-' * 9}|{'-' * 18}|")
     for row_name, row in results.items():

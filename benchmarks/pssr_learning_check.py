@@ -42,7 +42,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "plugins"))  # in-tree plugin, importable without installation
 
 from pssr import PSSR
-
 from vsr_core.data import SampleClips, VideoDataModule
 from vsr_core.metrics import psnr, ssim
 from vsr_core.video_ops import upsample_frames
@@ -101,7 +100,9 @@ def print_table(results: dict[str, dict[str, float]], header: str) -> None:
         if name == "ground truth":
             print(f"| {name:<13} | {'—':>11} | {'—':>7} | {'—':>9} | {row['sharpness']:>11.2f} |")
         else:
-            print(f"| {name:<13} | {row['psnr']:>11.2f} | {row['ssim']:>7.4f} | {row['flicker']:>9.2f} | {row['sharpness']:>11.2f} |")
+            print(
+                f"| {name:<13} | {row['psnr']:>11.2f} | {row['ssim']:>7.4f} | {row['flicker']:>9.2f} | {row['sharpness']:>11.2f} |"
+            )
 
 
 def stage_options(name: str, config_dir: Path) -> dict:
@@ -113,15 +114,21 @@ def stage_options(name: str, config_dir: Path) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--minutes", type=float, default=9.0, help="training wall-time budget of the three stages together")
-    parser.add_argument("--split", type=float, nargs=3, default=(0.4, 0.3, 0.3), help="budget share of latent, pixel, draft")
+    parser.add_argument(
+        "--minutes", type=float, default=9.0, help="training wall-time budget of the three stages together"
+    )
+    parser.add_argument(
+        "--split", type=float, nargs=3, default=(0.4, 0.3, 0.3), help="budget share of latent, pixel, draft"
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=2)
     parser.add_argument("--clip-frames", type=int, default=5)
     parser.add_argument("--crop-size", type=int, default=64)
     parser.add_argument("--val-crop-size", type=int, default=192, help="HQ validation crops")
-    parser.add_argument("--config-dir", type=Path, default=ROOT / "plugins/pssr/configs", help="stage configs (model init_args)")
+    parser.add_argument(
+        "--config-dir", type=Path, default=ROOT / "plugins/pssr/configs", help="stage configs (model init_args)"
+    )
     parser.add_argument("--val-clips", type=int, default=None, help="validation clips to evaluate (default all)")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args()
@@ -193,8 +200,10 @@ def main() -> int:
     bicubic = results["bicubic"]["psnr"]
     beats = results["PS-SR T=1"]["psnr"] > bicubic and results["PS-SR T=4"]["psnr"] > bicubic
     sharper = results["PS-SR T=4"]["sharpness"] > results["PS-SR T=1"]["sharpness"]
-    print(f"\nPSNR above bicubic at T=1 and T=4: {'yes' if beats else 'NO'}; T=4 sharper than T=1: {'yes' if sharper else 'NO'} "
-          f"(total {(time.time() - started) / 60:.1f} min)")
+    print(
+        f"\nPSNR above bicubic at T=1 and T=4: {'yes' if beats else 'NO'}; T=4 sharper than T=1: {'yes' if sharper else 'NO'} "
+        f"(total {(time.time() - started) / 60:.1f} min)"
+    )
     return 0 if beats and sharper else 1
 
 

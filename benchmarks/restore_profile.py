@@ -48,8 +48,8 @@ def make_clip(path: Path, frames: int, size: int) -> None:
 def make_checkpoint(path: Path) -> None:
     """A checkpoint of `vsr fit --model satb.SATBVR` (the class defaults: tiny preset, x4, 5 steps)."""
     import torch
-    from satb import SATBVR
 
+    from satb import SATBVR
     from vsr_core.testing import tiny_trainer
 
     torch.manual_seed(0)
@@ -101,7 +101,6 @@ def main() -> None:
     from satb.controlnet import SATBControlNet
     from satb.denoiser import LQConditionedTransformer
     from satb.predictor import AuxiliaryPredictor
-
     from vsr_core.commands.restore import main as restore
     from vsr_core.latent import PixelUnshuffleCodec
 
@@ -138,7 +137,9 @@ def main() -> None:
     if code != 0:
         sys.exit(code)
     model = timers.seconds["SATB-VR restore (all model work)"]
-    print(f"vsr restore {args.frames} frames x {args.size}x{args.size} (x4), tiny SATB-VR, flags {args.extra or '(defaults)'}")
+    print(
+        f"vsr restore {args.frames} frames x {args.size}x{args.size} (x4), tiny SATB-VR, flags {args.extra or '(defaults)'}"
+    )
     print(f"torch threads {torch.get_num_threads()}, 1-min load average at start {load:.2f} ({os.cpu_count()} CPUs)")
     print(f"{'where':45s} {'seconds':>9s} {'calls':>7s}")
     print(f"{'total (wall)':45s} {total:9.2f}")
@@ -147,8 +148,10 @@ def main() -> None:
         print(f"{label:45s} {seconds:9.2f} {timers.calls[label]:7d}")
     print(f"{'outside restore (decode, engine, write, UI)':45s} {total - model:9.2f}")
     frames = work["lq_frames"]
-    print(f"model ran on {frames} LQ frames for {args.frames} ({frames / args.frames:.2f}x), "
-          f"{work['lq_pixels'] / (args.frames * args.size**2):.2f}x the video's LQ pixels")
+    print(
+        f"model ran on {frames} LQ frames for {args.frames} ({frames / args.frames:.2f}x), "
+        f"{work['lq_pixels'] / (args.frames * args.size**2):.2f}x the video's LQ pixels"
+    )
 
 
 if __name__ == "__main__":

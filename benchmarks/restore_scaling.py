@@ -31,9 +31,7 @@ def make_clip(path: Path, frames: int, size: int) -> None:
         stream.pix_fmt = "yuv420p"
         for t in range(frames):  # a texture panning across the frame
             img = np.ascontiguousarray(base[t % size : t % size + size, :size])
-            for packet in stream.encode(
-                av.VideoFrame.from_ndarray(img, format="rgb24")
-            ):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
@@ -41,8 +39,8 @@ def make_clip(path: Path, frames: int, size: int) -> None:
 
 def child(video: str, out: str, window: int, overlap: int) -> None:
     import torch
-    from reference.model import ReferenceVSR
 
+    from reference.model import ReferenceVSR
     from vsr_core.inference import EngineOptions, RestoreEngine, restore_file
 
     torch.set_num_threads(2)
@@ -83,16 +81,12 @@ def main() -> None:
                 str(Path(tmp) / f"out{frames}.mp4"),
             ]
             results[frames] = json.loads(
-                subprocess.run(cmd, check=True, capture_output=True, text=True)
-                .stdout.strip()
-                .splitlines()[-1]
+                subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
             )
     small, large = results[32], results[256]
     for n, r in results.items():
         print(f"{n:4d} frames: {r['seconds']:.2f} s, peak RSS {r['rss_mib']:.0f} MiB")
-    print(
-        f"peak RSS ratio 256/32: {large['rss_mib'] / small['rss_mib']:.3f} (target <= 1.2)"
-    )
+    print(f"peak RSS ratio 256/32: {large['rss_mib'] / small['rss_mib']:.3f} (target <= 1.2)")
     print(f"time ratio 256/32: {large['seconds'] / small['seconds']:.2f} (target <= 9)")
 
 

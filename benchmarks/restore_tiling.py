@@ -32,7 +32,9 @@ def make_clip(path: Path, frames: int, width: int, height: int) -> None:
     import av
 
     rng = np.random.default_rng(0)
-    base = rng.integers(0, 256, (height // 4 + frames, width // 4 + frames, 3), dtype=np.uint8).repeat(4, 0).repeat(4, 1)
+    base = (
+        rng.integers(0, 256, (height // 4 + frames, width // 4 + frames, 3), dtype=np.uint8).repeat(4, 0).repeat(4, 1)
+    )
     with av.open(str(path), "w") as container:
         stream = container.add_stream("libx264", rate=25)
         stream.width, stream.height = width, height
@@ -62,7 +64,12 @@ def peak_rss_mib(command: list[str]) -> tuple[float, float, str]:
 def encoder_child(width: int, height: int, frames: int, out: str) -> None:
     import av
 
-    img = np.random.default_rng(0).integers(0, 256, (height // 16, width // 16, 3), dtype=np.uint8).repeat(16, 0).repeat(16, 1)
+    img = (
+        np.random.default_rng(0)
+        .integers(0, 256, (height // 16, width // 16, 3), dtype=np.uint8)
+        .repeat(16, 0)
+        .repeat(16, 1)
+    )
     with av.open(out, "w") as container:
         stream = container.add_stream("libx264", rate=25)
         stream.width, stream.height = width, height
@@ -103,16 +110,40 @@ def main() -> None:
         for width, height in sizes:
             clip = tmp / f"clip_{width}x{height}.mp4"
             make_clip(clip, args.frames, width, height)
-            command = [sys.executable, "-m", "vsr_core.cli", "restore", str(clip), "--ckpt", str(ckpt),
-                       "-o", str(tmp / f"out_{width}x{height}"), "--device", "cpu", *args.flags.split()]
+            command = [
+                sys.executable,
+                "-m",
+                "vsr_core.cli",
+                "restore",
+                str(clip),
+                "--ckpt",
+                str(ckpt),
+                "-o",
+                str(tmp / f"out_{width}x{height}"),
+                "--device",
+                "cpu",
+                *args.flags.split(),
+            ]
             rss, seconds, _ = peak_rss_mib(command)
             encoder = None
             if args.encoder_only:
-                encoder, _, _ = peak_rss_mib([sys.executable, __file__, "--encoder-child", str(4 * width), str(4 * height),
-                                              str(args.frames), str(tmp / "encoder.mp4")])
+                encoder, _, _ = peak_rss_mib(
+                    [
+                        sys.executable,
+                        __file__,
+                        "--encoder-child",
+                        str(4 * width),
+                        str(4 * height),
+                        str(args.frames),
+                        str(tmp / "encoder.mp4"),
+                    ]
+                )
             rows.append((width, height, rss, seconds, encoder))
-            print(f"{width}x{height}: peak RSS {rss:.0f} MiB, {seconds:.0f} s" +
-                  (f" (the x4 H.264 encoder alone: {encoder:.0f} MiB)" if encoder else ""), flush=True)
+            print(
+                f"{width}x{height}: peak RSS {rss:.0f} MiB, {seconds:.0f} s"
+                + (f" (the x4 H.264 encoder alone: {encoder:.0f} MiB)" if encoder else ""),
+                flush=True,
+            )
     reference = rows[0][2]
     print(f"\n{args.frames} frames, x4, vsr restore {args.flags or 'defaults'}; load average {os.getloadavg()[0]:.1f}")
     print(f"{'LQ size':>10s} {'peak RSS MiB':>13s} {'ratio':>6s} {'seconds':>8s} {'encoder alone MiB':>18s}")

@@ -39,8 +39,8 @@ def write_folder(root: Path, layers: int, heads: int, dtype: str) -> int:
     """A CogVideoX1.5-5B-shaped diffusers folder (transformer scaled to ``layers`` x ``heads``); returns its base size."""
     import torch
     from diffusers import CogVideoXDDIMScheduler, CogVideoXTransformer3DModel
-    from satb.presets import COGVIDEOX15_5B_TRANSFORMER
 
+    from satb.presets import COGVIDEOX15_5B_TRANSFORMER
     from vsr_core.diffusion import PRESETS
     from vsr_core.latent import CogVideoXCodec
 

@@ -36,7 +36,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "plugins"))  # in-tree plugin, importable without installation
 
 from satb import SATBVR
-
 from vsr_core.data import SampleClips, VideoDataModule
 from vsr_core.metrics import psnr, ssim
 from vsr_core.video_ops import upsample_frames

@@ -31,7 +31,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "plugins"))  # in-tree plugin, importable without installation
 
 from ultravsr import UltraVSR  # noqa: E402
-
 from vsr_core.data import SampleClips, VideoDataModule  # noqa: E402
 from vsr_core.metrics import psnr, ssim  # noqa: E402
 from vsr_core.video_ops import upsample_frames  # noqa: E402

@@ -34,7 +34,9 @@ def child(frames: int, frames_per_batch: int, size: int, threads: int) -> None:
     torch.set_num_threads(threads)
     photo = torch.from_numpy(np.ascontiguousarray(skimage.data.astronaut())).permute(2, 0, 1).float() / 127.5 - 1
     photo = torch.nn.functional.interpolate(photo[None], size=(4 * size, 4 * size), mode="area")[0]
-    clip = torch.stack([photo[:, 2 * t % size : 2 * t % size + size, t % size : t % size + size] for t in range(frames)], 1)
+    clip = torch.stack(
+        [photo[:, 2 * t % size : 2 * t % size + size, t % size : t % size + size] for t in range(frames)], 1
+    )
     method = UltraVSR(preset="tiny").eval()
     start = time.perf_counter()
     with torch.inference_mode():
@@ -63,13 +65,19 @@ def main() -> int:
     rows = {}
     for b, name in ((1, "TAI, b = 1"), (0, "all frames at once")):
         rows[name] = {n: run(n, b, args) for n in (12, 120)}
-    print(f"\nUltraVSR tiny, one restore call, {args.size}x{args.size} -> {4 * args.size}x{4 * args.size}, {args.threads} threads")
-    print(f"| {'spatial layers':<20} | {'12 frames MiB':>13} | {'120 frames MiB':>14} | {'ratio':>5} | {'s (12 / 120)':>14} |")
+    print(
+        f"\nUltraVSR tiny, one restore call, {args.size}x{args.size} -> {4 * args.size}x{4 * args.size}, {args.threads} threads"
+    )
+    print(
+        f"| {'spatial layers':<20} | {'12 frames MiB':>13} | {'120 frames MiB':>14} | {'ratio':>5} | {'s (12 / 120)':>14} |"
+    )
     print(f"|{'-' * 22}|{'-' * 15}|{'-' * 16}|{'-' * 7}|{'-' * 16}|")
     for name, r in rows.items():
         ratio = r[120]["rss_mib"] / r[12]["rss_mib"]
         seconds = f"{r[12]['seconds']:.1f} / {r[120]['seconds']:.1f}"
-        print(f"| {name:<20} | {r[12]['rss_mib']:>13.0f} | {r[120]['rss_mib']:>14.0f} | {ratio:>5.2f} | {seconds:>14} |")
+        print(
+            f"| {name:<20} | {r[12]['rss_mib']:>13.0f} | {r[120]['rss_mib']:>14.0f} | {ratio:>5.2f} | {seconds:>14} |"
+        )
     tai = rows["TAI, b = 1"][120]["rss_mib"] / rows["TAI, b = 1"][12]["rss_mib"]
     print(f"\nTAI peak RSS ratio 120 / 12 frames: {tai:.3f} (target <= 1.3): {'OK' if tai <= 1.3 else 'FAIL'}")
     return 0 if tai <= 1.3 else 1

@@ -24,21 +24,13 @@ from vsr_core.data.video_io import VideoReader, VideoWriter
 
 def make_720p(path: Path, frames: int) -> None:
     rng = np.random.default_rng(0)
-    base = (
-        rng.integers(0, 256, (720 // 8, 1280 // 8 + frames, 3), dtype=np.uint8)
-        .repeat(8, 0)
-        .repeat(8, 1)
-    )
+    base = rng.integers(0, 256, (720 // 8, 1280 // 8 + frames, 3), dtype=np.uint8).repeat(8, 0).repeat(8, 1)
     with av.open(str(path), "w") as container:
         stream = container.add_stream("libx264", rate=25)
         stream.height, stream.width, stream.pix_fmt = 720, 1280, "yuv420p"
         for t in range(frames):
-            img = np.ascontiguousarray(
-                base[:, t * 8 % (base.shape[1] - 1280) :][:, :1280]
-            )
-            for packet in stream.encode(
-                av.VideoFrame.from_ndarray(img, format="rgb24")
-            ):
+            img = np.ascontiguousarray(base[:, t * 8 % (base.shape[1] - 1280) :][:, :1280])
+            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
@@ -50,9 +42,7 @@ def main() -> None:
     args = parser.parse_args()
     ffmpeg = shutil.which("ffmpeg")
     if ffmpeg is None:
-        sys.exit(
-            "ffmpeg is not on PATH (apt-get install ffmpeg); it is only needed for this benchmark"
-        )
+        sys.exit("ffmpeg is not on PATH (apt-get install ffmpeg); it is only needed for this benchmark")
     with tempfile.TemporaryDirectory() as tmp:
         clip = Path(tmp) / "clip.mp4"
         make_720p(clip, args.frames)
@@ -84,9 +74,7 @@ def main() -> None:
             check=True,
         )
         theirs = args.frames / (time.perf_counter() - start)
-    print(
-        f"720p decode+encode, {args.frames} frames: ours {ours:.1f} frames/s, ffmpeg CLI {theirs:.1f} frames/s"
-    )
+    print(f"720p decode+encode, {args.frames} frames: ours {ours:.1f} frames/s, ffmpeg CLI {theirs:.1f} frames/s")
     print(f"ratio ours / ffmpeg: {ours / theirs:.3f}")
 
 

@@ -126,7 +126,9 @@ class Pipeline:
             out = torch.stack(list(engine.restore_frames(iter(frames), frames.shape[0])))
             return out.to(video.device)
         if not video.is_floating_point() or video.ndim != 5 or video.shape[1] != 3:
-            raise ConfigError(f"a float video must be [B, 3, T, H, W] in [-1, 1], got {video.dtype} {list(video.shape)}")
+            raise ConfigError(
+                f"a float video must be [B, 3, T, H, W] in [-1, 1], got {video.dtype} {list(video.shape)}"
+            )
         restored = [engine.restore_tensor(clip.float()) for clip in video]
         return torch.stack(restored).to(device=video.device, dtype=video.dtype)
 

@@ -75,7 +75,9 @@ class PaperBenchmark:
 
     def __post_init__(self) -> None:
         if self.paper_seconds is not None and device_peak_tflops(self.paper_gpu or "") is None:
-            raise ConfigError(f"benchmark '{self.label}': unknown paper GPU {self.paper_gpu!r}; add its peak to BF16_PEAK_TFLOPS")
+            raise ConfigError(
+                f"benchmark '{self.label}': unknown paper GPU {self.paper_gpu!r}; add its peak to BF16_PEAK_TFLOPS"
+            )
 
 
 def scaled_paper_seconds(benchmark: PaperBenchmark, our_peak_tflops: float | None) -> float | None:

@@ -27,7 +27,14 @@ from vsr_core import interrupts
 from vsr_core.commands import EXTRA_COMMANDS
 from vsr_core.errors import VSRError
 
-__all__ = ["LIGHTNING_COMMANDS", "main", "one_line_parse_error", "resolve_model_args", "version_line", "vsr_error_cause"]
+__all__ = [
+    "LIGHTNING_COMMANDS",
+    "main",
+    "one_line_parse_error",
+    "resolve_model_args",
+    "version_line",
+    "vsr_error_cause",
+]
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 
@@ -69,7 +76,11 @@ class _DropNoise(logging.Filter):
         return "litlogger" not in message.lower() and not message.startswith(_DROPPED_PREFIXES)
 
 
-for _name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.seed", "lightning.fabric.utilities.rank_zero"):
+for _name in (
+    "lightning.pytorch.utilities.rank_zero",
+    "lightning.fabric.utilities.seed",
+    "lightning.fabric.utilities.rank_zero",
+):
     logging.getLogger(_name).addFilter(_DropNoise())
 
 
@@ -105,7 +116,14 @@ def resolve_model_args(argv: list[str]) -> list[str]:
     return out
 
 
-_NOISE = ("Does not validate", "Subtypes:", "Errors:", "- Expected a <class 'NoneType'>", "Given value", "- Problem with")
+_NOISE = (
+    "Does not validate",
+    "Subtypes:",
+    "Errors:",
+    "- Expected a <class 'NoneType'>",
+    "Given value",
+    "- Problem with",
+)
 
 
 def _option_suggestion(class_path: str | None, option: str) -> str:
@@ -147,7 +165,11 @@ def yaml_syntax_error(argv: list[str]) -> str | None:
             where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
             context = getattr(err, "context", None)
             started = getattr(err, "context_mark", None)
-            extra = f" ({context} from line {started.line + 1})" if context and started is not None and started is not mark else ""
+            extra = (
+                f" ({context} from line {started.line + 1})"
+                if context and started is not None and started is not mark
+                else ""
+            )
             return f"{name}: YAML syntax error{where}: {problem}{extra}"
     return None
 

@@ -75,9 +75,7 @@ def is_export_folder(path: str | Path) -> bool:
     return (Path(path) / METHOD_FILE).is_file()
 
 
-def read_export_record(
-    folder: str | Path, error: type[VSRError] = PretrainedError
-) -> dict[str, Any]:
+def read_export_record(folder: str | Path, error: type[VSRError] = PretrainedError) -> dict[str, Any]:
     """The checked ``vsr_method.json`` of an export folder; ``error`` (one line) when it is not one."""
     folder = Path(folder)
     if not folder.is_dir():
@@ -119,20 +117,13 @@ def _is_lora_key(key: str) -> bool:
 
 def _plain_names(module: nn.Module) -> dict[str, str]:
     """``{name in the plain module: name in module.state_dict()}`` without LoRA layers."""
-    return {
-        k.replace(".base_layer.", "."): k
-        for k in module.state_dict()
-        if not _is_lora_key(k)
-    }
+    return {k.replace(".base_layer.", "."): k for k in module.state_dict() if not _is_lora_key(k)}
 
 
 def base_state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
     """``module``'s weights without LoRA layers, under the names the plain module has."""
     state = module.state_dict()
-    return {
-        plain: state[key].detach().contiguous().cpu()
-        for plain, key in _plain_names(module).items()
-    }
+    return {plain: state[key].detach().contiguous().cpu() for plain, key in _plain_names(module).items()}
 
 
 def adapter_names(module: nn.Module) -> list[str]:
@@ -277,8 +268,10 @@ def load_exported_weights(method: nn.Module, folder: str | Path) -> dict[str, An
         return record
     differing = differing_init_args(record, method)
     cause = (
-        "exported with " + ", ".join(f"{k}={a!r}" for k, (a, _) in differing.items())
-        + "; this method has " + ", ".join(f"{k}={b!r}" for k, (_, b) in differing.items())
+        "exported with "
+        + ", ".join(f"{k}={a!r}" for k, (a, _) in differing.items())
+        + "; this method has "
+        + ", ".join(f"{k}={b!r}" for k, (_, b) in differing.items())
         if differing
         else "the export does not fit this method"
     )

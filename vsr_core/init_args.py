@@ -275,9 +275,7 @@ def _walk_typed(value: Any, where: str, tp: Any, build: bool, error: type[VSRErr
     return _walk(value, where, None if tp is None else _admits_objects(tp), build, error)
 
 
-def _walk_args(
-    cls: type, args: Mapping[str, Any], source: str, build: bool, error: type[VSRError]
-) -> dict[str, Any]:
+def _walk_args(cls: type, args: Mapping[str, Any], source: str, build: bool, error: type[VSRError]) -> dict[str, Any]:
     if not isinstance(args, Mapping):
         raise error(f"{source}: the recorded init arguments are not a mapping")
     types_ = _parameter_types(cls)
@@ -307,11 +305,7 @@ def build_init_args(
         error: a record names a class vsr does not build, or a string stands for an object.
     """
     kwargs = _walk_args(cls, args, source, build=True, error=error)
-    records = {
-        key: args[key]
-        for key in kwargs
-        if _contains_record(args[key])
-    }
+    records = {key: args[key] for key in kwargs if _contains_record(args[key])}
     return kwargs, records
 
 

@@ -50,7 +50,9 @@ def read_init_state(source: str | Path, method: Any) -> tuple[dict[str, torch.Te
         exported = load_method(path)
         written_by = f"{type(exported).__module__}.{type(exported).__qualname__}"
         if not isinstance(method, type(exported)) and not isinstance(exported, type(method)):
-            raise CheckpointError(f"--model.init_from {path}: it was exported from {written_by}, this run trains {own}")
+            raise CheckpointError(
+                f"--model.init_from {path}: it was exported from {written_by}, this run trains {own}"
+            )
         return {k: v for k, v in exported.state_dict().items()}, written_by
     checkpoint = read_torch_file(path, what="--model.init_from", error=CheckpointError)
     if not isinstance(checkpoint, dict):
@@ -89,7 +91,11 @@ def load_init_weights(
         missing = sorted(wanted_model - wanted_file - rebuildable)
         unexpected = sorted(wanted_file - wanted_model)
         if missing or unexpected:
-            parts = [f"{len(keys)} {what} (e.g. {', '.join(keys[:3])})" for what, keys in (("missing in the file", missing), ("not in the model", unexpected)) if keys]
+            parts = [
+                f"{len(keys)} {what} (e.g. {', '.join(keys[:3])})"
+                for what, keys in (("missing in the file", missing), ("not in the model", unexpected))
+                if keys
+            ]
             raise CheckpointError(
                 f"--model.init_from {source} does not fit {type(method).__name__}: {'; '.join(parts)}; select keys "
                 "with --model.init_from_include/--model.init_from_exclude or set --model.init_from_strict false"

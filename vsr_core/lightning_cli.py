@@ -33,9 +33,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 import torch
+import yaml
 from jsonargparse import lazy_instance
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ProgressBar, RichProgressBar
@@ -102,7 +101,9 @@ def trainer_defaults() -> dict[str, Any]:
         "default_root_dir": DEFAULT_RUN_DIR,
         # vsr prints its own parameter summary (VSRMethod.on_fit_start); Lightning's repeats it with "FLOPs: 0".
         "enable_model_summary": False,
-        "logger": lazy_instance(TensorBoardLogger, save_dir=DEFAULT_RUN_DIR, name=DEFAULT_LOGGER_NAME, default_hp_metric=False),
+        "logger": lazy_instance(
+            TensorBoardLogger, save_dir=DEFAULT_RUN_DIR, name=DEFAULT_LOGGER_NAME, default_hp_metric=False
+        ),
         # Always added; `checkpoint` and `samples` are configurable instead (--checkpoint.*, --samples.*).
         "callbacks": [
             StepProgressBar(),
@@ -247,7 +248,11 @@ class VSRCLI(LightningCLI):
         parser.set_defaults({"data": {"class_path": f"{VideoDataModule.__module__}.{VideoDataModule.__name__}"}})
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults(
-            {"checkpoint.save_last": True, "checkpoint.filename": "step{step:06d}", "checkpoint.auto_insert_metric_name": False}
+            {
+                "checkpoint.save_last": True,
+                "checkpoint.filename": "step{step:06d}",
+                "checkpoint.auto_insert_metric_name": False,
+            }
         )
         parser.add_lightning_class_args(VideoSampleLogger, "samples")
         # The method owns the scale; the data module produces LQ clips for it (when it takes one).
@@ -261,7 +266,9 @@ class VSRCLI(LightningCLI):
             return
         config = self.config[self.config.subcommand]
         if config.get("weights_only") is False:
-            raise ConfigError("--weights_only false is not supported: vsr loads checkpoints with weights_only=true only")
+            raise ConfigError(
+                "--weights_only false is not supported: vsr loads checkpoints with weights_only=true only"
+            )
         if config.get("ckpt_path") == "last":
             self._resolve_last(config)
         ckpt_path = config.get("ckpt_path")
@@ -290,7 +297,9 @@ class VSRCLI(LightningCLI):
         runs = len(list(root.glob("version_*/checkpoints/last.ckpt")))
         config.ckpt_path = str(found)
         if named is None and runs > 1:
-            self._last_note = f"; the newest of {runs} runs under {root} (another: --trainer.logger.init_args.version N)"
+            self._last_note = (
+                f"; the newest of {runs} runs under {root} (another: --trainer.logger.init_args.version N)"
+            )
 
     def _run_logger_args(self, config: Any) -> Any:
         """The init args of the run's TensorBoard/CSV logger with vsr's rules applied (root dir, ``auto`` name), or None."""
@@ -367,12 +376,16 @@ class VSRCLI(LightningCLI):
     def _check_logger_packages(self, logger: Any) -> None:
         """One line naming the package a chosen logger needs (instead of Lightning's 80-line traceback)."""
         for item in logger if isinstance(logger, list) else [logger]:
-            path = getattr(item, "class_path", None) or (type(item).__name__ if item not in (None, True, False) else "")
+            path = getattr(item, "class_path", None) or (
+                type(item).__name__ if item not in (None, True, False) else ""
+            )
             name = str(path).rsplit(".", 1)[-1]
             if name in LOGGER_PACKAGES:
                 module, install = LOGGER_PACKAGES[name]
                 if importlib.util.find_spec(module) is None:
-                    raise ConfigError(f"--trainer.logger {name} needs the {module} package, which is not installed: pip install {install}")
+                    raise ConfigError(
+                        f"--trainer.logger {name} needs the {module} package, which is not installed: pip install {install}"
+                    )
 
     def _resume_in_its_run(self, config: Any, init_args: Any) -> None:
         """``vsr fit --ckpt_path`` of a run's newest checkpoint continues in that run's folder."""
@@ -413,7 +426,9 @@ class VSRCLI(LightningCLI):
             self._resume_in_its_run(config, init_args)
         elif config.get("ckpt_path"):
             step = f" (step {self._resume_step})" if self._resume_step is not None else ""
-            _say(f"{'resuming from' if self.subcommand == 'fit' else 'using'} {config.ckpt_path}{step}{self._last_note}")
+            _say(
+                f"{'resuming from' if self.subcommand == 'fit' else 'using'} {config.ckpt_path}{step}{self._last_note}"
+            )
         if init_args is not None:
             self._pin_run_folder(init_args)
 

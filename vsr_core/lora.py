@@ -108,7 +108,9 @@ def _adapter_config(model: nn.Module, adapter_name: str) -> LoraConfig:
     configs = getattr(model, "peft_config", None) or {}
     if adapter_name not in configs:
         names = ", ".join(configs) or "none"
-        raise ConfigError(f"{type(model).__name__} has no LoRA adapter {adapter_name!r} (adapters: {names}); call add_lora first")
+        raise ConfigError(
+            f"{type(model).__name__} has no LoRA adapter {adapter_name!r} (adapters: {names}); call add_lora first"
+        )
     return configs[adapter_name]
 
 
@@ -125,7 +127,9 @@ def lora_state_dict(
     return {f"{lead}{k}": v.detach().contiguous() for k, v in state.items()}
 
 
-def save_lora(model: nn.Module, directory: str | Path, prefix: str = "transformer", adapter_name: str = "default") -> Path:
+def save_lora(
+    model: nn.Module, directory: str | Path, prefix: str = "transformer", adapter_name: str = "default"
+) -> Path:
     """Write ``<directory>/pytorch_lora_weights.safetensors`` exactly as diffusers' ``save_lora_weights`` does.
 
     Returns the file path. The adapter's ``LoraConfig`` goes into the file's metadata so that
@@ -149,7 +153,9 @@ def save_lora(model: nn.Module, directory: str | Path, prefix: str = "transforme
 def _read_lora_file(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, object]]:
     file = path / LORA_WEIGHT_NAME if path.is_dir() else path
     if not file.is_file():
-        raise PretrainedError(f"{file} does not exist (expected a diffusers LoRA file {LORA_WEIGHT_NAME} or a folder holding it)")
+        raise PretrainedError(
+            f"{file} does not exist (expected a diffusers LoRA file {LORA_WEIGHT_NAME} or a folder holding it)"
+        )
     with safe_open(str(file), framework="pt") as handle:
         state = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 (safe_open is not iterable)
         raw = (handle.metadata() or {}).get(LORA_ADAPTER_METADATA_KEY)
@@ -163,13 +169,17 @@ def _config_from(state: dict[str, torch.Tensor], metadata: dict[str, object]) ->
     # No metadata (older files): rank from the A matrices, alpha = rank, targets = the module paths.
     ranks = {v.shape[0] for k, v in state.items() if k.endswith("lora_A.weight")}
     if len(ranks) != 1:
-        raise PretrainedError("the LoRA file has no adapter metadata and mixed ranks; save it with lora_adapter_metadata")
+        raise PretrainedError(
+            "the LoRA file has no adapter metadata and mixed ranks; save it with lora_adapter_metadata"
+        )
     rank = ranks.pop()
     targets = sorted({k.rsplit(".lora_", 1)[0] for k in state})
     return LoraConfig(r=rank, lora_alpha=rank, target_modules=targets)
 
 
-def load_lora(model: nn.Module, path: str | Path, prefix: str = "transformer", adapter_name: str = "default") -> LoraConfig:
+def load_lora(
+    model: nn.Module, path: str | Path, prefix: str = "transformer", adapter_name: str = "default"
+) -> LoraConfig:
     """Load a diffusers-format LoRA file (or the folder holding it) into ``model``.
 
     The adapter ``adapter_name`` is created from the file's metadata if the model does not have it
@@ -193,7 +203,9 @@ def load_lora(model: nn.Module, path: str | Path, prefix: str = "transformer", a
         try:
             _inject(model, config, adapter_name)
         except ValueError as err:
-            raise PretrainedError(f"{path} does not fit {type(model).__name__}: {str(err).strip().splitlines()[0]}") from None
+            raise PretrainedError(
+                f"{path} does not fit {type(model).__name__}: {str(err).strip().splitlines()[0]}"
+            ) from None
     expected = set(get_peft_model_state_dict(model, adapter_name=adapter_name))
     missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
     if missing or unexpected:
@@ -206,7 +218,9 @@ def load_lora(model: nn.Module, path: str | Path, prefix: str = "transformer", a
     try:
         set_peft_model_state_dict(model, state, adapter_name=adapter_name)
     except RuntimeError as err:  # size mismatch: a different rank or base model
-        first = next((line.strip() for line in str(err).splitlines() if "size mismatch" in line), str(err).splitlines()[0])
+        first = next(
+            (line.strip() for line in str(err).splitlines() if "size mismatch" in line), str(err).splitlines()[0]
+        )
         raise PretrainedError(f"{path} does not match the model's LoRA adapter {adapter_name!r}: {first}") from None
     return _adapter_config(model, adapter_name)
 

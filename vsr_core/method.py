@@ -560,7 +560,9 @@ class VSRMethod(LightningModule, ABC):
         if self.init_from and not self._init_from_done and self.trainer.ckpt_path is None:
             from vsr_core.init_from import load_init_weights
 
-            load_init_weights(self, self.init_from, self.init_from_include, self.init_from_exclude, self.init_from_strict)
+            load_init_weights(
+                self, self.init_from, self.init_from_include, self.init_from_exclude, self.init_from_strict
+            )
             self._init_from_done = True
         report = self.parameter_report()
         total = sum(p.numel() for p in self.parameters())
@@ -604,7 +606,10 @@ class VSRMethod(LightningModule, ABC):
         """
         count = 0
         for module in self.modules():
-            if isinstance(module, tuple(self.fsdp_block_classes)) and getattr(module, "_compiled_call_impl", None) is None:
+            if (
+                isinstance(module, tuple(self.fsdp_block_classes))
+                and getattr(module, "_compiled_call_impl", None) is None
+            ):
                 module.compile(**options)
                 count += 1
         return count

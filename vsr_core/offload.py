@@ -72,9 +72,7 @@ def enable_offload(method: nn.Module, mode: OffloadMode, device: torch.device | 
 
     models = offloadable_models(method)
     if not models:
-        raise ConfigError(
-            f"{type(method).__name__} has no diffusers or transformers model to offload; drop --offload"
-        )
+        raise ConfigError(f"{type(method).__name__} has no diffusers or transformers model to offload; drop --offload")
     offloaded = {id(model) for _, model in models}
     _move_rest(method, offloaded, device)
     hook: Any = None

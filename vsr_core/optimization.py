@@ -50,7 +50,9 @@ class GroupSchedule(OptionGroup):
 
     def check(self) -> None:
         if self.every < 1 or self.start < 0:
-            raise ConfigError(f"a group schedule needs every >= 1 and start >= 0, got every={self.every}, start={self.start}")
+            raise ConfigError(
+                f"a group schedule needs every >= 1 and start >= 0, got every={self.every}, start={self.start}"
+            )
 
     def is_due(self, step: int) -> bool:
         return step >= self.start and (step - self.start) % self.every == 0

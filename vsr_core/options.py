@@ -70,7 +70,9 @@ class OptionGroup:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(value) - names)
         if unknown:
-            raise ConfigError(f"{cls.__name__} has no option '{unknown[0]}'; its options are {', '.join(sorted(names))}")
+            raise ConfigError(
+                f"{cls.__name__} has no option '{unknown[0]}'; its options are {', '.join(sorted(names))}"
+            )
         return cls(**value)
 
     def as_dict(self) -> dict[str, Any]:

@@ -102,7 +102,10 @@ def load_plugins(warn: bool = True) -> dict[str, PluginInfo]:
     if warn:
         for info in plugins.values():
             if info.error is not None:
-                print(f"warning: plugin '{info.name}' ({info.module_name}) failed to import: {info.error}", file=sys.stderr)
+                print(
+                    f"warning: plugin '{info.name}' ({info.module_name}) failed to import: {info.error}",
+                    file=sys.stderr,
+                )
     return plugins
 
 
@@ -175,7 +178,9 @@ def plugin_packages() -> set[str]:
     return {info.module_name.split(".")[0] for info in discover_plugins().values() if info.error is None}
 
 
-def installed_method(path: str, source: str = "the checkpoint", error: type[VSRError] = CheckpointError) -> type[VSRMethod]:
+def installed_method(
+    path: str, source: str = "the checkpoint", error: type[VSRError] = CheckpointError
+) -> type[VSRMethod]:
     """The installed plugin method that a file names ``path`` (either form of :func:`class_path_forms`).
 
     Nothing is imported: ``path`` is looked up among the classes of the ``vsr.plugins`` entry points,
@@ -210,7 +215,11 @@ def _core_test_methods(path: str) -> list[type[VSRMethod]]:
         return []
     import vsr_core.testing as testing
 
-    return [obj for name in testing.__all__ if isinstance(obj := getattr(testing, name), type) and issubclass(obj, VSRMethod)]
+    return [
+        obj
+        for name in testing.__all__
+        if isinstance(obj := getattr(testing, name), type) and issubclass(obj, VSRMethod)
+    ]
 
 
 def method_class(name: str) -> type[VSRMethod]:

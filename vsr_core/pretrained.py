@@ -62,7 +62,9 @@ def _check_component(folder: Path, component: str, shown: str) -> Path:
         return folder
     if not (folder / "config.json").is_file():
         wanted = "scheduler_config.json" if "scheduler" in component else "config.json"
-        raise PretrainedError(f"{where} has no {wanted} (copy the diffusers-format '{component or 'model'}' folder completely)")
+        raise PretrainedError(
+            f"{where} has no {wanted} (copy the diffusers-format '{component or 'model'}' folder completely)"
+        )
     if not any(any(folder.glob(pattern)) for pattern in _WEIGHT_PATTERNS):
         raise PretrainedError(
             f"{where} has no weights (expected diffusion_pytorch_model.safetensors or model.safetensors next to config.json)"
@@ -126,7 +128,9 @@ def _download(repo_id: str, component: str) -> Path:
                 f"{repo_id} is not a local folder and not in the hub cache while HF_HUB_OFFLINE is set "
                 "(download it once online, or pass a local diffusers-format folder)"
             ) from None
-        raise PretrainedError(f"could not download {repo_id} from the hub (check the network or pass a local folder)") from None
+        raise PretrainedError(
+            f"could not download {repo_id} from the hub (check the network or pass a local folder)"
+        ) from None
     except (HfHubHTTPError, OSError, ValueError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise PretrainedError(f"could not fetch {repo_id} from the hub: {first}") from None

@@ -49,7 +49,9 @@ class LatentVGGDiscriminator(LatentDiscriminator):
         hidden_channels: int = 1024,
     ) -> None:
         if len(channels) != len(convs) or not channels or min(convs) < 1 or min(channels) < 1:
-            raise ConfigError(f"discriminator stages need matching positive channels and convs, got {channels}, {convs}")
+            raise ConfigError(
+                f"discriminator stages need matching positive channels and convs, got {channels}, {convs}"
+            )
         super().__init__([channels[-1] * pooled_size**2], hidden_channels=hidden_channels)
         layers: list[nn.Module] = []
         width = in_channels

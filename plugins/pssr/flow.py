@@ -34,7 +34,9 @@ def lq_endpoint(z_hq: torch.Tensor, z_lq: torch.Tensor, sigma_lq: float) -> torc
     return z_hq + (z_lq - z_hq) / sigma_lq
 
 
-def paired_state(schedule, z_hq: torch.Tensor, z_lq: torch.Tensor, sigma: torch.Tensor, sigma_lq: float) -> torch.Tensor:
+def paired_state(
+    schedule, z_hq: torch.Tensor, z_lq: torch.Tensor, sigma: torch.Tensor, sigma_lq: float
+) -> torch.Tensor:
     """Eq. 4: the paired-flow state at ``sigma`` ``[B]`` (``z_L`` at ``sigma_L``, ``z_H`` at 0)."""
     return schedule.interpolate(z_hq, lq_endpoint(z_hq, z_lq, sigma_lq), sigma)
 

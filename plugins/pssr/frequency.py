@@ -84,7 +84,9 @@ def frequency_update(
     ``border`` pixels at each frame edge keep ``current``'s luminance (the release's hard border).
     """
     if current.shape != prediction.shape or current.ndim != 5 or current.shape[1] != 3:
-        raise ValueError(f"expected two videos [B, 3, T, H, W] of one shape, got {list(current.shape)}, {list(prediction.shape)}")
+        raise ValueError(
+            f"expected two videos [B, 3, T, H, W] of one shape, got {list(current.shape)}, {list(prediction.shape)}"
+        )
     h, w = current.shape[-2:]
     dtype = torch.promote_types(current.dtype, torch.float32)  # bf16 videos are updated in float32
     yuv = rgb_to_yuv((current.to(dtype) + 1) / 2)  # the release works on [0, 1] pixels (eps is on that scale)

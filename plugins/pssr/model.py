@@ -37,8 +37,8 @@ from diffusers.models.transformers.transformer_wan import WanTransformerBlock
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
-from pssr.dit import embed, run_blocks, unembed, widen_patch_embedding
 from pssr.discriminator import LatentVGGDiscriminator
+from pssr.dit import embed, run_blocks, unembed, widen_patch_embedding
 from pssr.draft import PSSRDraft, kept_blocks
 from pssr.flow import draft_timesteps, landing_velocity, paired_state, velocity_target
 from pssr.frequency import frequency_update
@@ -167,10 +167,34 @@ class PSSR(VSRMethod):
     # Table 4: 21.11 s per 29-frame 720x1280 clip with 1 + 3 steps on an A800; the release's 33-frame
     # windows at 720x1280; one latent-phase training step at the release's 33x720x1280 clips.
     paper_benchmarks: ClassVar[tuple[PaperBenchmark, ...]] = (
-        PaperBenchmark("1+3 steps, 29x720x1280", "infer", 29, 720, 1280, 4, 21.11, "clip", "A800", {"preset": "real"}, "Table 4"),
-        PaperBenchmark("1 step, 29x720x1280", "infer", 29, 720, 1280, 1, None, "clip", None, {"preset": "real"}, "Table 5 T=1"),
-        PaperBenchmark("1+3 steps, 33x720x1280", "infer", 33, 720, 1280, 4, None, "clip", None, {"preset": "real"}, "release window"),
-        PaperBenchmark("train step (latent), 33x720x1280", "train", 33, 720, 1280, init_args={"preset": "real"}, source="release train_base.sh"),
+        PaperBenchmark(
+            "1+3 steps, 29x720x1280", "infer", 29, 720, 1280, 4, 21.11, "clip", "A800", {"preset": "real"}, "Table 4"
+        ),
+        PaperBenchmark(
+            "1 step, 29x720x1280", "infer", 29, 720, 1280, 1, None, "clip", None, {"preset": "real"}, "Table 5 T=1"
+        ),
+        PaperBenchmark(
+            "1+3 steps, 33x720x1280",
+            "infer",
+            33,
+            720,
+            1280,
+            4,
+            None,
+            "clip",
+            None,
+            {"preset": "real"},
+            "release window",
+        ),
+        PaperBenchmark(
+            "train step (latent), 33x720x1280",
+            "train",
+            33,
+            720,
+            1280,
+            init_args={"preset": "real"},
+            source="release train_base.sh",
+        ),
     )
     base_adapter: ClassVar[str] = "base"
     fake_adapter: ClassVar[str] = "fake"
@@ -259,7 +283,9 @@ class PSSR(VSRMethod):
             self.draft = PSSRDraft(draft_config, kept)
         if dtype not in (None, torch.float32) and stage != "draft":  # a trained draft keeps fp32 weights
             self.draft.to(dtype)
-        self.draft.initialise_from(self.transformer, self.base_io["patch_embedding"], self.base_io["proj_out"], self.base_adapter)
+        self.draft.initialise_from(
+            self.transformer, self.base_io["patch_embedding"], self.base_io["proj_out"], self.base_adapter
+        )
         self._draft_from_file = False
 
         self.prompt_encoder = self._build_prompts(pretrained, dtype)
@@ -281,7 +307,11 @@ class PSSR(VSRMethod):
     # ------------------------------------------------------------------ construction
 
     def _build_codec(self, pretrained: str | None, dtype: torch.dtype | None):
-        tiles = dict(tile_size=self.vae_tiling.tile_size, tile_overlap=self.vae_tiling.tile_overlap) if self.vae_tiling.enabled else {}
+        tiles = (
+            dict(tile_size=self.vae_tiling.tile_size, tile_overlap=self.vae_tiling.tile_overlap)
+            if self.vae_tiling.enabled
+            else {}
+        )
         if pretrained:
             return WanCodec.from_pretrained(pretrained, torch_dtype=dtype, **tiles)
         if self.spec.codec == "wan":
@@ -294,7 +324,9 @@ class PSSR(VSRMethod):
             folder = resolve_pretrained(pretrained, "transformer")
             found = json.loads((folder / "config.json").read_text()).get("_class_name")
             if found != "WanTransformer3DModel":
-                raise PretrainedError(f"{folder} holds a {found}, not Wan2.1's WanTransformer3DModel; pass a Wan2.1 folder")
+                raise PretrainedError(
+                    f"{folder} holds a {found}, not Wan2.1's WanTransformer3DModel; pass a Wan2.1 folder"
+                )
             model = WanTransformer3DModel.from_pretrained(folder, torch_dtype=dtype)
             if model.config.in_channels != c or model.config.out_channels != c:
                 raise PretrainedError(
@@ -318,7 +350,9 @@ class PSSR(VSRMethod):
         if mode == "none":
             return PromptEncoder.zeros(width, self.spec.text_tokens, ignore_prompts=True, owner="PSSR")
         if not pretrained:
-            raise ConfigError(f"text.encoder={mode} needs pretrained= a Wan2.1 folder with text_encoder/ and tokenizer/")
+            raise ConfigError(
+                f"text.encoder={mode} needs pretrained= a Wan2.1 folder with text_encoder/ and tokenizer/"
+            )
         return PromptEncoder.from_pretrained(
             pretrained,
             kind="umt5",
@@ -416,12 +450,19 @@ class PSSR(VSRMethod):
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """phi_base(z_L) ``[B, c, t, h, w]`` on ``cat([z_L, z_L])`` and the hidden states entering blocks ``capture``."""
         with use_adapters(self.transformer, self.base_adapter):
-            tokens, context = embed(self.transformer, torch.cat([z_lq, z_lq], dim=1), timestep, text, self.base_io["patch_embedding"])
+            tokens, context = embed(
+                self.transformer, torch.cat([z_lq, z_lq], dim=1), timestep, text, self.base_io["patch_embedding"]
+            )
             tokens, features = run_blocks(self.transformer.blocks, tokens, context, capture)
             return unembed(self.transformer, tokens, context, self.base_io["proj_out"]), features
 
     def draft_velocity(
-        self, z_t: torch.Tensor, z_lq: torch.Tensor, timestep: torch.Tensor, text: torch.Tensor, features: list[torch.Tensor]
+        self,
+        z_t: torch.Tensor,
+        z_lq: torch.Tensor,
+        timestep: torch.Tensor,
+        text: torch.Tensor,
+        features: list[torch.Tensor],
     ) -> torch.Tensor:
         """phi_draft(z_t) ``[B, c, t, h, w]``: the draft reads ``cat([z_t, z_L])`` (as at inference) and the base's features."""
         return self.draft(torch.cat([z_t, z_lq], dim=1), timestep, text, features)
@@ -456,7 +497,10 @@ class PSSR(VSRMethod):
         text = self._text(batch.get("prompt"), z_hq.shape[0], z_hq)
         step = {"latent": self._latent_step, "pixel": self._pixel_step, "draft": self._draft_step}[self.stage]
         losses = step(hq, z_hq, z_lq, text)
-        self.log_losses({name: value for name, value in losses.items() if value is not None and name != "total"}, total=losses["total"])
+        self.log_losses(
+            {name: value for name, value in losses.items() if value is not None and name != "total"},
+            total=losses["total"],
+        )
 
     def _base_prediction(self, z_lq: torch.Tensor, text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(phi_base, z^_H)``: the base's velocity and clean estimate ``x0 = z_L - sigma_L phi`` (Eq. 5)."""
@@ -492,7 +536,9 @@ class PSSR(VSRMethod):
         if self.uses_vsd:  # the fake score learns the generator's distribution (flow-matching loss on z^_H)
             parts["fake_score"] = self.optimize(
                 "fake_score",
-                lambda: self.distribution_matching.fake_score_loss(z_hat, condition=text, generator=self.step_generator(1, z_hq.device)),
+                lambda: self.distribution_matching.fake_score_loss(
+                    z_hat, condition=text, generator=self.step_generator(1, z_hq.device)
+                ),
             )
         parts["total"] = total.detach()
         return parts
@@ -504,7 +550,12 @@ class PSSR(VSRMethod):
         top = int(torch.randint(0, h - ch + 1, (1,), generator=generator, device=generator.device))
         left = int(torch.randint(0, w - cw + 1, (1,), generator=generator, device=generator.device))
         f = self.codec.spatial_factor
-        return slice(top, top + ch), slice(left, left + cw), slice(top * f, (top + ch) * f), slice(left * f, (left + cw) * f)
+        return (
+            slice(top, top + ch),
+            slice(left, left + cw),
+            slice(top * f, (top + ch) * f),
+            slice(left * f, (left + cw) * f),
+        )
 
     def pixel_loss(self, z_hat: torch.Tensor, hq: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
         """Eq. 11 on one random crop: ``pixel_l2 * ||E^-1(z^_crop) - x_crop||^2 + lpips * LPIPS``; parts and their sum."""
@@ -539,22 +590,34 @@ class PSSR(VSRMethod):
         sigma_lq = self.flow.sigma_lq
         generator = self.step_generator(2, z_hq.device)
         with torch.no_grad():  # the base is fixed: its hidden states are inputs of the draft
-            base_v, features = self.base_velocity(z_lq, self._timestep(self.flow.base_timestep, b, z_lq), text, self.draft.kept)
+            base_v, features = self.base_velocity(
+                z_lq, self._timestep(self.flow.base_timestep, b, z_lq), text, self.draft.kept
+            )
         timesteps = self.draft_training_timesteps()
         terms: list[dict[str, torch.Tensor]] = []
         if self.draft_options.input == "interpolated":  # Sec. 3.4: z_t on the LQ -> HQ line (Eq. 4), t drawn uniformly
             pick = torch.randint(0, len(timesteps), (b,), generator=generator, device=generator.device)
             t = torch.tensor(timesteps, dtype=torch.float32)[pick.cpu()].to(z_hq.device)
             z_t = paired_state(self.schedule, z_hq, z_lq, t / 1000, sigma_lq)
-            terms.append(self._draft_losses(z_t, t, z_lq, text, features, velocity_target(self.schedule, z_hq, z_lq, sigma_lq), hq, generator))
+            terms.append(
+                self._draft_losses(
+                    z_t, t, z_lq, text, features, velocity_target(self.schedule, z_hq, z_lq, sigma_lq), hq, generator
+                )
+            )
         else:  # the release's trajectory: the base's step, then the draft's own steps (all detached)
             sigmas = [sigma_lq] + [s / 1000 for s in timesteps]
             z_t = self.schedule.step(z_lq, base_v, sigmas[0], sigmas[1])
             for k, timestep in enumerate(timesteps):
                 t = self._timestep(timestep, b, z_hq)
-                terms.append(self._draft_losses(z_t, t, z_lq, text, features, landing_velocity(z_t, z_hq, sigmas[k + 1]), hq, generator))
+                terms.append(
+                    self._draft_losses(
+                        z_t, t, z_lq, text, features, landing_velocity(z_t, z_hq, sigmas[k + 1]), hq, generator
+                    )
+                )
                 if k + 1 < len(timesteps):
-                    z_t = self.schedule.step(z_t, terms[-1].pop("velocity").detach(), sigmas[k + 1], sigmas[k + 2]).detach()
+                    z_t = self.schedule.step(
+                        z_t, terms[-1].pop("velocity").detach(), sigmas[k + 1], sigmas[k + 2]
+                    ).detach()
         parts: dict[str, torch.Tensor | None] = {}
         for name in terms[0]:
             if name != "velocity":
@@ -578,15 +641,21 @@ class PSSR(VSRMethod):
         super().on_fit_start()  # applies init_from (the previous stage's weights) first
         if self.stage == "draft" and self.trainer.ckpt_path is None and not self._draft_from_file:
             # Sec. 3.4: the draft starts from the fine-tuned base, LoRA merged, fusion = identity on the base half.
-            self.draft.initialise_from(self.transformer, self.base_io["patch_embedding"], self.base_io["proj_out"], self.base_adapter)
-            rank_zero_info(f"PS-SR draft initialised from the base: blocks {self.draft.kept} of {self.transformer.config.num_layers}")
+            self.draft.initialise_from(
+                self.transformer, self.base_io["patch_embedding"], self.base_io["proj_out"], self.base_adapter
+            )
+            rank_zero_info(
+                f"PS-SR draft initialised from the base: blocks {self.draft.kept} of {self.transformer.config.num_layers}"
+            )
 
     # ------------------------------------------------------------------ inference (Eq. 1, 5, 6)
 
     def _say_frames_once(self, frames: int, padded: int) -> None:
         if not self._said_frames and padded != frames:
             self._said_frames = True
-            rank_zero_info(f"PS-SR: {frames} frames padded to {padded} (4k+1, repeating the last frame), cropped back after")
+            rank_zero_info(
+                f"PS-SR: {frames} frames padded to {padded} (4k+1, repeating the last frame), cropped back after"
+            )
 
     def prepare_window(
         self,
@@ -620,7 +689,10 @@ class PSSR(VSRMethod):
             }
         )
         f = self.flow
-        timesteps = [f.base_timestep, *draft_timesteps(f.base_timestep, f.last_draft_timestep, options.num_inference_steps)]
+        timesteps = [
+            f.base_timestep,
+            *draft_timesteps(f.base_timestep, f.last_draft_timestep, options.num_inference_steps),
+        ]
         b, _, frames, h, w = lq.shape
         padded = frames_at_least(frames, self.frames_rule)
         self._say_frames_once(frames, padded)
@@ -684,7 +756,9 @@ class PSSR(VSRMethod):
     def finish_window(self, state: SpeculativeState, latents: torch.Tensor) -> torch.Tensor:
         """The restored window ``[B, 3, T, H, W]`` in [-1, 1], cropped to the input's size."""
         video = state.video
-        if len(state.timesteps) > 1 and state.mode == "final":  # release: base output + the last draft's high frequencies
+        if (
+            len(state.timesteps) > 1 and state.mode == "final"
+        ):  # release: base output + the last draft's high frequencies
             video = self._frequency_update(state.video, self.codec.decode(state.x0), state.alpha)
         elif len(state.timesteps) > 1 and state.mode == "off":  # Table 3 "w/o FDU": the last prediction
             video = self.codec.decode(state.x0)
@@ -761,4 +835,3 @@ def _round_up(value: int, multiple: int) -> int:
 
 def _lcm(a: int, b: int) -> int:
     return a * b // math.gcd(a, b)
-

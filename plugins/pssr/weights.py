@@ -114,7 +114,9 @@ def _check_keys(file: Path, found: set[str], expected: set[str]) -> None:
         raise PretrainedError(f"{file} does not fit this PS-SR configuration: keys {', '.join(parts)}")
 
 
-def _check_shapes(file: Path, state: dict[str, torch.Tensor], own: dict[str, torch.Tensor], names: dict[str, str]) -> None:
+def _check_shapes(
+    file: Path, state: dict[str, torch.Tensor], own: dict[str, torch.Tensor], names: dict[str, str]
+) -> None:
     for theirs, ours in names.items():
         if tuple(state[theirs].shape) != tuple(own[ours].shape):
             raise PretrainedError(
@@ -139,7 +141,9 @@ def _base_names(method: Any) -> dict[str, str]:
 def _draft_names(method: Any) -> dict[str, str]:
     """``{DiffSynth key in draft.safetensors: key in method.state_dict()}``."""
     names = {diffusers_to_diffsynth(k): f"draft.transformer.{k}" for k in method.draft.transformer.state_dict()}
-    names.update({diffusers_to_diffsynth(f"fusion.{k}"): f"draft.fusion.{k}" for k in method.draft.fusion.state_dict()})
+    names.update(
+        {diffusers_to_diffsynth(f"fusion.{k}"): f"draft.fusion.{k}" for k in method.draft.fusion.state_dict()}
+    )
     return names
 
 

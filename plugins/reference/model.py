@@ -101,7 +101,9 @@ class ReferenceVSR(VSRMethod):
     ) -> torch.Tensor:
         """``[B,3,T,h,w] -> [B,3,T,h*s,w*s]`` in one deterministic pass (no steps, no guidance, no noise)."""
         if num_inference_steps not in (None, 1):
-            raise ConfigError(f"ReferenceVSR restores in one pass; num_inference_steps={num_inference_steps} does not apply")
+            raise ConfigError(
+                f"ReferenceVSR restores in one pass; num_inference_steps={num_inference_steps} does not apply"
+            )
         upsampled = upsample_frames(lq, self.scale)
         z = self.codec.encode(upsampled)
         return self.codec.decode(z + self.net(z))

@@ -180,11 +180,26 @@ class SATBVR(VSRMethod):
     # Table 3: runtime per frame on an NVIDIA H20 at 1024^2 (1 and 5 steps); the training step at the
     # paper's crop (Sec. 4.1: 1024^2 clips, 17-37 frames; 25 as the config).
     paper_benchmarks: ClassVar[tuple[PaperBenchmark, ...]] = tuple(
-        PaperBenchmark(f"{steps} step{'s' * (steps > 1)}, {frames}x1024^2", "infer", frames, 1024, 1024, steps,
-                       seconds, "frame", "H20", {"preset": "real"}, "Table 3")
+        PaperBenchmark(
+            f"{steps} step{'s' * (steps > 1)}, {frames}x1024^2",
+            "infer",
+            frames,
+            1024,
+            1024,
+            steps,
+            seconds,
+            "frame",
+            "H20",
+            {"preset": "real"},
+            "Table 3",
+        )
         for steps, seconds in ((1, 1.106), (5, 3.247))
         for frames in (17, 37)
-    ) + (PaperBenchmark("train step, 25x1024^2", "train", 25, 1024, 1024, init_args={"preset": "real"}, source="Sec. 4.1"),)
+    ) + (
+        PaperBenchmark(
+            "train step, 25x1024^2", "train", 25, 1024, 1024, init_args={"preset": "real"}, source="Sec. 4.1"
+        ),
+    )
 
     def __init__(
         self,
@@ -541,8 +556,14 @@ class SATBVR(VSRMethod):
                 following = int(state.solver.timesteps[i + 1]) if i + 1 < state.num_steps else -1
                 step_noise = self._transformer_order(noise, full, state.prepended, "step noise")
                 full, state.previous_x0 = cogvideox_dpm_step(
-                    state.solver, v, state.previous_x0, int(t), None if back is None else int(back), following,
-                    full, step_noise,
+                    state.solver,
+                    v,
+                    state.previous_x0,
+                    int(t),
+                    None if back is None else int(back),
+                    following,
+                    full,
+                    step_noise,
                 )
         else:
             full = state.solver.step(v, t, full, generator=state.generator, return_dict=False)[0]

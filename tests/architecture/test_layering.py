@@ -76,7 +76,12 @@ def test_every_public_core_module_declares_all():
     missing = []
     for path in sorted(CORE.rglob("*.py")):
         rel = path.relative_to(CORE)
-        if rel.parts[0] == "commands" or rel.name in TOP_LEVEL or rel.name.startswith("_") and rel.name != "__init__.py":
+        if (
+            rel.parts[0] == "commands"
+            or rel.name in TOP_LEVEL
+            or rel.name.startswith("_")
+            and rel.name != "__init__.py"
+        ):
             continue
         tree = ast.parse(path.read_text())
         declares = any(

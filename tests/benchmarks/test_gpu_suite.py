@@ -23,9 +23,23 @@ SUITE = REPO / "benchmarks" / "gpu_suite.py"
 def test_dry_run_measures_every_installed_method(tmp_path):
     out = tmp_path / "gpu_suite.md"
     done = subprocess.run(
-        [sys.executable, str(SUITE), "--dry-run", "--repeats", "1", "--warmup", "1", "--peak-tflops", "1",
-         "--out", str(out)],
-        capture_output=True, text=True, timeout=1200, cwd=REPO,
+        [
+            sys.executable,
+            str(SUITE),
+            "--dry-run",
+            "--repeats",
+            "1",
+            "--warmup",
+            "1",
+            "--peak-tflops",
+            "1",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        cwd=REPO,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     table = out.read_text()

@@ -161,7 +161,9 @@ def main(scenario: str, out: Path) -> None:
         "world_size": first.world_size,
         "losses": model.losses,
         "param_types": {n: type(p).__name__ for n, p in model.named_parameters()},
-        "local_numel": {n: (p.to_local() if hasattr(p, "to_local") else p).numel() for n, p in model.named_parameters()},
+        "local_numel": {
+            n: (p.to_local() if hasattr(p, "to_local") else p).numel() for n, p in model.named_parameters()
+        },
         "full_params": {n: full(p) for n, p in model.named_parameters()},
         "shadow_types": {n: type(s).__name__ for n, s in ema.shadow.items()},
         "shadow": {n: full(s) for n, s in ema.shadow.items()},

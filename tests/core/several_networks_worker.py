@@ -34,9 +34,19 @@ def run(strategy, root: Path, max_steps: int, ckpt: Path | None = None) -> tuple
     ema = EMA(decay=0.5)
     saver = ModelCheckpoint(dirpath=root, filename="{step}", every_n_train_steps=3, save_top_k=-1)
     trainer = L.Trainer(
-        accelerator="cpu", devices=2, strategy=strategy, max_steps=max_steps, limit_val_batches=0,
-        num_sanity_val_steps=0, accumulate_grad_batches=2, gradient_clip_val=1.0, callbacks=[ema, saver],
-        logger=False, enable_progress_bar=False, enable_model_summary=False, default_root_dir=root,
+        accelerator="cpu",
+        devices=2,
+        strategy=strategy,
+        max_steps=max_steps,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        accumulate_grad_batches=2,
+        gradient_clip_val=1.0,
+        callbacks=[ema, saver],
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=root,
     )
     # 24 clips, 2 ranks, batches of 2: 6 batches (3 update cycles) per rank and epoch, so the
     # checkpoint at step 3 ends an epoch and the synthetic loader resumes exactly.
@@ -65,7 +75,9 @@ def main(scenario: str, out: Path) -> None:
         before = ThreeNetworkMethod()
         before.ensure_training_modules()
         start = {k: v.detach().clone() for k, v in before.state_dict().items()}
-        method, ema, trainer = run(ModelParallelStrategy(data_parallel_size=2, tensor_parallel_size=1), out / "fsdp", 3)
+        method, ema, trainer = run(
+            ModelParallelStrategy(data_parallel_size=2, tensor_parallel_size=1), out / "fsdp", 3
+        )
         result = {
             "world_size": trainer.world_size,
             "global_step": trainer.global_step,

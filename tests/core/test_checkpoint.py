@@ -31,14 +31,22 @@ def fit(tmp_path: Path, monkeypatch, *args: str) -> Path:
         [
             "fit",
             *args,
-            "--trainer.max_steps", "1",
-            "--trainer.val_check_interval", "1",
-            "--trainer.limit_val_batches", "1",
-            "--trainer.enable_progress_bar", "false",
-            "--data.init_args.num_workers", "0",
-            "--data.init_args.clip_frames", "5",
-            "--data.init_args.crop_size", "32",
-            "--samples.save_files", "false",
+            "--trainer.max_steps",
+            "1",
+            "--trainer.val_check_interval",
+            "1",
+            "--trainer.limit_val_batches",
+            "1",
+            "--trainer.enable_progress_bar",
+            "false",
+            "--data.init_args.num_workers",
+            "0",
+            "--data.init_args.clip_frames",
+            "5",
+            "--data.init_args.crop_size",
+            "32",
+            "--samples.save_files",
+            "false",
             "--trainer.callbacks+=vsr_core.callbacks.EMA",
         ]
     )
@@ -51,9 +59,14 @@ def fit(tmp_path: Path, monkeypatch, *args: str) -> Path:
     [
         ("--model", "vsr_core.testing.BoringMethod", "--model.width", "4"),
         (
-            "--config", str(REPO / "plugins/satb/configs/tiny.yaml"),
-            "--model.optimizer", "torch.optim.AdamW", "--model.optimizer.lr", "0.0002",
-            "--model.lr_scheduler", "torch.optim.lr_scheduler.LinearLR",
+            "--config",
+            str(REPO / "plugins/satb/configs/tiny.yaml"),
+            "--model.optimizer",
+            "torch.optim.AdamW",
+            "--model.optimizer.lr",
+            "0.0002",
+            "--model.lr_scheduler",
+            "torch.optim.lr_scheduler.LinearLR",
         ),
     ],
     ids=["boring", "satb-tiny"],
@@ -235,7 +248,10 @@ def test_a_state_dict_that_does_not_fit_is_one_line(tmp_path, reference_checkpoi
     checkpoint["hyper_parameters"] = {**checkpoint["hyper_parameters"], "width": 8}
     with pytest.raises(CheckpointError) as err:
         load_method(_save(checkpoint, tmp_path / "misfit.ckpt"))
-    assert "do not fit FakeBoringVSR: net.0.weight has shape (4, 3, 3, 3) in them, (8, 3, 3, 3) in the method" in one_line(err)
+    assert (
+        "do not fit FakeBoringVSR: net.0.weight has shape (4, 3, 3, 3) in them, (8, 3, 3, 3) in the method"
+        in one_line(err)
+    )
     checkpoint = {"vsr_method": {"class_path": "fake_boring.FakeBoringVSR"}}
     with pytest.raises(CheckpointError, match="holds no state_dict"):
         load_method(_save(checkpoint, tmp_path / "nostate.ckpt"))

@@ -20,23 +20,40 @@ SHIPPED_CONFIGS = sorted(REPO.glob("plugins/*/configs/*.yaml"))
 
 def run_vsr(*args: str, cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    return subprocess.run([sys.executable, "-m", "vsr_core.cli", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "vsr_core.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def fast_fit_args(root: Path, steps: int) -> list[str]:
     return [
-        "--trainer.max_steps", str(steps),
-        "--trainer.val_check_interval", str(steps),
-        "--trainer.limit_val_batches", "1",
-        "--trainer.logger.init_args.save_dir", str(root),
-        "--trainer.enable_progress_bar", "false",
-        "--data.init_args.num_workers", "0",
-        "--data.init_args.clip_frames", "3",
-        "--data.init_args.crop_size", "32",
-        "--model.init_args.channels", "4",
-        "--model.init_args.num_blocks", "1",
-        "--samples.save_files", "false",
+        "--trainer.max_steps",
+        str(steps),
+        "--trainer.val_check_interval",
+        str(steps),
+        "--trainer.limit_val_batches",
+        "1",
+        "--trainer.logger.init_args.save_dir",
+        str(root),
+        "--trainer.enable_progress_bar",
+        "false",
+        "--data.init_args.num_workers",
+        "0",
+        "--data.init_args.clip_frames",
+        "3",
+        "--data.init_args.crop_size",
+        "32",
+        "--model.init_args.channels",
+        "4",
+        "--model.init_args.num_blocks",
+        "1",
+        "--samples.save_files",
+        "false",
     ]
 
 
@@ -106,8 +123,18 @@ def test_fit_rerun_from_config_and_exact_resume(tmp_path):
 
     config = next((tmp_path / "b").rglob("config.yaml"))
     last = next((tmp_path / "b").rglob("last.ckpt"))
-    resumed = run_vsr("fit", "-c", str(config), "--trainer.max_steps", "6", "--trainer.val_check_interval", "6",
-                      "--ckpt_path", str(last), cwd=tmp_path)
+    resumed = run_vsr(
+        "fit",
+        "-c",
+        str(config),
+        "--trainer.max_steps",
+        "6",
+        "--trainer.val_check_interval",
+        "6",
+        "--ckpt_path",
+        str(last),
+        cwd=tmp_path,
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
 
     a = torch.load(next((tmp_path / "a").rglob("last.ckpt")), weights_only=True)
@@ -122,7 +149,9 @@ def test_ckpt_path_last_without_runs_is_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert main(["fit", "--model", "ReferenceVSR", "--ckpt_path", "last"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1] == "error: --ckpt_path last: no checkpoints/last.ckpt under 'runs/ReferenceVSR'; pass --ckpt_path PATH"
+    assert (
+        err[-1] == "error: --ckpt_path last: no checkpoints/last.ckpt under 'runs/ReferenceVSR'; pass --ckpt_path PATH"
+    )
 
 
 def test_latest_checkpoint_picks_the_newest_version(tmp_path):
@@ -205,8 +234,10 @@ def test_a_fit_prints_one_summary_and_none_of_lightnings_noise(tmp_path):
         assert noise not in shown, noise
     assert shown.count("ReferenceVSR: ") == 1  # VSRMethod's parameter summary, not Lightning's table as well
     summary = [line for line in result.stderr.splitlines() if line.startswith("vsr fit ReferenceVSR in ")]
-    assert summary == [f"vsr fit ReferenceVSR in {tmp_path / 'runs'}/ReferenceVSR/version_0: cpu, 32-true, seed 0, "
-                       "2 steps, validation every 2 steps"]
+    assert summary == [
+        f"vsr fit ReferenceVSR in {tmp_path / 'runs'}/ReferenceVSR/version_0: cpu, 32-true, seed 0, "
+        "2 steps, validation every 2 steps"
+    ]
     events = EventAccumulator(str(tmp_path / "runs" / "ReferenceVSR" / "version_0"))
     events.Reload()
     assert "hp_metric" not in events.Tags()["scalars"] and "val/psnr_bicubic" in events.Tags()["scalars"]

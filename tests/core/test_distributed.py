@@ -160,7 +160,9 @@ def test_shard_method_refuses_tensor_parallel_meshes():
         def size(self):
             return 2
 
-    with pytest.raises(ConfigError, match="--trainer.strategy.data_parallel_size 2 --trainer.strategy.tensor_parallel_size 1"):
+    with pytest.raises(
+        ConfigError, match="--trainer.strategy.data_parallel_size 2 --trainer.strategy.tensor_parallel_size 1"
+    ):
         shard_method(Method(), Mesh(), (Block,))
 
 

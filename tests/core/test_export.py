@@ -11,7 +11,6 @@ import torch
 from safetensors.torch import load_file
 
 from vsr_core.checkpoint import load_method
-from vsr_core.testing import BoringMethod
 from vsr_core.errors import CheckpointError, PretrainedError
 from vsr_core.export import (
     METHOD_FILE,
@@ -21,6 +20,7 @@ from vsr_core.export import (
     load_exported,
     load_exported_weights,
 )
+from vsr_core.testing import BoringMethod
 
 SIZES = {"scale": 2, "width": 4}
 CLASS_PATH = "vsr_core.testing.boring.BoringMethod"
@@ -246,7 +246,10 @@ def test_module_valued_init_args_are_exported_and_rebuilt(tmp_path, fake_plugins
     folder = export_method(method, tmp_path / "export")
     assert json.loads((folder / METHOD_FILE).read_text())["init_args"]["codec"] == record
     loaded = load_method(folder)
-    assert isinstance(loaded.codec, PixelUnshuffleCodec) and (loaded.codec.spatial_factor, loaded.codec.scaling) == (2, 0.5)
+    assert isinstance(loaded.codec, PixelUnshuffleCodec) and (loaded.codec.spatial_factor, loaded.codec.scaling) == (
+        2,
+        0.5,
+    )
     assert loaded.hparams["codec"] == record
     assert torch.equal(loaded.restore(lq_clip()), method.eval().restore(lq_clip()))
     # a record naming code outside vsr_core and the installed plugins is refused, nothing imported

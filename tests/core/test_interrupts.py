@@ -36,4 +36,6 @@ def test_sigterm_raises_terminated_runs_cleanups_and_is_remembered():
 
 def test_exit_codes():
     assert interrupts.exit_code(interrupts.Terminated()) == 128 + signal.SIGTERM == 143
-    assert interrupts.exit_code(KeyboardInterrupt()) == 130 and interrupts.message(KeyboardInterrupt()) == "interrupted"
+    assert (
+        interrupts.exit_code(KeyboardInterrupt()) == 130 and interrupts.message(KeyboardInterrupt()) == "interrupted"
+    )

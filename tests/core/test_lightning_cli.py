@@ -18,13 +18,31 @@ from vsr_core.lightning_cli import allocate_version
 
 def fit_args(root: Path, *extra: str) -> list[str]:
     return [
-        "fit", "--model", "ReferenceVSR",
-        "--model.channels", "4", "--model.num_blocks", "1",
-        "--trainer.max_steps", "1", "--trainer.val_check_interval", "1", "--trainer.limit_val_batches", "1",
-        "--trainer.logger.init_args.save_dir", str(root),
-        "--trainer.enable_progress_bar", "false",
-        "--data.init_args.num_workers", "0", "--data.init_args.clip_frames", "3", "--data.init_args.crop_size", "32",
-        "--samples.save_files", "false",
+        "fit",
+        "--model",
+        "ReferenceVSR",
+        "--model.channels",
+        "4",
+        "--model.num_blocks",
+        "1",
+        "--trainer.max_steps",
+        "1",
+        "--trainer.val_check_interval",
+        "1",
+        "--trainer.limit_val_batches",
+        "1",
+        "--trainer.logger.init_args.save_dir",
+        str(root),
+        "--trainer.enable_progress_bar",
+        "false",
+        "--data.init_args.num_workers",
+        "0",
+        "--data.init_args.clip_frames",
+        "3",
+        "--data.init_args.crop_size",
+        "32",
+        "--samples.save_files",
+        "false",
         *extra,
     ]
 
@@ -67,8 +85,10 @@ def test_the_next_version_follows_the_highest_existing_one(tmp_path):
 def test_two_fits_started_together_land_in_different_folders(tmp_path):
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     command = [sys.executable, "-m", "vsr_core.cli", *fit_args(tmp_path / "runs")]
-    runs = [subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            for _ in range(2)]
+    runs = [
+        subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
     for run in runs:
         _, stderr = run.communicate(timeout=600)
         assert run.returncode == 0, stderr[-2000:]
@@ -82,7 +102,9 @@ def test_two_fits_started_together_land_in_different_folders(tmp_path):
 
 
 @pytest.mark.parametrize("kind", ["missing", "text", "malicious"])
-def test_fit_ckpt_path_bad_files_are_one_line_and_leave_no_run_folder(tmp_path, monkeypatch, capsys, kind, malicious_checkpoint):
+def test_fit_ckpt_path_bad_files_are_one_line_and_leave_no_run_folder(
+    tmp_path, monkeypatch, capsys, kind, malicious_checkpoint
+):
     monkeypatch.chdir(tmp_path)
     path, marker = malicious_checkpoint
     if kind == "missing":
@@ -93,7 +115,9 @@ def test_fit_ckpt_path_bad_files_are_one_line_and_leave_no_run_folder(tmp_path, 
     assert main(fit_args(tmp_path / "runs", "--ckpt_path", str(path))) == 2
     line = one_error_line(capsys)
     assert str(path) in line
-    assert {"missing": "does not exist", "text": "not a file written by torch.save", "malicious": "refused"}[kind] in line
+    assert {"missing": "does not exist", "text": "not a file written by torch.save", "malicious": "refused"}[
+        kind
+    ] in line
     assert not marker.exists()
     assert not (tmp_path / "runs").exists()
 
@@ -159,10 +183,24 @@ def test_importing_the_cli_imports_neither_torch_nor_lightning():
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 # Appended to a documented line so that it runs in seconds: the documented flags themselves are kept verbatim.
 FAST = [
-    "--model.channels", "4", "--model.num_blocks", "1",
-    "--trainer.max_steps", "2", "--trainer.val_check_interval", "2", "--trainer.limit_val_batches", "1",
-    "--data.init_args.num_workers", "0", "--data.init_args.clip_frames", "3", "--data.init_args.crop_size", "32",
-    "--samples.save_files", "false",
+    "--model.channels",
+    "4",
+    "--model.num_blocks",
+    "1",
+    "--trainer.max_steps",
+    "2",
+    "--trainer.val_check_interval",
+    "2",
+    "--trainer.limit_val_batches",
+    "1",
+    "--data.init_args.num_workers",
+    "0",
+    "--data.init_args.clip_frames",
+    "3",
+    "--data.init_args.crop_size",
+    "32",
+    "--samples.save_files",
+    "false",
 ]
 
 
@@ -218,18 +256,43 @@ def test_last_looks_only_under_the_root_dir_or_in_the_named_run(tmp_path, monkey
 
     monkeypatch.chdir(tmp_path)
     quiet = ["--trainer.enable_progress_bar", "false"]
-    assert main(["fit", "--model", "ReferenceVSR", *FAST, *quiet, "--trainer.default_root_dir", "a"]) == 0  # a/.../version_0
-    assert main(["fit", "--model", "ReferenceVSR", *FAST, *quiet, "--trainer.default_root_dir", "a"]) == 0  # a/.../version_1
+    assert (
+        main(["fit", "--model", "ReferenceVSR", *FAST, *quiet, "--trainer.default_root_dir", "a"]) == 0
+    )  # a/.../version_0
+    assert (
+        main(["fit", "--model", "ReferenceVSR", *FAST, *quiet, "--trainer.default_root_dir", "a"]) == 0
+    )  # a/.../version_1
     assert main(["fit", "--model", "ReferenceVSR", *FAST, *quiet]) == 0  # runs/.../version_0, newest of all
     old = time.time() - 100
     os.utime(tmp_path / "a/ReferenceVSR/version_0/checkpoints/last.ckpt", (old, old))
     capsys.readouterr()
     more = ["--trainer.max_steps", "3", "--trainer.val_check_interval", "3"]
-    assert main(["fit", "--model", "ReferenceVSR", *FAST, *quiet, *more, "--trainer.default_root_dir", "a", "--ckpt_path", "last"]) == 0
+    assert (
+        main(
+            [
+                "fit",
+                "--model",
+                "ReferenceVSR",
+                *FAST,
+                *quiet,
+                *more,
+                "--trainer.default_root_dir",
+                "a",
+                "--ckpt_path",
+                "last",
+            ]
+        )
+        == 0
+    )
     err = capsys.readouterr().err
-    assert "resuming from a/ReferenceVSR/version_1/checkpoints/last.ckpt (step 2) in a/ReferenceVSR/version_1; the newest of 2 runs" in err
+    assert (
+        "resuming from a/ReferenceVSR/version_1/checkpoints/last.ckpt (step 2) in a/ReferenceVSR/version_1; the newest of 2 runs"
+        in err
+    )
     named = ["--trainer.logger.init_args.version", "0", "--ckpt_path", "last", "--data.init_args.crop_size", "48"]
-    assert main(["fit", "--model", "ReferenceVSR", *FAST, *quiet, *more, "--trainer.default_root_dir", "a", *named]) == 0
+    assert (
+        main(["fit", "--model", "ReferenceVSR", *FAST, *quiet, *more, "--trainer.default_root_dir", "a", *named]) == 0
+    )
     err = capsys.readouterr().err
     assert "resuming from a/ReferenceVSR/version_0/checkpoints/last.ckpt (step 2)" in err
     assert "warning: that run trained on other data: data.init_args.crop_size: 32 -> 48" in err
@@ -238,7 +301,14 @@ def test_last_looks_only_under_the_root_dir_or_in_the_named_run(tmp_path, monkey
 
 def test_an_earlier_checkpoint_of_a_run_branches_into_a_new_run(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    quiet = ["--trainer.enable_progress_bar", "false", "--trainer.val_check_interval", "1", "--checkpoint.save_top_k", "-1"]
+    quiet = [
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.val_check_interval",
+        "1",
+        "--checkpoint.save_top_k",
+        "-1",
+    ]
     assert main(["fit", "--model", "ReferenceVSR", *FAST, *quiet]) == 0
     first = tmp_path / "runs/ReferenceVSR/version_0/checkpoints/step000001.ckpt"
     assert first.is_file()
@@ -263,7 +333,9 @@ def test_the_documented_wandb_command_without_wandb_is_one_line(tmp_path, monkey
 
     monkeypatch.chdir(tmp_path)
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real_find_spec(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real_find_spec(name, *a)
+    )
     argv = documented("training.md", "vsr fit --model ReferenceVSR --trainer.logger WandbLogger")
     assert main([*argv, *FAST]) == 2
     assert one_error_line(capsys) == (

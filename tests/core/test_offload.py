@@ -25,8 +25,14 @@ class LatentBoring(BoringMethod):
         super().__init__(scale=2, **kwargs)
         self.codec = AutoencoderKLCodec.tiny(seed=1)
         self.unet = UNet2DModel(
-            sample_size=8, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(8, 8),
-            down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"), norm_num_groups=4,
+            sample_size=8,
+            in_channels=4,
+            out_channels=4,
+            layers_per_block=1,
+            block_out_channels=(8, 8),
+            down_block_types=("DownBlock2D", "DownBlock2D"),
+            up_block_types=("UpBlock2D", "UpBlock2D"),
+            norm_num_groups=4,
         )
 
     def restore(self, lq, prompt=None, *, num_inference_steps=None, guidance_scale=None, generator=None):

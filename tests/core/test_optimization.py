@@ -114,7 +114,9 @@ def test_group_schedule_skips_updates(tmp_path):
 
 def test_unknown_group_in_a_schedule_is_one_line(tmp_path):
     method = ThreeNetworkMethod(group_schedules={"critic": {"every": 2}})
-    with pytest.raises(ConfigError, match=r"group_schedules names \['critic'\].*\['generator', 'fake_score', 'discriminator'\]"):
+    with pytest.raises(
+        ConfigError, match=r"group_schedules names \['critic'\].*\['generator', 'fake_score', 'discriminator'\]"
+    ):
         tiny_trainer(tmp_path, max_steps=1, limit_val_batches=0).fit(method, datamodule=data())
 
 
@@ -165,8 +167,13 @@ def test_resume_with_three_optimizers_is_exact(tmp_path):
         method = ThreeNetworkMethod(learning_rate=1e-2, lr_scheduler=step_lr)
         saver = ModelCheckpoint(dirpath=root, filename="{step}", every_n_train_steps=3, save_top_k=-1)
         trainer = tiny_trainer(
-            root, max_steps=6, limit_val_batches=0, accumulate_grad_batches=2, gradient_clip_val=1.0,
-            enable_checkpointing=True, callbacks=[saver],
+            root,
+            max_steps=6,
+            limit_val_batches=0,
+            accumulate_grad_batches=2,
+            gradient_clip_val=1.0,
+            enable_checkpointing=True,
+            callbacks=[saver],
         )
         # 12 clips in batches of 2: step 3 (6 batches) ends an epoch; the synthetic loader is not
         # resumable mid-epoch (VideoDataModule is, see the CLI test below)
@@ -184,15 +191,38 @@ def test_fit_cli_with_clipping_accumulation_and_a_scheduler_per_group(tmp_path, 
     """The documented command line: `vsr fit` of a three-network method, then an exact resume."""
 
     def fit(root: Path, steps: int, *extra: str) -> int:
-        return main([
-            "fit", "--model", "vsr_core.testing.ThreeNetworkMethod",
-            "--model.lr_scheduler", "torch.optim.lr_scheduler.StepLR", "--model.lr_scheduler.step_size", "2",
-            "--trainer.gradient_clip_val", "1", "--trainer.accumulate_grad_batches", "2",
-            "--trainer.max_steps", str(steps), "--trainer.limit_val_batches", "0",
-            "--trainer.logger.init_args.save_dir", str(root), "--trainer.enable_progress_bar", "false",
-            "--data.init_args.num_workers", "0", "--data.init_args.clip_frames", "3", "--data.init_args.crop_size", "16",
-            "--samples.save_files", "false", *extra,
-        ])
+        return main(
+            [
+                "fit",
+                "--model",
+                "vsr_core.testing.ThreeNetworkMethod",
+                "--model.lr_scheduler",
+                "torch.optim.lr_scheduler.StepLR",
+                "--model.lr_scheduler.step_size",
+                "2",
+                "--trainer.gradient_clip_val",
+                "1",
+                "--trainer.accumulate_grad_batches",
+                "2",
+                "--trainer.max_steps",
+                str(steps),
+                "--trainer.limit_val_batches",
+                "0",
+                "--trainer.logger.init_args.save_dir",
+                str(root),
+                "--trainer.enable_progress_bar",
+                "false",
+                "--data.init_args.num_workers",
+                "0",
+                "--data.init_args.clip_frames",
+                "3",
+                "--data.init_args.crop_size",
+                "16",
+                "--samples.save_files",
+                "false",
+                *extra,
+            ]
+        )
 
     assert fit(tmp_path / "a", 6) == 0
     assert fit(tmp_path / "b", 3) == 0
@@ -254,7 +284,9 @@ def test_init_from_with_other_sizes_names_the_keys(tmp_path):
 
     source = saved(tmp_path, ThreeNetworkMethod(critic_width=8))
     method = ThreeNetworkMethod(critic_width=4, init_from=str(source))
-    with pytest.raises(CheckpointError, match=r"6 weights have other shapes, e\.g\. discriminator\.0\.bias \(8,\) in the file"):
+    with pytest.raises(
+        CheckpointError, match=r"6 weights have other shapes, e\.g\. discriminator\.0\.bias \(8,\) in the file"
+    ):
         tiny_trainer(tmp_path / "run", max_steps=1, limit_val_batches=0).fit(method, datamodule=data(4))
     # selecting the generator only: the critics' sizes do not matter
     other = ThreeNetworkMethod(critic_width=4)
@@ -262,8 +294,12 @@ def test_init_from_with_other_sizes_names_the_keys(tmp_path):
     loaded = load_init_weights(other, source, include=("net.*",))
     assert loaded == sorted(k for k in other.state_dict() if k.startswith("net."))
     # strict: a selection that names weights the file lacks is refused, with the first ones named
-    with pytest.raises(CheckpointError, match=r"does not fit ThreeNetworkMethod: 8 not in the model \(e\.g\. discriminator\.0\.bias, "):
-        load_init_weights(ThreeNetworkMethod(critic_width=4), source, include=("net.*", "discriminator.*", "fake_score.*"))
+    with pytest.raises(
+        CheckpointError, match=r"does not fit ThreeNetworkMethod: 8 not in the model \(e\.g\. discriminator\.0\.bias, "
+    ):
+        load_init_weights(
+            ThreeNetworkMethod(critic_width=4), source, include=("net.*", "discriminator.*", "fake_score.*")
+        )
 
 
 def test_init_from_is_not_read_on_resume(tmp_path):
@@ -309,8 +345,8 @@ def test_three_optimizers_under_ddp_resume_exactly_and_agree_across_ranks(tmp_pa
     for key, value in rank0["straight"].items():
         assert torch.equal(rank1["straight"][key], value), f"ranks disagree on {key}"  # gradients were averaged
         assert torch.equal(rank0["resumed"][key], value), f"resume is not exact for {key}"
-    assert rank0["ema_names"] == rank0["generator_names"] == sorted(
-        k for k in rank0["straight"] if k.startswith("net.")
+    assert (
+        rank0["ema_names"] == rank0["generator_names"] == sorted(k for k in rank0["straight"] if k.startswith("net."))
     )
     assert rank0["lrs"] == [pytest.approx(1e-2 * 0.5**6)] * 3
 
@@ -321,7 +357,9 @@ def test_three_optimizers_train_under_fsdp2(tmp_path):
     assert rank0["world_size"] == 2 and rank0["global_step"] == 3
     assert {rank0["param_types"][n] for n in rank0["param_types"]} == {"DTensor"}  # every network sharded
     for group in ("net.", "fake_score.", "discriminator."):
-        changed = [n for n, v in rank0["trained"].items() if n.startswith(group) and not torch.equal(v, rank0["start"][n])]
+        changed = [
+            n for n, v in rank0["trained"].items() if n.startswith(group) and not torch.equal(v, rank0["start"][n])
+        ]
         assert changed, f"no parameter of {group} trained"
     for name, value in rank0["trained"].items():
         assert torch.equal(value, rank1["trained"][name]), name
@@ -345,12 +383,26 @@ def test_bad_group_and_init_options_are_one_line_through_the_cli(tmp_path, capsy
     import re
 
     monkeypatch.chdir(tmp_path)
-    code = main([
-        "fit", "--model", "vsr_core.testing.ThreeNetworkMethod", "--trainer.max_steps", "1",
-        "--trainer.limit_val_batches", "0", "--trainer.enable_progress_bar", "false",
-        "--data.init_args.num_workers", "0", "--data.init_args.clip_frames", "3", "--data.init_args.crop_size", "16",
-        *option,
-    ])
+    code = main(
+        [
+            "fit",
+            "--model",
+            "vsr_core.testing.ThreeNetworkMethod",
+            "--trainer.max_steps",
+            "1",
+            "--trainer.limit_val_batches",
+            "0",
+            "--trainer.enable_progress_bar",
+            "false",
+            "--data.init_args.num_workers",
+            "0",
+            "--data.init_args.clip_frames",
+            "3",
+            "--data.init_args.crop_size",
+            "16",
+            *option,
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
     assert err[-1].startswith("error: ") and re.search(message, err[-1]), err[-1]

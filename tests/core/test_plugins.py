@@ -23,9 +23,9 @@ class FakeDeepVSR(BoringMethod):
     """Another fake method."""
 '''
 
-BROKEN = '''
+BROKEN = """
 import this_module_does_not_exist_anywhere
-'''
+"""
 
 
 @pytest.fixture
@@ -35,7 +35,9 @@ def good_plugins(fake_plugins):
     (site / "fake_deep.py").unlink()
     (site / "fake_deep").mkdir()
     (site / "fake_deep" / "impl.py").write_text(SUBMODULE)
-    (site / "fake_deep" / "__init__.py").write_text("from fake_deep.impl import FakeDeepVSR\n__all__ = ['FakeDeepVSR']\n")
+    (site / "fake_deep" / "__init__.py").write_text(
+        "from fake_deep.impl import FakeDeepVSR\n__all__ = ['FakeDeepVSR']\n"
+    )
     return site
 
 
@@ -68,5 +70,7 @@ def test_broken_plugin_is_reported_and_others_still_work(fake_plugins):
     assert plugins["fake_broken"].error.startswith("ModuleNotFoundError")
     assert plugins["fake_good"].error is None
     assert resolve_method("FakeGoodVSR") == "fake_good.FakeGoodVSR"
-    with pytest.raises(PluginError, match="plugin 'fake_broken' is installed but failed to import: ModuleNotFoundError"):
+    with pytest.raises(
+        PluginError, match="plugin 'fake_broken' is installed but failed to import: ModuleNotFoundError"
+    ):
         resolve_method("fake_broken.Anything")

@@ -16,10 +16,10 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from vsr_core.testing.tiny_text import WIDTH, write_text_model
 from torch import nn
 
 from vsr_core.errors import ConfigError, PretrainedError
+from vsr_core.testing.tiny_text import WIDTH, write_text_model
 from vsr_core.text import (
     EmbeddingCache,
     EmbeddingCacheWarning,
@@ -49,7 +49,9 @@ def _reference(folder: Path, kind: str):
     from transformers import AutoTokenizer, CLIPTextModel, T5EncoderModel, UMT5EncoderModel
 
     model_class = {"t5": T5EncoderModel, "umt5": UMT5EncoderModel, "clip": CLIPTextModel}[kind]
-    return AutoTokenizer.from_pretrained(folder / "tokenizer"), model_class.from_pretrained(folder / "text_encoder").eval()
+    return AutoTokenizer.from_pretrained(folder / "tokenizer"), model_class.from_pretrained(
+        folder / "text_encoder"
+    ).eval()
 
 
 # ---------------------------------------------------------------------------------------------- encoders
@@ -61,7 +63,9 @@ def test_t5_equals_cogvideox_pipeline(folders) -> None:
 
     tokenizer, model = _reference(folders["t5"], "t5")
     pipe = SimpleNamespace(tokenizer=tokenizer, text_encoder=model, _execution_device=CPU)
-    expected = CogVideoXPipeline._get_t5_prompt_embeds(pipe, PROMPTS, max_sequence_length=226, device=CPU, dtype=torch.float32)
+    expected = CogVideoXPipeline._get_t5_prompt_embeds(
+        pipe, PROMPTS, max_sequence_length=226, device=CPU, dtype=torch.float32
+    )
     encoder = TextEncoder.from_pretrained(folders["t5"])
     assert encoder.kind == "t5" and not encoder.loaded  # nothing built before the first encode
     actual = encoder.encode(PROMPTS)
@@ -79,7 +83,9 @@ def test_umt5_equals_wan_pipeline_and_zero_pads(folders) -> None:
     prompts = [*PROMPTS, "  a   cat &amp; dog  "]  # Wan cleans whitespace and HTML entities first
     tokenizer, model = _reference(folders["umt5"], "umt5")
     pipe = SimpleNamespace(tokenizer=tokenizer, text_encoder=model, _execution_device=CPU)
-    expected = WanPipeline._get_t5_prompt_embeds(pipe, prompts, max_sequence_length=512, device=CPU, dtype=torch.float32)
+    expected = WanPipeline._get_t5_prompt_embeds(
+        pipe, prompts, max_sequence_length=512, device=CPU, dtype=torch.float32
+    )
     encoder = TextEncoder.from_pretrained(folders["umt5"])
     actual, lengths = encoder.encode_with_lengths(prompts)
     assert actual.shape == (4, 512, WIDTH) and torch.equal(actual, expected)
@@ -171,7 +177,9 @@ def test_encoder_mode_prompts_suffix_negative(folders) -> None:
     assert prompts.mode == "clip" and prompts.accepts_prompts
     out = prompts(["a cat", "dog"], 2, CPU, torch.float64, suffix="high detail")
     assert out.dtype == torch.float64
-    torch.testing.assert_close(out, reference.encode(["a cat high detail", "dog high detail"]).double(), rtol=0, atol=0)
+    torch.testing.assert_close(
+        out, reference.encode(["a cat high detail", "dog high detail"]).double(), rtol=0, atol=0
+    )
     # Repeated prompts are encoded once (batch size changes float rounding, hence the fp32 tolerance).
     torch.testing.assert_close(prompts(None, 2, CPU, torch.float32), reference.encode(["", ""]))
     negative = prompts.negative_embeddings(3, CPU, torch.float32)
@@ -339,7 +347,11 @@ def _corrupt(kind: str, cache: EmbeddingCache, text: str) -> None:
     elif kind == "wrong_shape":
         from vsr_core.text.cache import prompt_hash
 
-        save_file({"embedding": torch.zeros(cache.length - 1, cache.width)}, str(path), {**good, "prompt_sha256": prompt_hash(text)})
+        save_file(
+            {"embedding": torch.zeros(cache.length - 1, cache.width)},
+            str(path),
+            {**good, "prompt_sha256": prompt_hash(text)},
+        )
     elif kind == "wrong_key":
         from vsr_core.text.cache import prompt_hash
 

@@ -20,7 +20,6 @@ def python_api_block() -> str:
 
 def test_the_documented_python_api_lines_run(tmp_path, monkeypatch):
     from reference.model import ReferenceVSR
-
     from vsr_core.data.video_io import probe_video
     from vsr_core.testing import tiny_trainer
 
@@ -47,6 +46,10 @@ def test_the_documented_python_api_lines_run(tmp_path, monkeypatch):
     info = probe_video(tmp_path / "restored" / "clip.mp4")
     assert (info.frames, info.width, info.height) == (5, 64, 64)
     restored = names["restored"]  # the float call, the last one assigned
-    assert isinstance(restored, torch.Tensor) and restored.shape == (1, 3, 8, 256, 256) and restored.dtype == torch.float32
+    assert (
+        isinstance(restored, torch.Tensor)
+        and restored.shape == (1, 3, 8, 256, 256)
+        and restored.dtype == torch.float32
+    )
     uint8 = names["pipe"](names["frames"])
     assert isinstance(uint8, np.ndarray) and uint8.dtype == np.uint8 and uint8.shape == (8, 256, 256, 3)

@@ -37,7 +37,6 @@ def write_video(path: Path, frames: int) -> None:
 
 def test_the_documented_predict_command_restores_every_video(tmp_path):
     from reference.model import ReferenceVSR
-
     from vsr_core.data.video_io import probe_video
     from vsr_core.testing import tiny_trainer
 
@@ -52,7 +51,11 @@ def test_the_documented_predict_command_restores_every_video(tmp_path):
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     result = subprocess.run(
         [sys.executable, "-m", "vsr_core.cli", *command[1:], "--trainer.enable_progress_bar", "false"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     info = probe_video(tmp_path / "restored" / "clip.mp4")

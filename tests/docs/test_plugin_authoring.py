@@ -33,8 +33,18 @@ def test_example_plugin_installs_lists_and_trains(tmp_path: Path) -> None:
     site = tmp_path / "site"
     # A real pip install (into a separate target dir, so the test leaves the environment as it was).
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-         "--target", str(site), str(package)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(site),
+            str(package),
+        ],
         check=True,
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
@@ -45,25 +55,58 @@ def test_example_plugin_installs_lists_and_trains(tmp_path: Path) -> None:
 
     run_dir = tmp_path / "runs"
     fit = subprocess.run(
-        [*vsr, "fit", "--model", "SharpVSR", "--trainer.max_steps", "2", "--trainer.limit_val_batches", "1",
-         "--trainer.val_check_interval", "2", "--trainer.default_root_dir", str(run_dir),
-         "--trainer.logger.init_args.save_dir", str(run_dir), "--data.init_args.num_workers", "0"],
-        env=env, capture_output=True, text=True, cwd=tmp_path,
+        [
+            *vsr,
+            "fit",
+            "--model",
+            "SharpVSR",
+            "--trainer.max_steps",
+            "2",
+            "--trainer.limit_val_batches",
+            "1",
+            "--trainer.val_check_interval",
+            "2",
+            "--trainer.default_root_dir",
+            str(run_dir),
+            "--trainer.logger.init_args.save_dir",
+            str(run_dir),
+            "--data.init_args.num_workers",
+            "0",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
     )
     assert fit.returncode == 0, fit.stderr[-3000:]
     assert list(run_dir.rglob("*.ckpt")), "training wrote no checkpoint"
     assert list(run_dir.rglob("config.yaml")), "training wrote no resolved config"
 
-    tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(package / "tests")],
-                           env=env, capture_output=True, text=True, cwd=tmp_path)
+    tests = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(package / "tests")],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert tests.returncode == 0, tests.stdout[-3000:]
 
     # vsr's every-method smoke test covers the newly installed plugin with no edit.
     smoke = Path(__file__).resolve().parents[1] / "plugins" / "test_every_method.py"
-    every = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(smoke), "-k", "sharpvsr"],
-                           env=env, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2])
+    every = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(smoke), "-k", "sharpvsr"],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
     assert every.returncode == 0, every.stdout[-3000:]
     assert "passed" in every.stdout and "Test_sharpvsr_SharpVSR" not in every.stdout  # quiet: counts only
-    collected = subprocess.run([sys.executable, "-m", "pytest", "--co", "-q", "-p", "no:cacheprovider", str(smoke)],
-                               env=env, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2])
+    collected = subprocess.run(
+        [sys.executable, "-m", "pytest", "--co", "-q", "-p", "no:cacheprovider", str(smoke)],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
     assert "Test_sharpvsr_SharpVSR::test_fit_steps_update_trainable_parameters" in collected.stdout

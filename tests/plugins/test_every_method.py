@@ -12,7 +12,6 @@ from __future__ import annotations
 from vsr_core.plugins import available_methods, discover_plugins
 from vsr_core.testing import conformance_suite
 
-
 #: The in-tree plugins and one method class of each.
 IN_TREE = {
     "reference": "reference.ReferenceVSR",

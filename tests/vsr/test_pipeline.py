@@ -31,7 +31,9 @@ def test_float_videos_come_back_as_float_videos_and_match_the_engine(ckpt):
     video = torch.rand(2, 3, 9, 12, 10, dtype=torch.float64) * 2 - 1
     out = pipe(video, steps=2, seed=3)
     assert out.shape == (2, 3, 9, 24, 20) and out.dtype == torch.float64
-    engine = RestoreEngine(pipe.method, EngineOptions(window=6, overlap=2, seed=3, sampling={"num_inference_steps": 2}))
+    engine = RestoreEngine(
+        pipe.method, EngineOptions(window=6, overlap=2, seed=3, sampling={"num_inference_steps": 2})
+    )
     for b in range(2):  # each video of the batch restored on its own, not rounded to 8 bits
         assert torch.allclose(out[b].float(), engine.restore_tensor(video[b].float()), atol=1e-6)
     assert not torch.equal(out, pipe(video, steps=2, seed=4))  # options per call
@@ -72,7 +74,9 @@ def test_paths_are_written_like_vsr_restore(ckpt, tmp_path):
     assert [(probe_video(p).frames, probe_video(p).width) for p in written] == [(4, 32), (3, 32)]
     with pytest.raises(ConfigError, match="exists; pass --overwrite"):
         pipe(str(tmp_path / "in" / "a.mp4"), output=tmp_path / "out")
-    assert pipe(str(tmp_path / "in" / "a.mp4"), output=tmp_path / "out", overwrite=True) == [tmp_path / "out" / "a.mp4"]
+    assert pipe(str(tmp_path / "in" / "a.mp4"), output=tmp_path / "out", overwrite=True) == [
+        tmp_path / "out" / "a.mp4"
+    ]
 
 
 def test_bad_inputs_and_options_are_one_line_errors(ckpt, tmp_path):

@@ -8,4 +8,12 @@ from vsr_core.callbacks.text_log import TextLog
 from vsr_core.callbacks.throughput import ThroughputMonitor
 from vsr_core.callbacks.video_samples import VideoSampleLogger
 
-__all__ = ["BicubicBaseline", "EMA", "EMA_CHECKPOINT_KEY", "StepProgressBar", "TextLog", "ThroughputMonitor", "VideoSampleLogger"]
+__all__ = [
+    "BicubicBaseline",
+    "EMA",
+    "EMA_CHECKPOINT_KEY",
+    "StepProgressBar",
+    "TextLog",
+    "ThroughputMonitor",
+    "VideoSampleLogger",
+]

@@ -43,15 +43,29 @@ class BicubicBaseline(Callback):
         if lq.ndim != 5 or hq.ndim != 5 or hq.shape[-1] % lq.shape[-1] or hq.shape[-2] % lq.shape[-2]:
             return
         for name, value in bicubic_scores(lq, hq).items():
-            pl_module.log(f"{stage}/{name}", value.mean(), batch_size=hq.shape[0], sync_dist=True, on_step=False, on_epoch=True)
+            pl_module.log(
+                f"{stage}/{name}", value.mean(), batch_size=hq.shape[0], sync_dist=True, on_step=False, on_epoch=True
+            )
 
     def on_validation_batch_end(
-        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
+        self,
+        trainer: Trainer,
+        pl_module: LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
     ) -> None:
         if not trainer.sanity_checking:
             self._log("val", pl_module, outputs)
 
     def on_test_batch_end(
-        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
+        self,
+        trainer: Trainer,
+        pl_module: LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
     ) -> None:
         self._log("test", pl_module, outputs)

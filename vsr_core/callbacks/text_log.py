@@ -152,14 +152,18 @@ class TextLog(Callback):
     def on_test_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._start(trainer, pl_module, "test")
 
-    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         step = trainer.global_step
         every = self.every_n_steps or trainer.log_every_n_steps or 1
         if self._file is None or step == self._last_step or step % every:
             return
         self._last_step = step
         total = f"/{trainer.max_steps}" if trainer.max_steps and trainer.max_steps > 0 else ""
-        self._write(f"step {step}{total} epoch {trainer.current_epoch} {format_metrics(trainer.callback_metrics, _TRAIN_PREFIXES)}")
+        self._write(
+            f"step {step}{total} epoch {trainer.current_epoch} {format_metrics(trainer.callback_metrics, _TRAIN_PREFIXES)}"
+        )
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not trainer.sanity_checking:
@@ -172,7 +176,11 @@ class TextLog(Callback):
         self._write(f"training ended at step {trainer.global_step}")
 
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
-        reason = "interrupted" if isinstance(exception, KeyboardInterrupt) else f"failed: {type(exception).__name__}: {exception}"
+        reason = (
+            "interrupted"
+            if isinstance(exception, KeyboardInterrupt)
+            else f"failed: {type(exception).__name__}: {exception}"
+        )
         self._write(f"{reason} at step {trainer.global_step}".replace("\n", " | "))
         self._close()
 

@@ -51,13 +51,21 @@ def label_strip(labels: list[str], panel_width: int, gap: int) -> np.ndarray:
     for index, text in enumerate(labels):
         cell = Image.new("RGB", (panel_width, height), GAP_COLOUR)
         draw = ImageDraw.Draw(cell)
-        draw.text((max(0, (panel_width - draw.textlength(text, font=font)) / 2), 4), text, fill=(255, 255, 255), font=font)
+        draw.text(
+            (max(0, (panel_width - draw.textlength(text, font=font)) / 2), 4), text, fill=(255, 255, 255), font=font
+        )
         image.paste(cell, (index * (panel_width + gap), 0))
     return np.asarray(image)
 
 
 def side_by_side(
-    lq: Tensor, restored: Tensor, hq: Tensor, lq_upsample: str = "bicubic", min_size: int = 192, gap: int = 4, labels: bool = True
+    lq: Tensor,
+    restored: Tensor,
+    hq: Tensor,
+    lq_upsample: str = "bicubic",
+    min_size: int = 192,
+    gap: int = 4,
+    labels: bool = True,
 ) -> Tensor:
     """``[B,3,T,h,w]``, ``[B,3,T,H,W]``, ``[B,3,T,H,W]`` in [-1,1] -> uint8 ``[B,T,H',W',3]`` labelled panels.
 
@@ -75,14 +83,18 @@ def side_by_side(
     k = display_factor(height, width, min_size)
     panels = []
     for video in (lq, restored, hq):
-        x = video.float().clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8).permute(0, 2, 3, 4, 1).cpu()  # [B,T,H,W,3]
+        x = (
+            video.float().clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8).permute(0, 2, 3, 4, 1).cpu()
+        )  # [B,T,H,W,3]
         panels.append(x.repeat_interleave(k, dim=2).repeat_interleave(k, dim=3) if k > 1 else x)
     spacer = torch.tensor(GAP_COLOUR, dtype=torch.uint8).expand(b, t, height * k, gap, 3)
     grid = torch.cat([panels[0], spacer, panels[1], spacer, panels[2]], dim=3)
     if not labels:
         return grid
     scale = f" x{round(width / w)}" if w != width else ""
-    strip = torch.from_numpy(label_strip([f"LQ ({lq_upsample}{scale})" if scale else "LQ", "restored", "GT"], width * k, gap).copy())
+    strip = torch.from_numpy(
+        label_strip([f"LQ ({lq_upsample}{scale})" if scale else "LQ", "restored", "GT"], width * k, gap).copy()
+    )
     return torch.cat([strip.expand(b, t, *strip.shape), grid], dim=2)
 
 

@@ -34,6 +34,7 @@ from vsr_core.frames import frames_at_least, frames_at_most
 from vsr_core.method import VSRMethod
 from vsr_core.plugins import method_class
 
+
 @contextlib.contextmanager
 def _params_on_meta():
     """Move every ``nn.Parameter`` to the meta device as it is registered; buffers stay real.
@@ -67,7 +68,11 @@ def materialize(model: nn.Module, device: torch.device | str) -> nn.Module:
         own = dict(module.named_parameters(recurse=False))
         for name, param in own.items():
             if param.device.type == "meta":
-                setattr(module, name, nn.Parameter(torch.empty_like(param, device=device), requires_grad=param.requires_grad))
+                setattr(
+                    module,
+                    name,
+                    nn.Parameter(torch.empty_like(param, device=device), requires_grad=param.requires_grad),
+                )
         if own and hasattr(module, "reset_parameters"):
             with torch.no_grad():
                 module.reset_parameters()
@@ -207,7 +212,9 @@ def run_bench(args: argparse.Namespace) -> list[dict[str, Any]]:
     lq = torch.rand(1, 3, args.frames, args.height // method.scale, args.width // method.scale, device=device) * 2 - 1
     sampling = {"num_inference_steps": args.steps} if args.steps is not None else {}
     results = []
-    peak_tflops = args.peak_tflops or (device_peak_tflops(torch.cuda.get_device_name(device)) if device.type == "cuda" else None)
+    peak_tflops = args.peak_tflops or (
+        device_peak_tflops(torch.cuda.get_device_name(device)) if device.type == "cuda" else None
+    )
 
     def flops_row(row: dict[str, Any], fn: Callable[[], Any], seconds: float) -> None:
         # FLOP counting costs one more pass; on CPU only when asked for through --peak-tflops.
@@ -225,7 +232,12 @@ def run_bench(args: argparse.Namespace) -> list[dict[str, Any]]:
                 return method.restore(lq, **sampling)
 
         seconds, peak = _measure(infer, device, args.warmup, args.repeats)
-        row = {"mode": "infer", "s/frame": seconds / args.frames, "frames/s": args.frames / seconds, "peak_mem_gib": peak / 2**30}
+        row = {
+            "mode": "infer",
+            "s/frame": seconds / args.frames,
+            "frames/s": args.frames / seconds,
+            "peak_mem_gib": peak / 2**30,
+        }
         flops_row(row, infer, seconds)
         results.append(row)
     if args.mode in ("train", "both"):
@@ -303,7 +315,11 @@ class _StepTimer:
 
 
 def _train_row(
-    method: VSRMethod, hq: torch.Tensor, lq: torch.Tensor, device: torch.device, args: argparse.Namespace,
+    method: VSRMethod,
+    hq: torch.Tensor,
+    lq: torch.Tensor,
+    device: torch.device,
+    args: argparse.Namespace,
     peak_tflops: float | None,
 ) -> dict[str, Any]:
     """One training step of ``method`` measured through the Trainer, exactly as ``vsr fit`` runs it.
@@ -359,12 +375,16 @@ def _train_row(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vsr bench", description="Measure a method's inference/training speed and memory.")
+    parser = argparse.ArgumentParser(
+        prog="vsr bench", description="Measure a method's inference/training speed and memory."
+    )
     parser.add_argument("--model", required=True, help="installed method, e.g. satb.SATBVR or reference.ReferenceVSR")
     parser.add_argument(
         "--preset", help="architecture size for methods with presets (tiny|real); real = paper size, random weights"
     )
-    parser.add_argument("--frames", type=int, default=17, help="frames per clip/window (must satisfy the method's frame rule)")
+    parser.add_argument(
+        "--frames", type=int, default=17, help="frames per clip/window (must satisfy the method's frame rule)"
+    )
     parser.add_argument("--height", type=int, default=256, help="output (HQ) height")
     parser.add_argument("--width", type=int, default=256, help="output (HQ) width")
     parser.add_argument("--steps", type=int, help="restore(num_inference_steps=N) (method default if omitted)")
@@ -373,7 +393,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--mode", choices=("infer", "train", "both"), default="both")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--peak-tflops", type=float, help="device peak TFLOP/s for MFU when the device is not in the built-in table (also enables TFLOP/s on CPU)")
+    parser.add_argument(
+        "--peak-tflops",
+        type=float,
+        help="device peak TFLOP/s for MFU when the device is not in the built-in table (also enables TFLOP/s on CPU)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     return parser
 

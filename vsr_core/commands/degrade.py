@@ -42,20 +42,31 @@ def build_parser() -> argparse.ArgumentParser:
         description="Write the low-quality half of a paired set: degrade every clip of HR_DIR into LQ_DIR.",
         epilog="Example: vsr degrade data/hr -o data/lq --degradation realbasicvsr --scale 4 --seed 0",
     )
-    parser.add_argument("hr_dir", metavar="HR_DIR", help="folder of videos / frame folders (or one video or frame folder)")
-    parser.add_argument("-o", "--output", required=True, metavar="LQ_DIR", help="where the degraded clips go (same names)")
     parser.add_argument(
-        "--degradation", default="realbasicvsr", choices=PRESET_NAMES,
+        "hr_dir", metavar="HR_DIR", help="folder of videos / frame folders (or one video or frame folder)"
+    )
+    parser.add_argument(
+        "-o", "--output", required=True, metavar="LQ_DIR", help="where the degraded clips go (same names)"
+    )
+    parser.add_argument(
+        "--degradation",
+        default="realbasicvsr",
+        choices=PRESET_NAMES,
         help="degradation preset (docs/degradations.md; default: realbasicvsr)",
     )
     parser.add_argument("--scale", type=int, default=4, help="downscaling factor (default 4)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random draws (default 0)")
     parser.add_argument(
-        "--option", action="append", default=[], metavar="KEY=VALUE",
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="override a preset parameter, YAML value, e.g. --option second.noise=null --option codec.bitrate=[2e4,5e4]",
     )
     parser.add_argument(
-        "--chunk-frames", type=int, default=0,
+        "--chunk-frames",
+        type=int,
+        default=0,
         help="degrade long clips in chunks of this many frames, each with its own draws (default 0: the whole clip at once)",
     )
     parser.add_argument("--device", default="cpu", help="where the degradation runs (cpu, cuda)")
@@ -193,7 +204,11 @@ def main(argv: list[str]) -> int:
                     _write_video(target, lq, fps)
                 progress.advance(task)
                 h, w = frames.shape[1:3]
-                cropped = "" if (h % args.scale, w % args.scale) == (0, 0) else f" (from its top-left {w // args.scale * args.scale}x{h // args.scale * args.scale})"
+                cropped = (
+                    ""
+                    if (h % args.scale, w % args.scale) == (0, 0)
+                    else f" (from its top-left {w // args.scale * args.scale}x{h // args.scale * args.scale})"
+                )
                 progress.console.print(
                     f"wrote {target}: {len(lq)} frames {lq.shape[2]}x{lq.shape[1]}{cropped}", highlight=False
                 )

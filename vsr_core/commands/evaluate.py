@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = ["build_parser", "check_pair", "find_clips", "load_clip", "main", "pair_clips"]
 
+
 def find_clips(root: str) -> dict[str, Path]:
     """``{name: path}`` for video files and frame folders in ``root`` (``root`` itself if it holds frames)."""
     from vsr_core.data.video_io import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
@@ -99,7 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
         "is reported SKIPPED with the exact files it needs (see docs/metrics.md).",
     )
     parser.add_argument("restored_dir", help="folder of restored videos / frame folders")
-    parser.add_argument("gt_dir", nargs="?", help="folder of ground-truth clips with the same names (omit: no-reference only)")
+    parser.add_argument(
+        "gt_dir", nargs="?", help="folder of ground-truth clips with the same names (omit: no-reference only)"
+    )
     parser.add_argument(
         "--metrics",
         nargs="+",
@@ -113,10 +116,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--y-channel", action="store_true", help="PSNR/SSIM on the BT.601 Y channel")
     parser.add_argument("--crop-border", type=int, default=0, help="pixels cropped on each side for PSNR/SSIM")
     parser.add_argument(
-        "--weights-dir", help="local directory with metric weights, DOVER.pth included (default: $VSR_METRIC_WEIGHTS, else pyiqa's cache)"
+        "--weights-dir",
+        help="local directory with metric weights, DOVER.pth included (default: $VSR_METRIC_WEIGHTS, else pyiqa's cache)",
     )
     parser.add_argument(
-        "--allow-download", action="store_true",
+        "--allow-download",
+        action="store_true",
         help="let pyiqa/torchvision download missing metric weights (default: never; the metric is SKIPPED)",
     )
     parser.add_argument("--device", default="cpu", help="device for learned metrics")
@@ -125,7 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _report_dir(args: argparse.Namespace) -> Path:
-    out_dir = Path(args.output or (args.restored_dir if os.path.isdir(args.restored_dir) else Path(args.restored_dir).parent))
+    out_dir = Path(
+        args.output or (args.restored_dir if os.path.isdir(args.restored_dir) else Path(args.restored_dir).parent)
+    )
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -140,7 +147,11 @@ def main(argv: list[str]) -> int:
     if args.crop_border < 0:
         raise ConfigError(f"--crop-border must be >= 0, got {args.crop_border}")
     restored = find_clips(args.restored_dir)
-    pairs = pair_clips(restored, find_clips(args.gt_dir)) if args.gt_dir else [(n, p, None) for n, p in sorted(restored.items())]
+    pairs = (
+        pair_clips(restored, find_clips(args.gt_dir))
+        if args.gt_dir
+        else [(n, p, None) for n, p in sorted(restored.items())]
+    )
     out_dir = _report_dir(args)
 
     from rich.console import Console
@@ -160,8 +171,14 @@ def main(argv: list[str]) -> int:
             progress.update(metric_task, description=f"{where}{metric}", completed=done, total=total)
 
         suite = MetricSuite(
-            expand_metric_names(args.metrics), args.y_channel, args.crop_border, args.weights_dir, args.device,
-            has_gt=bool(args.gt_dir), allow_download=args.allow_download, progress=on_progress,
+            expand_metric_names(args.metrics),
+            args.y_channel,
+            args.crop_border,
+            args.weights_dir,
+            args.device,
+            has_gt=bool(args.gt_dir),
+            allow_download=args.allow_download,
+            progress=on_progress,
         )
         for index, (name, path, gt_path) in enumerate(pairs):
             current["clip"] = f"clip {index + 1}/{len(pairs)} {name}"

@@ -10,7 +10,6 @@ import argparse
 import shutil
 import sys
 from pathlib import Path
-
 from typing import Any
 
 from torch import nn
@@ -30,9 +29,7 @@ def _apply_ema(method: nn.Module, checkpoint: dict[str, Any], ckpt: str) -> bool
     state = method.state_dict()
     unknown = sorted(set(ema) - set(state))
     if unknown:
-        raise CheckpointError(
-            f"{ckpt}: EMA weights name parameters the method lacks (e.g. {unknown[0]})"
-        )
+        raise CheckpointError(f"{ckpt}: EMA weights name parameters the method lacks (e.g. {unknown[0]})")
     wrong = [k for k, v in ema.items() if not hasattr(v, "shape") or tuple(v.shape) != tuple(state[k].shape)]
     if wrong:
         raise CheckpointError(f"{ckpt}: EMA weight {wrong[0]} does not fit the method; export with --weights raw")
@@ -78,9 +75,7 @@ def _run(args: argparse.Namespace) -> int:
 
     out = Path(args.output)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ConfigError(
-            f"output '{out}' exists and is not an empty folder; choose a new one"
-        )
+        raise ConfigError(f"output '{out}' exists and is not an empty folder; choose a new one")
     weights = "raw"
     from_folder = Path(args.ckpt).is_dir()
     if from_folder:  # an export folder: its weights are already chosen
@@ -95,9 +90,7 @@ def _run(args: argparse.Namespace) -> int:
         if _apply_ema(method, checkpoint, args.ckpt):
             weights = "ema"
         elif args.weights == "ema":
-            raise CheckpointError(
-                f"{args.ckpt} has no EMA weights (train with the EMA callback); use --weights raw"
-            )
+            raise CheckpointError(f"{args.ckpt} has no EMA weights (train with the EMA callback); use --weights raw")
     # Written next to the target and renamed at the end: a failed export leaves no half folder (and a
     # folder left by a killed export is removed by the next one, see vsr_core.partial_files).
     remove_stale_partials(out.parent)
@@ -106,9 +99,7 @@ def _run(args: argparse.Namespace) -> int:
         try:
             tmp.mkdir(parents=True)
         except OSError as err:
-            raise ConfigError(
-                f"cannot create '{tmp.parent}' ({err.strerror})"
-            ) from None
+            raise ConfigError(f"cannot create '{tmp.parent}' ({err.strerror})") from None
         export_method(method, tmp, weights=weights)
         if out.exists():
             out.rmdir()

@@ -31,8 +31,24 @@ ENTRY_POINT_GROUP = "vsr.plugins"
 # Where VSRMethod lives, and the public alias that resolves to it lazily (vsr_core.__getattr__).
 _ROOTS = {("vsr_core.method", "VSRMethod"), ("vsr_core", "VSRMethod")}
 # Packages that never define VSRMethod subclasses (they do not depend on vsr): not read.
-_FOREIGN_HINT = {"abc", "typing", "torch", "lightning", "pytorch_lightning", "diffusers", "transformers", "peft",
-                 "numpy", "jsonargparse", "dataclasses", "collections", "enum", "builtins", "kornia", "timm"}
+_FOREIGN_HINT = {
+    "abc",
+    "typing",
+    "torch",
+    "lightning",
+    "pytorch_lightning",
+    "diffusers",
+    "transformers",
+    "peft",
+    "numpy",
+    "jsonargparse",
+    "dataclasses",
+    "collections",
+    "enum",
+    "builtins",
+    "kornia",
+    "timm",
+}
 _MAX_FILES = 200  # a bound on how much source one listing reads
 _NEEDS_VSR = re.compile(r"^\s*vsr\s*($|[\[<>=!~;(])", re.IGNORECASE)  # a requirement line naming the vsr distribution
 
@@ -80,7 +96,9 @@ def _spec(name: str):
     for depth in range(1, len(parts)):
         if spec is None or not spec.submodule_search_locations:
             return None
-        spec = importlib.machinery.PathFinder.find_spec(".".join(parts[: depth + 1]), list(spec.submodule_search_locations))
+        spec = importlib.machinery.PathFinder.find_spec(
+            ".".join(parts[: depth + 1]), list(spec.submodule_search_locations)
+        )
     return spec
 
 
@@ -212,10 +230,10 @@ class _Reader:
                 raise _Unknown(f"base {dotted} in {module_name}")
             kind, value = entry
             if kind == "import":
-                target = value + head[len(first):]
+                target = value + head[len(first) :]
             elif kind == "from":
                 source, name = value
-                target = f"{source}.{name}" + head[len(first):]
+                target = f"{source}.{name}" + head[len(first) :]
             else:
                 raise _Unknown(f"base {dotted} in {module_name}")
             return self.resolve(target, attr)
@@ -267,7 +285,17 @@ def _absolute(node: ast.ImportFrom, package: str) -> str | None:
     return ".".join(base + ([node.module] if node.module else []))
 
 
-_LITERALS = (ast.Constant, ast.List, ast.Tuple, ast.Dict, ast.Set, ast.JoinedStr, ast.ListComp, ast.DictComp, ast.SetComp)
+_LITERALS = (
+    ast.Constant,
+    ast.List,
+    ast.Tuple,
+    ast.Dict,
+    ast.Set,
+    ast.JoinedStr,
+    ast.ListComp,
+    ast.DictComp,
+    ast.SetComp,
+)
 
 
 def _assigned(value: ast.expr) -> tuple[str, object]:
@@ -280,7 +308,9 @@ def _assigned(value: ast.expr) -> tuple[str, object]:
 
 
 def _string_list(value: ast.expr) -> list[str] | None:
-    if isinstance(value, (ast.List, ast.Tuple)) and all(isinstance(e, ast.Constant) and isinstance(e.value, str) for e in value.elts):
+    if isinstance(value, (ast.List, ast.Tuple)) and all(
+        isinstance(e, ast.Constant) and isinstance(e.value, str) for e in value.elts
+    ):
         return [e.value for e in value.elts]
     return None
 
@@ -367,7 +397,9 @@ def scan_plugins() -> list[ScannedPlugin]:
         distribution = dist.metadata["Name"] if dist is not None else "?"
         version = dist.version if dist is not None else "?"
         if ep.attr:  # "module:object" entry points name an object: only importing shows it
-            plugins.append(ScannedPlugin(ep.name, ep.value, distribution, version, certain=False, reason="names an object"))
+            plugins.append(
+                ScannedPlugin(ep.name, ep.value, distribution, version, certain=False, reason="names an object")
+            )
             continue
         plugins.append(scan_plugin(reader, ep.name, ep.module, distribution, version))
     return plugins

@@ -40,7 +40,9 @@ def _rows(plugins: list[ScannedPlugin], force_import: bool) -> list[tuple[str, s
     rows = []
     for plugin in plugins:
         dist = f"{plugin.distribution} {plugin.version}"
-        methods, error = imported.get(plugin.name, (plugin.methods, None)) if plugin.name in uncertain else (plugin.methods, None)
+        methods, error = (
+            imported.get(plugin.name, (plugin.methods, None)) if plugin.name in uncertain else (plugin.methods, None)
+        )
         if error is not None:
             rows.append((plugin.name, dist, "[red]import failed[/red]", error))
         elif not methods:
@@ -53,7 +55,9 @@ def _rows(plugins: list[ScannedPlugin], force_import: bool) -> list[tuple[str, s
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="vsr plugins", description="List installed vsr method plugins.")
     parser.add_argument(
-        "--import", dest="force_import", action="store_true",
+        "--import",
+        dest="force_import",
+        action="store_true",
         help="import every plugin (as `vsr fit` does) instead of reading its source: slower, shows import errors",
     )
     args = parser.parse_args(argv)

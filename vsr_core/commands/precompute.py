@@ -41,7 +41,9 @@ def _read_caption_file(path: Path) -> list[str]:
             entry = None
         text = next((entry[k] for k in ("caption", "text", "prompt") if isinstance(entry, dict) and k in entry), None)
         if not isinstance(text, str):
-            raise DataError(f'{path}:{number}: expected {{"caption": ...}} (or "text" / "prompt"); fix or remove the line')
+            raise DataError(
+                f'{path}:{number}: expected {{"caption": ...}} (or "text" / "prompt"); fix or remove the line'
+            )
         captions.append(text.strip())
     return captions
 
@@ -57,16 +59,33 @@ def _parser() -> argparse.ArgumentParser:
         prog="vsr precompute",
         description="Encode captions once into a text-embedding cache (one safetensors file per caption).",
     )
-    parser.add_argument("--pretrained", required=True, help="diffusers-format model folder (text_encoder/ + tokenizer/) or hub id")
+    parser.add_argument(
+        "--pretrained", required=True, help="diffusers-format model folder (text_encoder/ + tokenizer/) or hub id"
+    )
     parser.add_argument("--cache", required=True, help="cache directory (created; shared by encoders)")
-    parser.add_argument("--data", action="append", default=[], help="a data folder whose caption files to read (repeatable)")
+    parser.add_argument(
+        "--data", action="append", default=[], help="a data folder whose caption files to read (repeatable)"
+    )
     parser.add_argument("--captions", action="append", default=[], help="a .txt or .jsonl caption file (repeatable)")
-    parser.add_argument("--kind", default="auto", choices=("auto", "t5", "umt5", "clip"), help="encoder family (default: from config.json)")
-    parser.add_argument("--max-length", type=int, default=None, help="tokens per caption (default: t5 226, umt5 512, clip 77)")
+    parser.add_argument(
+        "--kind",
+        default="auto",
+        choices=("auto", "t5", "umt5", "clip"),
+        help="encoder family (default: from config.json)",
+    )
+    parser.add_argument(
+        "--max-length", type=int, default=None, help="tokens per caption (default: t5 226, umt5 512, clip 77)"
+    )
     parser.add_argument("--torch-dtype", default=None, help="weights dtype, e.g. bfloat16 (must match the method's)")
-    parser.add_argument("--clip-skip", type=int, default=None, help="CLIP only: use the hidden state k layers before the last")
-    parser.add_argument("--suffix", default="", help="text appended to every caption (as a method's prompt template would)")
-    parser.add_argument("--negative", default="", help="negative prompt to cache as well (default: only the empty prompt)")
+    parser.add_argument(
+        "--clip-skip", type=int, default=None, help="CLIP only: use the hidden state k layers before the last"
+    )
+    parser.add_argument(
+        "--suffix", default="", help="text appended to every caption (as a method's prompt template would)"
+    )
+    parser.add_argument(
+        "--negative", default="", help="negative prompt to cache as well (default: only the empty prompt)"
+    )
     parser.add_argument("--batch-size", type=int, default=8, help="captions per encoder call")
     parser.add_argument("--device", default=None, help="cuda, cpu, ... (default: cuda when available)")
     parser.add_argument("--text-encoder-subfolder", default="text_encoder")

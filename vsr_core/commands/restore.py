@@ -98,9 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="CPU threads of torch (default: torch's, one per core; fewer when other jobs share the cores)",
     )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
-        "--crf", type=int, default=18, help="H.264 quality (lower is better)"
-    )
+    p.add_argument("--crf", type=int, default=18, help="H.264 quality (lower is better)")
     p.add_argument("--overwrite", action="store_true", help="replace outputs that exist (never an input)")
     p.add_argument(
         "--allow-truncated",
@@ -198,9 +196,7 @@ def _run(args: argparse.Namespace) -> int:
     import torch
 
     if args.device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(
-            "--device cuda was asked for but no CUDA device is available; use --device cpu"
-        )
+        raise ConfigError("--device cuda was asked for but no CUDA device is available; use --device cpu")
     with prepared_outputs(inputs, Path(args.output), args.overwrite) as targets:
         return _restore_all(args, inputs, counts, targets)
 

@@ -62,7 +62,15 @@ if TYPE_CHECKING:  # pragma: no cover
     from vsr_core.data.datamodule import ResumableSampler, VideoDataModule
     from vsr_core.data.dataset import ClipDataset, ClipPlan
     from vsr_core.data.sample_clips import ensure_sample_clips
-    from vsr_core.data.sources import DataWarning, ItemList, PairedFolders, SampleClips, VideoFolder, VideoItem, VideoSource
+    from vsr_core.data.sources import (
+        DataWarning,
+        ItemList,
+        PairedFolders,
+        SampleClips,
+        VideoFolder,
+        VideoItem,
+        VideoSource,
+    )
     from vsr_core.data.video_io import (
         IMAGE_EXTENSIONS,
         VIDEO_EXTENSIONS,

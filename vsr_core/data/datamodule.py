@@ -276,7 +276,9 @@ class VideoDataModule(LightningDataModule):
         return 0, 1
 
     def _loader_kwargs(self) -> dict:
-        on_cuda = self.trainer.strategy.root_device.type == "cuda" if self.trainer is not None else torch.cuda.is_available()
+        on_cuda = (
+            self.trainer.strategy.root_device.type == "cuda" if self.trainer is not None else torch.cuda.is_available()
+        )
         kwargs = {"num_workers": self.num_workers, "pin_memory": self.pin_memory and on_cuda}
         if self.num_workers > 0:
             kwargs["persistent_workers"] = self.persistent_workers

@@ -106,7 +106,9 @@ class ClipDataset(Dataset):
         s = self.scale
         lq_h, lq_w = item.lq_height, item.lq_width
         # HQ may exceed LQ x scale by up to scale - 1 pixels (floor-divided LQ); it is cut to match.
-        fits = item.lq_path is None or (lq_h * s <= item.height < (lq_h + 1) * s and lq_w * s <= item.width < (lq_w + 1) * s)
+        fits = item.lq_path is None or (
+            lq_h * s <= item.height < (lq_h + 1) * s and lq_w * s <= item.width < (lq_w + 1) * s
+        )
         if not fits:
             return f"HQ {item.width}x{item.height} is not {s}x its LQ {lq_w}x{lq_h}; set scale to the pair's factor"
         need = (self.clip_frames - 1) * self.stride_range[0] + 1

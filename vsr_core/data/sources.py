@@ -150,7 +150,10 @@ def _scan_tree(root: Path, recursive: bool, extensions: tuple[str, ...]) -> tupl
     counts: dict[str, int] = {}
     for f in found:
         counts[f.key] = counts.get(f.key, 0) + 1
-    found = [_Found(f.key + Path(f.path).suffix if counts[f.key] > 1 and Path(f.path).suffix else f.key, f.path) for f in found]
+    found = [
+        _Found(f.key + Path(f.path).suffix if counts[f.key] > 1 and Path(f.path).suffix else f.key, f.path)
+        for f in found
+    ]
     return found, caption_files
 
 
@@ -350,7 +353,10 @@ class PairedFolders(VideoSource):
         hq_root = _check_root(self.hq_root, "PairedFolders hq_root")
         lq_root = _check_root(self.lq_root, "PairedFolders lq_root")
         ext = _normalize_extensions(self.extensions)
-        (hq, caption_files), (lq, _) = _scan_tree(hq_root, self.recursive, ext), _scan_tree(lq_root, self.recursive, ext)
+        (hq, caption_files), (lq, _) = (
+            _scan_tree(hq_root, self.recursive, ext),
+            _scan_tree(lq_root, self.recursive, ext),
+        )
         pairs, unmatched_hq, unmatched_lq = _pair_keys(hq, lq)
         if not pairs:
             raise DataError(
@@ -373,9 +379,13 @@ class PairedFolders(VideoSource):
             if hi.frames != li.frames:
                 _warn_skip(f"pair {h.key}: HQ has {hi.frames} frames, LQ {li.frames}; using the first {frames}")
             caption = captions.get(h.path) if captions else ""
-            items.append(VideoItem(h.key, h.path, frames, hi.height, hi.width, caption, lq_clip.path, li.height, li.width))
+            items.append(
+                VideoItem(h.key, h.path, frames, hi.height, hi.width, caption, lq_clip.path, li.height, li.width)
+            )
         if not items:
-            raise DataError(f"none of the {len(pairs)} HQ/LQ pairs under {hq_root} could be read; see the warnings above")
+            raise DataError(
+                f"none of the {len(pairs)} HQ/LQ pairs under {hq_root} could be read; see the warnings above"
+            )
         return items
 
 

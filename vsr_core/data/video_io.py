@@ -300,7 +300,9 @@ def _probe_file_uncached(path: str) -> VideoInfo:
         try:
             first = next(container.decode(stream), None)
         except av.FFmpegError as err:
-            raise VideoError(f"{path}: cannot decode the first frame ({_one_line(err)}); the file is corrupt") from None
+            raise VideoError(
+                f"{path}: cannot decode the first frame ({_one_line(err)}); the file is corrupt"
+            ) from None
         if first is None:
             raise VideoError(f"{path}: contains no decodable video frame; the file is empty or truncated")
         rotation = _normalize_rotation(getattr(first, "rotation", 0))
@@ -392,7 +394,9 @@ def probe_video(path: PathLike, fps: Fraction | int | None = None) -> VideoInfo:
 
 def _clip_indices(path: str, total: int, start: int, num_frames: int, stride: int) -> list[int]:
     if num_frames < 1 or stride < 1 or start < 0:
-        raise ValueError(f"read_clip needs start >= 0, num_frames >= 1, stride >= 1 (got {start}, {num_frames}, {stride})")
+        raise ValueError(
+            f"read_clip needs start >= 0, num_frames >= 1, stride >= 1 (got {start}, {num_frames}, {stride})"
+        )
     last = start + (num_frames - 1) * stride
     if last >= total:
         raise VideoError(
@@ -490,7 +494,9 @@ class VideoReader(_FrameSource):
         try:
             yield from container.decode(stream)
         except av.FFmpegError as err:
-            raise VideoError(f"{self.path}: decoding failed ({_one_line(err)}); the file is corrupt or truncated") from None
+            raise VideoError(
+                f"{self.path}: decoding failed ({_one_line(err)}); the file is corrupt or truncated"
+            ) from None
 
     def _truncated(self, got: int) -> TruncatedVideoError:
         return TruncatedVideoError(got, self.info.frames, self.path)
@@ -708,13 +714,17 @@ class VideoWriter:
                 pass
         except OSError as err:
             self._closed = True
-            raise VideoError(f"{self.path}: cannot write into '{directory}' ({err.strerror}); choose another output") from None
+            raise VideoError(
+                f"{self.path}: cannot write into '{directory}' ({err.strerror}); choose another output"
+            ) from None
         try:
             self._container = av.open(self.tmp_path, mode="w")
         except (av.FFmpegError, ValueError) as err:
             self._remove_tmp()
             self._closed = True
-            raise VideoError(f"{self.path}: cannot create the output ({_one_line(err)}); check the extension") from None
+            raise VideoError(
+                f"{self.path}: cannot create the output ({_one_line(err)}); check the extension"
+            ) from None
         self._stream = None
         self._audio_in = None
         self._audio_out = None
@@ -792,7 +802,9 @@ class VideoWriter:
         if arr.ndim == 3:
             arr = arr[None]
         if arr.ndim != 4 or arr.shape[-1] != 3 or arr.dtype != np.uint8:
-            raise VideoError(f"{self.path}: write() takes uint8 [T, H, W, 3] frames, got {arr.dtype} {tuple(arr.shape)}")
+            raise VideoError(
+                f"{self.path}: write() takes uint8 [T, H, W, 3] frames, got {arr.dtype} {tuple(arr.shape)}"
+            )
         if self._stream is None:
             self._setup_video(arr.shape[1], arr.shape[2])
         elif arr.shape[1:3] != self._input_size:

@@ -22,9 +22,7 @@ def _video(x: torch.Tensor, b: int, t: int) -> torch.Tensor:
     return x.reshape(b, t, *x.shape[1:]).permute(0, 2, 1, 3, 4)
 
 
-def adain_color_fix(
-    restored: torch.Tensor, reference: torch.Tensor, eps: float = 1e-5
-) -> torch.Tensor:
+def adain_color_fix(restored: torch.Tensor, reference: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     """Per-frame, per-channel mean and std of ``restored`` replaced by those of ``reference``."""
     dims = (-2, -1)
     mean_r, std_r = (
@@ -39,10 +37,7 @@ def adain_color_fix(
 
 
 def _wavelet_blur(x: torch.Tensor, radius: int) -> torch.Tensor:
-    kernel = (
-        torch.tensor([[1, 2, 1], [2, 4, 2], [1, 2, 1]], dtype=x.dtype, device=x.device)
-        / 16
-    )
+    kernel = torch.tensor([[1, 2, 1], [2, 4, 2], [1, 2, 1]], dtype=x.dtype, device=x.device) / 16
     kernel = kernel[None, None].repeat(x.shape[1], 1, 1, 1)
     x = F.pad(x, (radius, radius, radius, radius), mode="replicate")
     return F.conv2d(x, kernel, groups=x.shape[1], dilation=radius)
@@ -58,9 +53,7 @@ def _low_high(x: torch.Tensor, levels: int) -> tuple[torch.Tensor, torch.Tensor]
     return low, high
 
 
-def wavelet_color_fix(
-    restored: torch.Tensor, reference: torch.Tensor, levels: int = 5
-) -> torch.Tensor:
+def wavelet_color_fix(restored: torch.Tensor, reference: torch.Tensor, levels: int = 5) -> torch.Tensor:
     """High frequencies of ``restored`` plus the low frequencies of ``reference`` (à trous wavelets)."""
     b, _, t = restored.shape[:3]
     _, high = _low_high(_frames(restored.float()), levels)

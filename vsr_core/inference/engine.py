@@ -126,7 +126,9 @@ class RestoreEngine:
         self.layout = None
         if self.latent:
             if not implements_latent_protocol(method):
-                raise ConfigError(f"--fusion latent: {self.name} does not implement prepare_window/denoise_step/finish_window")
+                raise ConfigError(
+                    f"--fusion latent: {self.name} does not implement prepare_window/denoise_step/finish_window"
+                )
             self.layout = getattr(method, "latent_layout", None)
             if self.layout is None:
                 raise ConfigError(f"{self.name} implements the latent window protocol but declares no latent_layout")
@@ -147,7 +149,9 @@ class RestoreEngine:
         if options.tile is not None and options.tile < 0:
             raise ConfigError(f"--tile must be >= 0 (0 turns tiling off), got {options.tile}")
         if options.tile and options.tile < self.min_tile:
-            raise ConfigError(f"--tile {options.tile} is smaller than {self.name}'s minimum tile of {self.min_tile} LQ pixels")
+            raise ConfigError(
+                f"--tile {options.tile} is smaller than {self.name}'s minimum tile of {self.min_tile} LQ pixels"
+            )
         if options.tile_overlap is not None and options.tile_overlap < 0:
             raise ConfigError(f"--tile-overlap must be >= 0, got {options.tile_overlap}")
         self._restore_takes_generator = _accepts(method.restore, "generator")
@@ -240,7 +244,9 @@ class RestoreEngine:
     def _check(self, out: torch.Tensor, lq: torch.Tensor, what: str) -> torch.Tensor:
         expected = (*lq.shape[:3], lq.shape[3] * self.scale, lq.shape[4] * self.scale)
         if tuple(out.shape) != expected:
-            raise RuntimeError(f"{self.name}.{what} returned {tuple(out.shape)} for {tuple(lq.shape)}; expected {expected}")
+            raise RuntimeError(
+                f"{self.name}.{what} returned {tuple(out.shape)} for {tuple(lq.shape)}; expected {expected}"
+            )
         return out.float()
 
     def _finish_tile(self, out: torch.Tensor, lq_tile: torch.Tensor) -> torch.Tensor:
@@ -300,7 +306,9 @@ class RestoreEngine:
         frames = (video[:, t] for t in range(video.shape[1]))
         return torch.stack(list(self._restore_stream(frames, video.shape[1], as_uint8=False)), dim=1)
 
-    def _restore_stream(self, frames: Iterable[torch.Tensor], num_frames: int, as_uint8: bool) -> Iterator[torch.Tensor]:
+    def _restore_stream(
+        self, frames: Iterable[torch.Tensor], num_frames: int, as_uint8: bool
+    ) -> Iterator[torch.Tensor]:
         plan = self.plan(num_frames)
         self.fusion.start(plan)
         generator = make_generator(self.options.seed, self.device) if self.options.seed is not None else None
@@ -331,7 +339,9 @@ class RestoreEngine:
         assembler: FrameAssembler | None = None
         emitted = 0
 
-        def assemble(window: Window, size: tuple[int, int], bands: Iterable[tuple[int, torch.Tensor]]) -> Iterator[torch.Tensor]:
+        def assemble(
+            window: Window, size: tuple[int, int], bands: Iterable[tuple[int, torch.Tensor]]
+        ) -> Iterator[torch.Tensor]:
             nonlocal assembler, emitted
             h, w = size
             if assembler is None:

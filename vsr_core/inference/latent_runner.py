@@ -116,7 +116,9 @@ class LatentRunner:
         weights = self.fusion.weights(window, tile, level).to(latents.device, torch.float32)
         weights = weights.expand(window.frames, tile.height, tile.width)
         if not bool((weights > 0).all()):
-            raise ConfigError(f"{type(self.fusion).__name__}.weights must be positive (window {window.index}, tile {tile.index})")
+            raise ConfigError(
+                f"{type(self.fusion).__name__}.weights must be positive (window {window.index}, tile {tile.index})"
+            )
         ys, xs = slice(tile.y, tile.y + tile.height), slice(tile.x, tile.x + tile.width)
         h, w = self.frame_size
         for k in range(window.frames):
@@ -124,7 +126,9 @@ class LatentRunner:
             acc = self._levels.get(key)
             if acc is None:
                 total = torch.zeros(latents.shape[0], latents.shape[1], h, w, device=latents.device)
-                acc = _Level(total, torch.zeros(h, w, device=latents.device), self._coverage[key[1]], self._coverage[key[1]])
+                acc = _Level(
+                    total, torch.zeros(h, w, device=latents.device), self._coverage[key[1]], self._coverage[key[1]]
+                )
                 self._levels[key] = acc
             acc.total[:, :, ys, xs] += latents[:, :, k].float() * weights[k]
             acc.weight[ys, xs] += weights[k]
@@ -217,8 +221,14 @@ class LatentRunner:
             action = None
             for j in range(finished, prepared):
                 levels = live[j].levels
-                neighbours_at = min((live[n].levels if n in live else (0 if n >= prepared else 1 << 30))
-                                    for n in self._neighbours[j]) if self._neighbours[j] else 1 << 30
+                neighbours_at = (
+                    min(
+                        (live[n].levels if n in live else (0 if n >= prepared else 1 << 30))
+                        for n in self._neighbours[j]
+                    )
+                    if self._neighbours[j]
+                    else 1 << 30
+                )
                 if levels <= self.steps and neighbours_at >= levels:
                     action = ("step", j)
                     break

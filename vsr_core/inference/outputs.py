@@ -50,7 +50,9 @@ def _check_writable(outdir: Path) -> None:
     try:
         probe.touch(exist_ok=False)
     except OSError as err:
-        raise VideoError(f"cannot write into output directory '{outdir}' ({err.strerror}); choose another -o") from None
+        raise VideoError(
+            f"cannot write into output directory '{outdir}' ({err.strerror}); choose another -o"
+        ) from None
     probe.unlink()
 
 
@@ -73,7 +75,9 @@ def output_targets(inputs: list[Path], outdir: Path, overwrite: bool) -> list[Pa
     for target in targets:
         for source in inputs:
             if target.exists() and source.exists() and os.path.samefile(target, source):
-                raise ConfigError(f"output '{target}' is the input '{source}'; restore never replaces its input, choose another -o")
+                raise ConfigError(
+                    f"output '{target}' is the input '{source}'; restore never replaces its input, choose another -o"
+                )
         if target.exists() and not overwrite:
             raise ConfigError(f"output '{target}' exists; pass --overwrite to replace it, or choose another -o")
         if target.is_dir():

@@ -50,9 +50,7 @@ class VideoFilesDataModule(pl.LightningDataModule):
         self.inputs = list(inputs)
 
     def predict_dataloader(self) -> DataLoader:
-        return DataLoader(
-            _Files(collect_inputs(self.inputs)), batch_size=1, collate_fn=_collate
-        )
+        return DataLoader(_Files(collect_inputs(self.inputs)), batch_size=1, collate_fn=_collate)
 
 
 class RestorePredictionWriter(BasePredictionWriter):

@@ -25,9 +25,7 @@ def tile_starts(size: int, tile: int, overlap: int) -> list[int]:
     if tile >= size:
         return [0]
     if overlap >= tile:
-        raise ConfigError(
-            f"--tile-overlap {overlap} must be smaller than --tile {tile}"
-        )
+        raise ConfigError(f"--tile-overlap {overlap} must be smaller than --tile {tile}")
     step = tile - overlap
     starts = list(range(0, size - tile, step)) + [size - tile]
     return sorted(set(starts))
@@ -87,9 +85,7 @@ def plan_tiles(height: int, width: int, tile: int | None, overlap: int = 0) -> T
         th, tw = min(tile, height), min(tile, width)
     rows = tile_starts(height, th, overlap) if th < height else [0]
     cols = tile_starts(width, tw, overlap) if tw < width else [0]
-    tiles = tuple(
-        Tile(r * len(cols) + c, r, c, y, x, th, tw) for r, y in enumerate(rows) for c, x in enumerate(cols)
-    )
+    tiles = tuple(Tile(r * len(cols) + c, r, c, y, x, th, tw) for r, y in enumerate(rows) for c, x in enumerate(cols))
     return TileGrid(height, width, tiles)
 
 

@@ -46,9 +46,7 @@ class WindowPlan:
     windows: tuple[Window, ...]
 
 
-def plan_windows(
-    num_frames: int, window: int, overlap: int, frames_rule: tuple[int, int] = (1, 0)
-) -> WindowPlan:
+def plan_windows(num_frames: int, window: int, overlap: int, frames_rule: tuple[int, int] = (1, 0)) -> WindowPlan:
     """Cut ``num_frames`` frames into overlapping windows whose length obeys ``frames_rule``.
 
     ``window`` is rounded down to a valid length (never below the smallest one); ``overlap``

@@ -84,7 +84,9 @@ class LatentCodec(nn.Module, ABC):
                     f"{type(self).__name__}'s spatial factor {f}"
                 )
             if not 0 <= self.tile_overlap < self.tile_size:
-                raise ConfigError(f"tile_overlap={self.tile_overlap} must be >= 0 and smaller than tile_size={self.tile_size}")
+                raise ConfigError(
+                    f"tile_overlap={self.tile_overlap} must be >= 0 and smaller than tile_size={self.tile_size}"
+                )
         if self.frames_per_chunk is not None:
             if self.causal:
                 raise ConfigError(
@@ -180,10 +182,14 @@ class LatentCodec(nn.Module, ABC):
         frames, height, width = video.shape[2:]
         if self.valid_frames(frames) != frames:
             rule = f"{self.temporal_factor}k+1" if self.causal else f"a multiple of {self.temporal_factor}"
-            raise ConfigError(f"{name} needs {rule} frames, got {frames} (valid_frames({frames}) = {self.valid_frames(frames)})")
+            raise ConfigError(
+                f"{name} needs {rule} frames, got {frames} (valid_frames({frames}) = {self.valid_frames(frames)})"
+            )
         f = self.spatial_factor
         if height % f or width % f:
-            raise ConfigError(f"{name} needs height and width divisible by {f}, got {height}x{width}; pad or crop the video")
+            raise ConfigError(
+                f"{name} needs height and width divisible by {f}, got {height}x{width}; pad or crop the video"
+            )
 
     def extra_repr(self) -> str:
         return (

@@ -74,10 +74,14 @@ class DiffusersVAECodec(LatentCodec):
     def preset_config(cls, preset: str, config: dict[str, Any] | None = None) -> dict[str, Any]:
         """The VAE config of a named preset, updated by ``config``."""
         if preset not in cls.presets:
-            raise ConfigError(f"unknown {cls.__name__} preset {preset!r}; choose one of {', '.join(sorted(cls.presets))}")
+            raise ConfigError(
+                f"unknown {cls.__name__} preset {preset!r}; choose one of {', '.join(sorted(cls.presets))}"
+            )
         return {**cls.presets[preset], **(config or {})}
 
-    def _build(self, preset: str, config: dict[str, Any] | None, seed: int | None, dtype: torch.dtype | None) -> nn.Module:
+    def _build(
+        self, preset: str, config: dict[str, Any] | None, seed: int | None, dtype: torch.dtype | None
+    ) -> nn.Module:
         kwargs = self.preset_config(preset, config)
         if seed is None:
             vae = self.vae_class(**kwargs)
@@ -98,7 +102,9 @@ class DiffusersVAECodec(LatentCodec):
         return self.vae_class.from_pretrained(folder, torch_dtype=dtype)
 
     def encoder_modules(self) -> Iterable[nn.Module]:
-        return [m for m in (getattr(self.vae, "encoder", None), getattr(self.vae, "quant_conv", None)) if m is not None]
+        return [
+            m for m in (getattr(self.vae, "encoder", None), getattr(self.vae, "quant_conv", None)) if m is not None
+        ]
 
     def _configure(self) -> None:
         """Read factors and latent normalization from ``self.vae.config`` (subclasses)."""

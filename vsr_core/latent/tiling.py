@@ -38,7 +38,9 @@ def _rise(overlap: int, dtype: torch.dtype, device: torch.device) -> torch.Tenso
     margin = overlap // 4
     n = overlap - 2 * margin
     middle = torch.arange(1, n + 1, dtype=dtype, device=device) / (n + 1)
-    return torch.cat([torch.zeros(margin, dtype=dtype, device=device), middle, torch.ones(margin, dtype=dtype, device=device)])
+    return torch.cat(
+        [torch.zeros(margin, dtype=dtype, device=device), middle, torch.ones(margin, dtype=dtype, device=device)]
+    )
 
 
 def ramp(length: int, overlap_in: int, overlap_out: int, *, dtype: torch.dtype, device: torch.device) -> torch.Tensor:

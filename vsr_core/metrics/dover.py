@@ -120,7 +120,9 @@ def fuse_scores(technical: float, aesthetic: float) -> float:
     return float(torch.sigmoid(torch.tensor(x, dtype=torch.float64)))
 
 
-def segment_frame_indices(num_frames: int, segments: int, length: int, interval: int, generator: torch.Generator) -> torch.Tensor:
+def segment_frame_indices(
+    num_frames: int, segments: int, length: int, interval: int, generator: torch.Generator
+) -> torch.Tensor:
     """``[segments*length]`` frame indices: per equal segment, ``length`` frames ``interval`` apart from a random start.
 
     Segment ``i`` starts at ``num_frames // segments * i``; when the segment is longer than
@@ -138,7 +140,9 @@ def segment_frame_indices(num_frames: int, segments: int, length: int, interval:
     return idx.flatten() % num_frames
 
 
-def fragment_origins(size: int, grid: int, patch: int, chunks: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def fragment_origins(
+    size: int, grid: int, patch: int, chunks: int, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Fragment starts along one axis of ``size`` px: cell bases ``[grid]`` and jitter ``[grid, grid, chunks]``.
 
     Cell ``i`` starts at ``min(size // grid * i, size - patch)``; when a cell is wider than the
@@ -187,7 +191,9 @@ def technical_view(frames: torch.Tensor, cfg: ViewConfig, generator: torch.Gener
 
 def aesthetic_view(frames: torch.Tensor, cfg: ViewConfig) -> torch.Tensor:
     """Resize ``[3,T,H,W]`` (0-255) to ``[3,T,size,size]``: bilinear, no antialias, rounded to 8-bit levels."""
-    out = F.interpolate(frames.transpose(0, 1), size=(cfg.size, cfg.size), mode="bilinear", align_corners=False, antialias=False)
+    out = F.interpolate(
+        frames.transpose(0, 1), size=(cfg.size, cfg.size), mode="bilinear", align_corners=False, antialias=False
+    )
     return out.round().clamp(0, 255).transpose(0, 1)
 
 
@@ -199,7 +205,9 @@ def normalise(view: torch.Tensor, clips: int) -> torch.Tensor:
     return view.reshape(3, clips, -1, *view.shape[-2:]).transpose(0, 1)
 
 
-def sample_views(video: torch.Tensor, cfg: ViewConfig = ViewConfig(), seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def sample_views(
+    video: torch.Tensor, cfg: ViewConfig = ViewConfig(), seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """A clip ``[3,T,H,W]`` in ``[-1,1]`` -> normalised views ``([num_clips,3,clip_len,S,S], [1,3,clip_len,s,s])``.
 
     ``S = grid*patch`` (224); ``s = size`` (224). Sampling is seeded: the same clip and seed give the same views.
@@ -227,7 +235,9 @@ def load_dover_state(model: nn.Module, path: str | os.PathLike) -> None:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # pickle, zip or torch errors alike: say which file and why, in one line
-        raise PretrainedError(f"{path}: cannot read DOVER weights ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") from err
+        raise PretrainedError(
+            f"{path}: cannot read DOVER weights ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
+        ) from err
     if not isinstance(state, dict):
         raise PretrainedError(f"{path}: expected a DOVER state dict, got {type(state).__name__}")
     own = model.state_dict()
@@ -235,10 +245,14 @@ def load_dover_state(model: nn.Module, path: str | os.PathLike) -> None:
     unexpected = [k for k in state if k not in own]
     if missing or unexpected:
         first = f"missing key {missing[0]}" if missing else f"unexpected key {unexpected[0]}"
-        raise PretrainedError(f"{path} is not DOVER.pth: {first} ({len(missing)} missing, {len(unexpected)} unexpected)")
+        raise PretrainedError(
+            f"{path} is not DOVER.pth: {first} ({len(missing)} missing, {len(unexpected)} unexpected)"
+        )
     for key, value in own.items():
         if tuple(state[key].shape) != tuple(value.shape):
-            raise PretrainedError(f"{path} is not DOVER.pth: {key} has shape {tuple(state[key].shape)}, expected {tuple(value.shape)}")
+            raise PretrainedError(
+                f"{path} is not DOVER.pth: {key} has shape {tuple(state[key].shape)}, expected {tuple(value.shape)}"
+            )
     model.load_state_dict(state, strict=True)
 
 
@@ -253,7 +267,13 @@ class DoverMetric:
         views: sampling (defaults = the trained setting). seed: per-clip sampling seed.
     """
 
-    def __init__(self, weights: str | os.PathLike, device: str | torch.device = "cpu", views: ViewConfig = ViewConfig(), seed: int = 0) -> None:
+    def __init__(
+        self,
+        weights: str | os.PathLike,
+        device: str | torch.device = "cpu",
+        views: ViewConfig = ViewConfig(),
+        seed: int = 0,
+    ) -> None:
         self.device, self.views, self.seed = torch.device(device), views, seed
         self.model = DoverModel()
         load_dover_state(self.model, weights)
@@ -269,7 +289,9 @@ class DoverMetric:
         return {"dover": fuse_scores(t, a), "dover_technical": t, "dover_aesthetic": a}
 
 
-def create_dover_metric(weights_dir: str | os.PathLike | None = None, device: str | torch.device = "cpu", **kwargs) -> DoverMetric:
+def create_dover_metric(
+    weights_dir: str | os.PathLike | None = None, device: str | torch.device = "cpu", **kwargs
+) -> DoverMetric:
     """:class:`DoverMetric` from ``<weights_dir>/DOVER.pth`` (default dir: :func:`~vsr_core.metrics.iqa.default_weights_dir`).
 
     Raises:

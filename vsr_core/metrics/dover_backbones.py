@@ -92,21 +92,27 @@ def relative_position_index(window: tuple[int, int, int]) -> torch.Tensor:
     return (rel * strides).sum(-1)
 
 
-def fragment_gate(size: tuple[int, int, int], window: tuple[int, int, int], shift: tuple[int, int, int], device) -> torch.Tensor:
+def fragment_gate(
+    size: tuple[int, int, int], window: tuple[int, int, int], shift: tuple[int, int, int], device
+) -> torch.Tensor:
     """``[nW,N,N]`` float: L1 distance between the fragment cells of each token pair in each window.
 
     The map ``size`` (padded D,H,W) is split into a 1 x wh x ww grid of "fragments" by nearest
     resampling of the cell coordinates (at stage 1 of a 224 px fragment view each 32 px fragment
     is 8x8 tokens), rolled by the window shift and windowed like the features themselves.
     """
-    grid = torch.stack(torch.meshgrid(torch.arange(1), torch.arange(window[1]), torch.arange(window[2]), indexing="ij"))
+    grid = torch.stack(
+        torch.meshgrid(torch.arange(1), torch.arange(window[1]), torch.arange(window[2]), indexing="ij")
+    )
     cells = F.interpolate(grid[None].float().to(device), size=size, mode="nearest").long().permute(0, 2, 3, 4, 1)
     cells = torch.roll(cells, shifts=tuple(-s for s in shift), dims=(1, 2, 3))
     cells = _partition(cells, window)  # [nW,N,3]
     return (cells[:, None, :] - cells[:, :, None]).abs().sum(-1).float()
 
 
-def shift_mask(size: tuple[int, int, int], window: tuple[int, int, int], shift: tuple[int, int, int], device) -> torch.Tensor:
+def shift_mask(
+    size: tuple[int, int, int], window: tuple[int, int, int], shift: tuple[int, int, int], device
+) -> torch.Tensor:
     """``[nW,N,N]`` additive mask (0 / -100) keeping shifted windows from mixing regions that the roll wrapped around.
 
     Along each axis the padded map has three regions ``[0, P-w)``, ``[P-w, P-s)``, ``[P-s, P)``;
@@ -176,7 +182,9 @@ class Mlp(nn.Module):
 class SwinBlock3D(nn.Module):
     """Pre-norm (shifted-)window attention + MLP block on ``[B,D,H,W,C]``."""
 
-    def __init__(self, dim: int, heads: int, window: tuple[int, int, int], shift: tuple[int, int, int], gated: bool) -> None:
+    def __init__(
+        self, dim: int, heads: int, window: tuple[int, int, int], shift: tuple[int, int, int], gated: bool
+    ) -> None:
         super().__init__()
         self.window, self.shift = window, shift
         self.norm1 = nn.LayerNorm(dim)
@@ -226,7 +234,9 @@ class PatchMerging(nn.Module):
 class SwinStage(nn.Module):
     """``depth`` blocks alternating unshifted / shifted-by-half windows, then optional patch merging."""
 
-    def __init__(self, dim: int, depth: int, heads: int, window: tuple[int, int, int], gated: bool, merge: bool) -> None:
+    def __init__(
+        self, dim: int, depth: int, heads: int, window: tuple[int, int, int], gated: bool, merge: bool
+    ) -> None:
         super().__init__()
         half = tuple(n // 2 for n in window)
         self.blocks = nn.ModuleList(
@@ -265,7 +275,8 @@ class TechnicalSwin3D(nn.Module):
         super().__init__()
         self.patch_embed = PatchEmbed3D(96)
         self.layers = nn.ModuleList(
-            SwinStage(96 * 2**i, SWIN_DEPTHS[i], SWIN_HEADS[i], SWIN_WINDOW, SWIN_GATED[i], merge=i < 3) for i in range(4)
+            SwinStage(96 * 2**i, SWIN_DEPTHS[i], SWIN_HEADS[i], SWIN_WINDOW, SWIN_GATED[i], merge=i < 3)
+            for i in range(4)
         )
         self.norm = nn.LayerNorm(768)
 
@@ -316,15 +327,21 @@ class AestheticConvNeXt3D(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         dims = CONVNEXT_DIMS
-        stem = nn.Sequential(nn.Conv3d(3, dims[0], kernel_size=(2, 4, 4), stride=(2, 4, 4)), ChannelsFirstLayerNorm(dims[0]))
+        stem = nn.Sequential(
+            nn.Conv3d(3, dims[0], kernel_size=(2, 4, 4), stride=(2, 4, 4)), ChannelsFirstLayerNorm(dims[0])
+        )
         downs = [
-            nn.Sequential(ChannelsFirstLayerNorm(dims[i]), nn.Conv3d(dims[i], dims[i + 1], kernel_size=(1, 2, 2), stride=(1, 2, 2)))
+            nn.Sequential(
+                ChannelsFirstLayerNorm(dims[i]),
+                nn.Conv3d(dims[i], dims[i + 1], kernel_size=(1, 2, 2), stride=(1, 2, 2)),
+            )
             for i in range(3)
         ]
         self.downsample_layers = nn.ModuleList([stem, *downs])
         cycle = CONVNEXT_TEMPORAL_KERNELS
         self.stages = nn.ModuleList(
-            nn.Sequential(*(ConvNeXtBlock3D(dims[i], cycle[j % len(cycle)]) for j in range(CONVNEXT_DEPTHS[i]))) for i in range(4)
+            nn.Sequential(*(ConvNeXtBlock3D(dims[i], cycle[j % len(cycle)]) for j in range(CONVNEXT_DEPTHS[i])))
+            for i in range(4)
         )
         self.norm = nn.LayerNorm(dims[-1], eps=1e-6)
 

@@ -69,14 +69,18 @@ def _read_weights(path: str | os.PathLike, map_location="cpu"):
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # pickle, zip or torch errors alike: name the file, one line
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise PretrainedError(f"{path} cannot be read as a plain weights file ({first}); replace it with the original") from None
+        raise PretrainedError(
+            f"{path} cannot be read as a plain weights file ({first}); replace it with the original"
+        ) from None
 
 
 class _NoNetwork(socket.socket):
     """A socket that refuses to connect (what pyiqa's downloads would open)."""
 
     def connect(self, address):  # noqa: D102
-        raise MissingWeights(f"a file from {address[0] if isinstance(address, tuple) else address} (network access refused)")
+        raise MissingWeights(
+            f"a file from {address[0] if isinstance(address, tuple) else address} (network access refused)"
+        )
 
     def connect_ex(self, address):  # noqa: D102
         self.connect(address)
@@ -112,7 +116,11 @@ def weights_access(weights_dir: str | os.PathLike, allow_download: bool = False)
 
     weights_dir = Path(weights_dir)
     fetch_file, load_network = download_util.load_file_from_url, arch_util.load_pretrained_network
-    load_url, download, clip_download = torch.hub.load_state_dict_from_url, torch.hub.download_url_to_file, clip_model._download
+    load_url, download, clip_download = (
+        torch.hub.load_state_dict_from_url,
+        torch.hub.download_url_to_file,
+        clip_model._download,
+    )
 
     def local_file(url, model_dir=None, progress=True, file_name=None):
         path = Path(model_dir or weights_dir).absolute() / _file_name(url, file_name)
@@ -120,14 +128,23 @@ def weights_access(weights_dir: str | os.PathLike, allow_download: bool = False)
             raise MissingWeights(str(path))
         return str(path)
 
-    def local_state_dict(url, model_dir=None, map_location=None, progress=True, check_hash=False, file_name=None, weights_only=True):
+    def local_state_dict(
+        url, model_dir=None, map_location=None, progress=True, check_hash=False, file_name=None, weights_only=True
+    ):
         path = Path(model_dir or Path(torch.hub.get_dir()) / "checkpoints") / _file_name(url, file_name)
         if path.is_file():
             return _read_weights(path, map_location)
         if not allow_download:
             raise MissingWeights(str(path))
-        return load_url(url, model_dir=model_dir, map_location=map_location, progress=progress,
-                        check_hash=check_hash, file_name=file_name, weights_only=True)
+        return load_url(
+            url,
+            model_dir=model_dir,
+            map_location=map_location,
+            progress=progress,
+            check_hash=check_hash,
+            file_name=file_name,
+            weights_only=True,
+        )
 
     def tensors_only_network(net, model_path, strict=True, weight_keys=None):
         # pyiqa's load_pretrained_network, without its print, reading tensors only.
@@ -201,12 +218,18 @@ def required_files(name: str, weights_dir: str | os.PathLike | None = None) -> l
         from pyiqa.archs.lpips_arch import default_model_urls
         from torchvision.models import AlexNet_Weights
 
-        return [checkpoints / _file_name(AlexNet_Weights.IMAGENET1K_V1.url), weights_dir / _file_name(default_model_urls["0.1_alex"])]
+        return [
+            checkpoints / _file_name(AlexNet_Weights.IMAGENET1K_V1.url),
+            weights_dir / _file_name(default_model_urls["0.1_alex"]),
+        ]
     if name == "dists":
         from pyiqa.archs.dists_arch import default_model_urls
         from torchvision.models import VGG16_Weights
 
-        return [checkpoints / _file_name(VGG16_Weights.IMAGENET1K_V1.url), weights_dir / _file_name(default_model_urls["url"])]
+        return [
+            checkpoints / _file_name(VGG16_Weights.IMAGENET1K_V1.url),
+            weights_dir / _file_name(default_model_urls["url"]),
+        ]
     if name == "musiq":
         from pyiqa.archs.musiq_arch import default_model_urls
 
@@ -242,7 +265,10 @@ def niqe_params_file() -> str:
 
 
 def create_iqa_metric(
-    name: str, weights_dir: str | os.PathLike | None = None, device: str | torch.device = "cpu", allow_download: bool = False
+    name: str,
+    weights_dir: str | os.PathLike | None = None,
+    device: str | torch.device = "cpu",
+    allow_download: bool = False,
 ):
     """A pyiqa metric ``(pred [N,3,H,W], ref [N,3,H,W] | None) in [0,1] -> [N]``, built offline.
 

@@ -38,7 +38,16 @@ from vsr_core.metrics.fidelity import psnr, ssim
 from vsr_core.metrics.iqa import MissingWeights, create_iqa_metric
 from vsr_core.metrics.temporal import default_flow_estimator, flicker, warping_error
 
-__all__ = ["ALL_METRICS", "DEFAULT_METRICS", "MetricSuite", "NEEDS_GT", "Progress", "Report", "TEMPORAL", "VIDEO_NO_REFERENCE"]
+__all__ = [
+    "ALL_METRICS",
+    "DEFAULT_METRICS",
+    "MetricSuite",
+    "NEEDS_GT",
+    "Progress",
+    "Report",
+    "TEMPORAL",
+    "VIDEO_NO_REFERENCE",
+]
 
 # progress(metric, done, total): how far the current clip is for that metric (frames, frame pairs or 1).
 Progress = Callable[[str, int, int], None]
@@ -82,7 +91,13 @@ class Report:
             for clip, row in [*self.rows.items(), ("mean", self.mean())]:
                 writer.writerow([clip, *(f"{row[n]:.6g}" if n in row else "" for n in names)])
         os.replace(tmp, csv_path)
-        payload = {"clips": self.rows, "mean": self.mean(), "skipped": self.skipped, "notes": self.notes, "seconds": self.seconds}
+        payload = {
+            "clips": self.rows,
+            "mean": self.mean(),
+            "skipped": self.skipped,
+            "notes": self.notes,
+            "seconds": self.seconds,
+        }
         tmp = json_path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(payload, indent=2))
         os.replace(tmp, json_path)
@@ -155,7 +170,9 @@ class MetricSuite:
             try:
                 if name in (*FULL_REFERENCE, *NO_REFERENCE):
                     self._iqa[name] = create_iqa_metric(name, weights_dir, device, allow_download=allow_download)
-                elif name == "dover":  # a file that is there but is not DOVER.pth raises PretrainedError: stop, don't skip
+                elif (
+                    name == "dover"
+                ):  # a file that is there but is not DOVER.pth raises PretrainedError: stop, don't skip
                     self._dover = create_dover_metric(weights_dir, device)
             except MissingWeights as missing:
                 self.report.skipped[name] = f"weights not found: {missing.path}"
@@ -203,7 +220,9 @@ class MetricSuite:
         self.report.rows[clip] = row
         return row
 
-    def _score_one(self, name: str, clip: str, restored: torch.Tensor, gt: torch.Tensor | None, row: dict[str, float]) -> None:
+    def _score_one(
+        self, name: str, clip: str, restored: torch.Tensor, gt: torch.Tensor | None, row: dict[str, float]
+    ) -> None:
         """Add metric ``name``'s score(s) for ``clip`` to ``row`` (or skip the metric with its reason)."""
         frames = restored.shape[2]
         self._report_progress(name, 0, frames)
@@ -227,7 +246,9 @@ class MetricSuite:
             return
         elif name == "niqe" and min(restored.shape[-2:]) < 192:
             # NIQE fits 96x96 patches at two scales; smaller frames have no patch to score.
-            self._skip(name, f"frames of {clip} are {restored.shape[-1]}x{restored.shape[-2]}; NIQE needs at least 192x192")
+            self._skip(
+                name, f"frames of {clip} are {restored.shape[-1]}x{restored.shape[-2]}; NIQE needs at least 192x192"
+            )
             return
         else:
             try:

@@ -89,7 +89,9 @@ class HornSchunckFlow:
             back (bilinear, displacements x ``k``). None = always at full size.
     """
 
-    def __init__(self, levels: int = 4, iterations: int = 60, alpha: float = 0.05, max_size: int | None = None) -> None:
+    def __init__(
+        self, levels: int = 4, iterations: int = 60, alpha: float = 0.05, max_size: int | None = None
+    ) -> None:
         if max_size is not None and max_size < 16:
             raise ValueError(f"max_size must be at least 16 px, got {max_size}")
         self.levels, self.iterations, self.alpha, self.max_size = levels, iterations, alpha, max_size
@@ -97,7 +99,11 @@ class HornSchunckFlow:
     @property
     def name(self) -> str:
         """``horn-schunck``, with the working size when it is bounded (scores differ between settings)."""
-        return "horn-schunck" if self.max_size is None else f"horn-schunck (estimated on frames of at most {self.max_size} px)"
+        return (
+            "horn-schunck"
+            if self.max_size is None
+            else f"horn-schunck (estimated on frames of at most {self.max_size} px)"
+        )
 
     def _refine(self, a: torch.Tensor, b: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
         warped, _ = warp(b, flow)

@@ -284,14 +284,18 @@ class MethodConformance:
         trainer.save_checkpoint(tmp_path / "run.ckpt")
         state = read_torch_file(tmp_path / "run.ckpt", what="checkpoint")["state_dict"]
         rebuildable = method.rebuildable_state_keys()
-        assert not rebuildable & set(state), f"frozen rebuildable weights in the checkpoint, e.g. {sorted(rebuildable & set(state))[:3]}"
+        assert not rebuildable & set(state), (
+            f"frozen rebuildable weights in the checkpoint, e.g. {sorted(rebuildable & set(state))[:3]}"
+        )
         loaded = load_method(tmp_path / "run.ckpt")
         for module in method.training_only_modules:
             assert getattr(loaded, module, None) is None, f"training-only {module} was built to restore"
         folder = export_method(loaded, tmp_path / "export")
         record = json.loads((folder / METHOD_FILE).read_text())
         exported = set(record.get("components", {})) | {p.name for p in folder.iterdir() if p.is_dir()}
-        leaked = [m for m in method.training_only_modules if any(e == m or e.startswith(f"{m}_lora") for e in exported)]
+        leaked = [
+            m for m in method.training_only_modules if any(e == m or e.startswith(f"{m}_lora") for e in exported)
+        ]
         assert not leaked, f"the export holds training-only modules {leaked}"
 
     def test_config_round_trip(self, tmp_path: Path) -> None:

@@ -48,9 +48,17 @@ class SyntheticClips(Dataset):
 class SyntheticDataModule(LightningDataModule):
     """A data module over :class:`SyntheticClips` with vsr's batch dict (float tensors already)."""
 
-    def __init__(self, num_clips: int = 8, frames: int = 5, size: int = 32, scale: int = 4, batch_size: int = 2) -> None:
+    def __init__(
+        self, num_clips: int = 8, frames: int = 5, size: int = 32, scale: int = 4, batch_size: int = 2
+    ) -> None:
         super().__init__()
-        self.num_clips, self.frames, self.size, self.scale, self.batch_size = num_clips, frames, size, scale, batch_size
+        self.num_clips, self.frames, self.size, self.scale, self.batch_size = (
+            num_clips,
+            frames,
+            size,
+            scale,
+            batch_size,
+        )
 
     def _loader(self, seed: int, shuffle: bool) -> DataLoader:
         data = SyntheticClips(self.num_clips, self.frames, self.size, self.scale, seed=seed)

@@ -91,7 +91,9 @@ class ThreeNetworkMethod(BoringMethod):
         x_noisy = x + self.sigma * noise
 
         losses = {
-            "fake_score": self.optimize("fake_score", lambda: F.mse_loss(self.fake_score(x_noisy.detach()), x.detach())),
+            "fake_score": self.optimize(
+                "fake_score", lambda: F.mse_loss(self.fake_score(x_noisy.detach()), x.detach())
+            ),
             "discriminator": self.optimize(
                 "discriminator",
                 lambda: F.relu(1 - self.discriminator(hq)).mean() + F.relu(1 + self.discriminator(x.detach())).mean(),

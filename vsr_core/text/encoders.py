@@ -230,7 +230,9 @@ class TextEncoder:
             model = model_class.from_pretrained(self.encoder_folder, local_files_only=True, **options)
         except (OSError, ValueError, KeyError, RuntimeError) as err:
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise PretrainedError(f"could not load the {self.kind} text encoder from {self.encoder_folder}: {first}") from None
+            raise PretrainedError(
+                f"could not load the {self.kind} text encoder from {self.encoder_folder}: {first}"
+            ) from None
         self.tokenizer = tokenizer
         self.model = model.requires_grad_(False).eval()
         return self.model

@@ -132,7 +132,9 @@ class PromptEncoder(nn.Module):
                 raise PretrainedError(f"prompt mode {mode} needs a positive embedding")
             negative = positive if negative is None else negative
             if negative.shape[1:] != positive.shape[1:]:
-                raise PretrainedError(f"negative embedding {list(negative.shape)} does not match {list(positive.shape)}")
+                raise PretrainedError(
+                    f"negative embedding {list(negative.shape)} does not match {list(positive.shape)}"
+                )
             self.register_buffer("positive", positive.detach().float()[:1], persistent=False)
             self.register_buffer("negative", negative.detach().float()[:1], persistent=False)
 
@@ -159,11 +161,11 @@ class PromptEncoder(nn.Module):
         """
         encoder = TextEncoder.from_pretrained(pretrained, kind, **encoder_options)
         if width is not None and encoder.width != width:
-            raise PretrainedError(
-                f"{encoder.encoder_folder} has width {encoder.width}, the model expects {width}"
-            )
+            raise PretrainedError(f"{encoder.encoder_folder} has width {encoder.width}, the model expects {width}")
         mode = "empty" if empty else encoder.kind
-        return cls(mode, encoder, negative_prompt=negative_prompt, ignore_prompts=ignore_prompts, cache=cache, owner=owner)
+        return cls(
+            mode, encoder, negative_prompt=negative_prompt, ignore_prompts=ignore_prompts, cache=cache, owner=owner
+        )
 
     @classmethod
     def from_embeddings(
@@ -311,6 +313,12 @@ def prompt_for(method: nn.Module, prompt: str | None, name: str | None = None) -
         return prompt
     label = name or type(method).__name__
     if support == "ignore":
-        warnings.warn(f"{label} has no text encoder; --prompt is ignored (empty-prompt conditioning)", PromptWarning, stacklevel=2)
+        warnings.warn(
+            f"{label} has no text encoder; --prompt is ignored (empty-prompt conditioning)",
+            PromptWarning,
+            stacklevel=2,
+        )
         return None
-    raise ConfigError(f"{label} has no text encoder, so --prompt cannot be used; drop it (or load the method with one)")
+    raise ConfigError(
+        f"{label} has no text encoder, so --prompt cannot be used; drop it (or load the method with one)"
+    )

@@ -26,8 +26,14 @@ def by_hand(clip: dict) -> tuple[float, float]:
 
 
 def test_logs_the_mean_bicubic_scores_over_the_validation_clips(tmp_path):
-    trainer = L.Trainer(accelerator="cpu", logger=False, callbacks=[BicubicBaseline()], enable_progress_bar=False,
-                        enable_model_summary=False, default_root_dir=tmp_path)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        logger=False,
+        callbacks=[BicubicBaseline()],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
     # 5 clips in batches of 2, 2, 1: Lightning's batch-size-weighted epoch mean is the mean over clips.
     (metrics,) = trainer.validate(Upsampler(), DataLoader(Clips(), batch_size=2, collate_fn=collate), verbose=False)
     expected = [by_hand(Clips()[i]) for i in range(5)]

@@ -187,7 +187,9 @@ def test_exporter_recipe_and_test_from_checkpoint(tmp_path):
 
     # a fresh trainer testing from the checkpoint evaluates the EMA weights too
     fresh = Boring()
-    make_trainer(tmp_path, [EMA(decay=0.5)], steps=1).test(fresh, loader(), ckpt_path=tmp_path / "run.ckpt", verbose=False)
+    make_trainer(tmp_path, [EMA(decay=0.5)], steps=1).test(
+        fresh, loader(), ckpt_path=tmp_path / "run.ckpt", verbose=False
+    )
     assert torch.equal(fresh.seen[0], checkpoint[EMA_CHECKPOINT_KEY]["layer.weight"])
     assert torch.equal(fresh.layer.weight, checkpoint["state_dict"]["layer.weight"])
 

@@ -32,8 +32,14 @@ class Recording(StepProgressBar):
 def fit(tmp_path, **trainer_args) -> Recording:
     bar = Recording()
     trainer = L.Trainer(
-        default_root_dir=tmp_path, callbacks=[bar], logger=False, enable_checkpointing=False,
-        limit_train_batches=4, limit_val_batches=0, accelerator="cpu", **trainer_args,
+        default_root_dir=tmp_path,
+        callbacks=[bar],
+        logger=False,
+        enable_checkpointing=False,
+        limit_train_batches=4,
+        limit_val_batches=0,
+        accelerator="cpu",
+        **trainer_args,
     )
     torch.manual_seed(0)
     trainer.fit(BoringModel())

@@ -36,9 +36,19 @@ class Logged(Upsampler):
 def fit(tmp_path, max_steps: int, ckpt_path=None):
     logger = TensorBoardLogger(tmp_path, name="run", version=0)
     loader = DataLoader(Clips(), batch_size=2, collate_fn=collate)
-    trainer = L.Trainer(accelerator="cpu", logger=logger, callbacks=[TextLog(summary=False)], max_steps=max_steps,
-                        limit_train_batches=2, limit_val_batches=1, num_sanity_val_steps=0, log_every_n_steps=1,
-                        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        logger=logger,
+        callbacks=[TextLog(summary=False)],
+        max_steps=max_steps,
+        limit_train_batches=2,
+        limit_val_batches=1,
+        num_sanity_val_steps=0,
+        log_every_n_steps=1,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
     trainer.fit(Logged(), loader, loader, ckpt_path=ckpt_path)
     return logger
 
@@ -68,9 +78,20 @@ def test_a_resumed_run_appends_to_the_same_log(tmp_path):
     got = messages(tmp_path / "run" / "version_0" / "train.log")
     headers = [m for m in got if m.startswith("fit Logged")]
     assert len(headers) == 2 and headers[1].endswith(f"(resumed at step 2 from {last})")
-    assert [m.split()[1] for m in got if m.startswith("step ") and "validation" not in m] == ["1/2", "2/2", "3/4", "4/4"]
+    assert [m.split()[1] for m in got if m.startswith("step ") and "validation" not in m] == [
+        "1/2",
+        "2/2",
+        "3/4",
+        "4/4",
+    ]
 
 
 def test_format_metrics_keeps_scalars_of_the_given_prefixes_sorted():
-    metrics = {"val/psnr": torch.tensor(25.123456), "train/loss": 0.5, "perf/x": torch.ones(2), "lr-AdamW": 1e-4, "other": 3}
+    metrics = {
+        "val/psnr": torch.tensor(25.123456),
+        "train/loss": 0.5,
+        "perf/x": torch.ones(2),
+        "lr-AdamW": 1e-4,
+        "other": 3,
+    }
     assert format_metrics(metrics, ("train/", "lr", "perf/")) == "lr-AdamW=0.0001 train/loss=0.5"

@@ -139,7 +139,15 @@ def test_no_tensorboard_and_no_files_is_a_no_op(tmp_path):
 
 @pytest.mark.parametrize(
     "options",
-    [dict(num_videos=0), dict(fps=0), dict(lq_upsample="area"), dict(file_format="avi"), dict(max_frames=0), dict(min_size=0), dict(gap=-1)],
+    [
+        dict(num_videos=0),
+        dict(fps=0),
+        dict(lq_upsample="area"),
+        dict(file_format="avi"),
+        dict(max_frames=0),
+        dict(min_size=0),
+        dict(gap=-1),
+    ],
 )
 def test_bad_options_raise_config_errors(options):
     with pytest.raises(ConfigError):
@@ -191,9 +199,18 @@ def test_images_are_logged_at_the_step_of_the_validation_scalars(tmp_path):
 
     logger = TensorBoardLogger(tmp_path, name="tb")
     loader = DataLoader(Clips(), batch_size=2, collate_fn=collate)
-    trainer = L.Trainer(accelerator="cpu", logger=logger, callbacks=[VideoSampleLogger(num_videos=1, save_files=False)],
-                        max_steps=4, limit_train_batches=2, limit_val_batches=1, num_sanity_val_steps=0,
-                        enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=1)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        logger=logger,
+        callbacks=[VideoSampleLogger(num_videos=1, save_files=False)],
+        max_steps=4,
+        limit_train_batches=2,
+        limit_val_batches=1,
+        num_sanity_val_steps=0,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        log_every_n_steps=1,
+    )
     trainer.fit(Trained(), loader, loader)
     events = EventAccumulator(logger.log_dir, size_guidance={"images": 0, "scalars": 0})
     events.Reload()

@@ -99,8 +99,25 @@ def test_satb_real_preset_builds_on_meta_without_memory():
 def test_train_mode_runs_a_three_optimizer_method_through_the_trainer(capsys):
     """`vsr bench --mode train` times a real training step of any method, several optimizers included."""
     rc = vsr_main(
-        ["bench", "--model", "vsr_core.testing.ThreeNetworkMethod", "--mode", "train", "--frames", "3",
-         "--height", "16", "--width", "16", "--repeats", "2", "--warmup", "1", "--peak-tflops", "1"]
+        [
+            "bench",
+            "--model",
+            "vsr_core.testing.ThreeNetworkMethod",
+            "--mode",
+            "train",
+            "--frames",
+            "3",
+            "--height",
+            "16",
+            "--width",
+            "16",
+            "--repeats",
+            "2",
+            "--warmup",
+            "1",
+            "--peak-tflops",
+            "1",
+        ]
     )
     assert rc == 0
     out = capsys.readouterr().out

@@ -6,7 +6,6 @@ import re
 from fractions import Fraction
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -33,7 +32,12 @@ def hr(tmp_path):
 
     def smooth(t, h, w):
         x = torch.rand(t, 3, h // 8, w // 8, generator=g)
-        return (F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False) * 255).round().to(torch.uint8).permute(0, 2, 3, 1)
+        return (
+            (F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False) * 255)
+            .round()
+            .to(torch.uint8)
+            .permute(0, 2, 3, 1)
+        )
 
     with VideoWriter(root / "pan.mp4", fps=25, codec="libx264", crf=0, pix_fmt="yuv444p") as writer:
         writer.write(smooth(6, 48, 64).numpy())
@@ -56,7 +60,18 @@ def run_documented(hr: Path, lq: Path) -> int:
 
 
 def test_the_documented_command_writes_the_lq_half_with_the_same_names(hr, tmp_path, capsys):
-    assert documented_command()[1:] == ["degrade", "HR_DIR", "-o", "LQ_DIR", "--degradation", "realbasicvsr", "--scale", "4", "--seed", "0"]
+    assert documented_command()[1:] == [
+        "degrade",
+        "HR_DIR",
+        "-o",
+        "LQ_DIR",
+        "--degradation",
+        "realbasicvsr",
+        "--scale",
+        "4",
+        "--seed",
+        "0",
+    ]
     lq = tmp_path / "lq"
     assert run_documented(hr, lq) == 0
     assert sorted(p.name for p in lq.iterdir()) == ["frames", "pan.mp4"]
@@ -71,10 +86,29 @@ def test_the_documented_command_writes_the_lq_half_with_the_same_names(hr, tmp_p
 def test_same_seed_same_bytes_per_clip_whatever_else_is_degraded(hr, tmp_path):
     a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
     assert run_documented(hr, a) == 0
-    assert vsr_main(["degrade", str(hr / "frames"), "-o", str(b), "--degradation", "realbasicvsr", "--scale", "4", "--seed", "0"]) == 0
+    assert (
+        vsr_main(
+            [
+                "degrade",
+                str(hr / "frames"),
+                "-o",
+                str(b),
+                "--degradation",
+                "realbasicvsr",
+                "--scale",
+                "4",
+                "--seed",
+                "0",
+            ]
+        )
+        == 0
+    )
     for png in (a / "frames").iterdir():  # alone or with the video: the same draws for this clip
         assert png.read_bytes() == (b / "frames" / png.name).read_bytes()
-    assert vsr_main(["degrade", str(hr), "-o", str(c), "--degradation", "realbasicvsr", "--scale", "4", "--seed", "1"]) == 0
+    assert (
+        vsr_main(["degrade", str(hr), "-o", str(c), "--degradation", "realbasicvsr", "--scale", "4", "--seed", "1"])
+        == 0
+    )
     assert not torch.equal(frames_of(a / "frames"), frames_of(c / "frames"))
     assert not torch.equal(frames_of(a / "pan.mp4"), frames_of(c / "pan.mp4"))
     assert degrade.clip_seed(0, "frames") != degrade.clip_seed(0, "pan") != degrade.clip_seed(1, "pan")
@@ -87,7 +121,12 @@ def test_bicubic_is_an_antialiased_bicubic_downscale_of_the_top_left_crop(tmp_pa
     (tmp_path / "hr" / "odd").mkdir(parents=True)
     for i, frame in enumerate(frames.numpy()):
         Image.fromarray(frame).save(tmp_path / "hr" / "odd" / f"{i}.png")
-    assert vsr_main(["degrade", str(tmp_path / "hr"), "-o", str(tmp_path / "lq"), "--degradation", "bicubic", "--scale", "4"]) == 0
+    assert (
+        vsr_main(
+            ["degrade", str(tmp_path / "hr"), "-o", str(tmp_path / "lq"), "--degradation", "bicubic", "--scale", "4"]
+        )
+        == 0
+    )
     got = frames_of(tmp_path / "lq" / "odd")
     crop = frames[:, :28, :36].permute(0, 3, 1, 2).float() / 255
     expected = F.interpolate(crop, size=(7, 9), mode="bicubic", align_corners=False, antialias=True)

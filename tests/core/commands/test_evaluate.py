@@ -94,7 +94,9 @@ def test_default_metrics_are_the_fast_set_with_progress_per_clip(dirs, tmp_path,
     assert "horn-schunck" in data["notes"]["warp_error"]
     captured = capsys.readouterr()
     per_clip = [line for line in captured.err.splitlines() if line.startswith(("a: ", "b: "))]
-    assert [line[:2] for line in per_clip] == ["a:", "b:"] and all("psnr" in line and "flicker" in line for line in per_clip)
+    assert [line[:2] for line in per_clip] == ["a:", "b:"] and all(
+        "psnr" in line and "flicker" in line for line in per_clip
+    )
     assert "seconds per metric: psnr" in captured.out
     assert "dists" not in captured.out + captured.err  # opt-in metrics are not even built
 
@@ -119,4 +121,3 @@ def test_a_restored_clip_at_4x_the_ground_truth_points_to_vsr_degrade(dirs, tmp_
         "error: a: restored frames are 192x128, ground truth 48x32; the restored clip is 4x the ground truth, as if the "
         "ground truth itself was restored: make LQ inputs from it with `vsr degrade GT_DIR -o LQ_DIR --scale 4` and restore those"
     )
-

@@ -35,16 +35,9 @@ def test_export_raw_weights_load_back_identical(trained, tmp_path, capsys):
     ckpt, method = trained
     assert main([str(ckpt), "-o", str(tmp_path / "export")]) == 0
     record = json.loads((tmp_path / "export" / "vsr_method.json").read_text())
-    assert (
-        record["class_path"] == "vsr_core.testing.boring.BoringMethod"
-        and record["weights"] == "raw"
-    )
-    assert record["init_args"]["width"] == 4 and list(record["components"]) == [
-        "net"
-    ]
-    assert (
-        tmp_path / "export" / "net" / "diffusion_pytorch_model.safetensors"
-    ).is_file()
+    assert record["class_path"] == "vsr_core.testing.boring.BoringMethod" and record["weights"] == "raw"
+    assert record["init_args"]["width"] == 4 and list(record["components"]) == ["net"]
+    assert (tmp_path / "export" / "net" / "diffusion_pytorch_model.safetensors").is_file()
     loaded = load_exported(tmp_path / "export")
     for (k, a), b in zip(method.state_dict().items(), loaded.state_dict().values()):
         assert torch.equal(a, b), k
@@ -59,20 +52,11 @@ def test_ema_weights_are_exported_by_default(trained, tmp_path, capsys):
     checkpoint["ema_state_dict"] = ema
     torch.save(checkpoint, tmp_path / "ema.ckpt")
     assert main([str(tmp_path / "ema.ckpt"), "-o", str(tmp_path / "e")]) == 0
-    assert (
-        json.loads((tmp_path / "e" / "vsr_method.json").read_text())["weights"] == "ema"
-    )
+    assert json.loads((tmp_path / "e" / "vsr_method.json").read_text())["weights"] == "ema"
     loaded = load_exported(tmp_path / "e")
     assert all(torch.all(p == 0.5) for p in loaded.parameters())
-    assert (
-        main(
-            [str(tmp_path / "ema.ckpt"), "-o", str(tmp_path / "r"), "--weights", "raw"]
-        )
-        == 0
-    )
-    assert torch.equal(
-        load_exported(tmp_path / "r").net[0].weight, method.net[0].weight
-    )
+    assert main([str(tmp_path / "ema.ckpt"), "-o", str(tmp_path / "r"), "--weights", "raw"]) == 0
+    assert torch.equal(load_exported(tmp_path / "r").net[0].weight, method.net[0].weight)
     # asking for EMA from a checkpoint without it, or exporting over files: one line, no folder left
     assert main([str(ckpt), "-o", str(tmp_path / "x"), "--weights", "ema"]) != 0
     assert main([str(ckpt), "-o", str(tmp_path / "e")]) != 0

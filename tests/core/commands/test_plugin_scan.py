@@ -59,9 +59,9 @@ class Other(kit.BoringMethod):
     """Through a module alias."""
 '''
 
-BROKEN = '''
+BROKEN = """
 import this_module_does_not_exist_anywhere
-'''
+"""
 
 DYNAMIC = '''
 """Builds its class at import time: only importing shows it."""
@@ -82,7 +82,9 @@ def listed(plugin):
 
 @pytest.fixture
 def site(fake_plugins):
-    site = fake_plugins({"fake_good": GOOD, "fake_mixed": MIXED, "fake_deep": "", "fake_broken": BROKEN, "fake_dynamic": DYNAMIC})
+    site = fake_plugins(
+        {"fake_good": GOOD, "fake_mixed": MIXED, "fake_deep": "", "fake_broken": BROKEN, "fake_dynamic": DYNAMIC}
+    )
     (site / "fake_deep.py").unlink()
     (site / "fake_deep" / "sub").mkdir(parents=True)
     (site / "fake_deep" / "sub" / "impl.py").write_text(GOOD.replace("FakeGoodVSR", "FakeDeepVSR"))
@@ -110,7 +112,9 @@ def test_source_listing_equals_the_imported_one_for_every_certain_plugin(site):
 
 def test_what_the_source_cannot_show_is_marked_uncertain(site):
     scanned = by_name(scan_plugins())
-    assert not scanned["fake_broken"].certain and "this_module_does_not_exist_anywhere" in scanned["fake_broken"].reason
+    assert (
+        not scanned["fake_broken"].certain and "this_module_does_not_exist_anywhere" in scanned["fake_broken"].reason
+    )
     assert not scanned["fake_dynamic"].certain
     assert all(scanned[n].certain for n in ("fake_good", "fake_mixed", "fake_deep", "reference", "satb"))
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from vsr_core.testing.tiny_text import write_text_model
 
 from vsr_core.commands.precompute import main
+from vsr_core.testing.tiny_text import write_text_model
 from vsr_core.text import EmbeddingCache, PromptEncoder, TextEncoder
 
 CPU = torch.device("cpu")
@@ -68,8 +68,22 @@ def test_suffix_and_negative_are_cached(model, tmp_path, capsys) -> None:
     lines = tmp_path / "lines.txt"
     lines.write_text("a cat\n")
     cache = tmp_path / "cache"
-    code = main(["--pretrained", str(model), "--cache", str(cache), "--captions", str(lines), "--suffix", "high detail",
-                 "--negative", "blurry", "--max-length", "16"])
+    code = main(
+        [
+            "--pretrained",
+            str(model),
+            "--cache",
+            str(cache),
+            "--captions",
+            str(lines),
+            "--suffix",
+            "high detail",
+            "--negative",
+            "blurry",
+            "--max-length",
+            "16",
+        ]
+    )
     assert code == 0 and "3 prompts" in capsys.readouterr().out
     store = EmbeddingCache.for_encoder(cache, TextEncoder.from_pretrained(model, max_length=16))
     assert "a cat high detail" in store and "blurry" in store and "" in store and "a cat" not in store
@@ -97,5 +111,14 @@ def test_bad_input_is_one_line(model, tmp_path, capsys, monkeypatch, extra, mess
 
 def test_missing_model_folder(tmp_path, capsys) -> None:
     (tmp_path / "lines.txt").write_text("a cat\n")
-    code = main(["--pretrained", str(tmp_path / "nowhere"), "--cache", str(tmp_path / "c"), "--captions", str(tmp_path / "lines.txt")])
+    code = main(
+        [
+            "--pretrained",
+            str(tmp_path / "nowhere"),
+            "--cache",
+            str(tmp_path / "c"),
+            "--captions",
+            str(tmp_path / "lines.txt"),
+        ]
+    )
     assert code == 2 and "does not exist" in capsys.readouterr().err

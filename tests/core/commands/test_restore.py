@@ -45,9 +45,7 @@ def write_video(
         stream.pix_fmt = "yuv420p" if height % 2 == 0 and width % 2 == 0 else "yuv444p"
         a_stream = container.add_stream("aac", rate=16000) if audio else None
         for img in data:
-            for packet in stream.encode(
-                av.VideoFrame.from_ndarray(img, format="rgb24")
-            ):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
@@ -62,19 +60,13 @@ def write_video(
     return data
 
 
-def test_restores_videos_and_frame_folders_keeping_count_fps_audio(
-    ckpt, tmp_path, capsys
-):
+def test_restores_videos_and_frame_folders_keeping_count_fps_audio(ckpt, tmp_path, capsys):
     write_video(tmp_path / "in" / "clip.mp4", 21, audio=True)
-    write_video(
-        tmp_path / "in" / "one.mp4", 1, height=7, width=9
-    )  # 1 frame, tiny odd size
+    write_video(tmp_path / "in" / "one.mp4", 1, height=7, width=9)  # 1 frame, tiny odd size
     folder = tmp_path / "in" / "frames"
     folder.mkdir()
     for i in range(3):
-        Image.fromarray(np.full((10, 12, 3), 40 * i, np.uint8)).save(
-            folder / f"{i:03d}.png"
-        )
+        Image.fromarray(np.full((10, 12, 3), 40 * i, np.uint8)).save(folder / f"{i:03d}.png")
     out = tmp_path / "out"
     assert (
         main(
@@ -137,12 +129,7 @@ def test_same_command_gives_the_same_video(ckpt, tmp_path):
 def run_error(argv, capsys) -> str:
     code = main(argv)
     err = capsys.readouterr().err.strip()
-    assert (
-        code != 0
-        and err.startswith("error: ")
-        and "\n" not in err
-        and "Traceback" not in err
-    )
+    assert code != 0 and err.startswith("error: ") and "\n" not in err and "Traceback" not in err
     return err
 
 
@@ -162,12 +149,8 @@ def test_bad_inputs_fail_with_one_line(ckpt, tmp_path, capsys):
     assert "steps" in run_error([str(good), *c, "--steps", "4"], capsys)
     blocked = tmp_path / "blocked"
     blocked.write_text("a file where the output directory should be")
-    assert "output directory" in run_error(
-        [str(good), "--ckpt", str(ckpt), "-o", str(blocked / "sub")], capsys
-    )
-    assert not (tmp_path / "out").exists() or not any(
-        p.suffix == ".mp4" for p in (tmp_path / "out").iterdir()
-    )
+    assert "output directory" in run_error([str(good), "--ckpt", str(ckpt), "-o", str(blocked / "sub")], capsys)
+    assert not (tmp_path / "out").exists() or not any(p.suffix == ".mp4" for p in (tmp_path / "out").iterdir())
 
 
 def test_checkpoint_of_an_uninstalled_plugin_names_it(ckpt, tmp_path, capsys):
@@ -199,9 +182,7 @@ def test_ctrl_c_mid_video_leaves_no_file(ckpt, tmp_path, capsys, monkeypatch):
             raise KeyboardInterrupt
         return original(self, *args)
 
-    monkeypatch.setattr(
-        engine.RestoreEngine, "_restore_tiles", interrupt_on_second_window
-    )
+    monkeypatch.setattr(engine.RestoreEngine, "_restore_tiles", interrupt_on_second_window)
     write_video(tmp_path / "long.mp4", 30)
     code = main(
         [
@@ -235,7 +216,9 @@ def cut(path: Path, fraction: float, name: str) -> Path:
 def test_a_malicious_checkpoint_never_runs(malicious_checkpoint, tmp_path, capsys):
     path, marker = malicious_checkpoint
     write_video(tmp_path / "v.mp4", 3)
-    err = run_error([str(tmp_path / "v.mp4"), "--ckpt", str(path), "-o", str(tmp_path / "out"), "--device", "cpu"], capsys)
+    err = run_error(
+        [str(tmp_path / "v.mp4"), "--ckpt", str(path), "-o", str(tmp_path / "out"), "--device", "cpu"], capsys
+    )
     assert "refused" in err and not marker.exists()
     assert not (tmp_path / "out").exists()
 
@@ -245,7 +228,9 @@ def test_a_malicious_checkpoint_never_runs(malicious_checkpoint, tmp_path, capsy
     [("mp4", {"movflags": "faststart"}, 0.7), ("mkv", None, 0.3)],
     ids=["faststart-mp4-70%", "mkv-30%"],
 )
-def test_a_truncated_video_fails_unless_allowed_and_never_gets_invented_frames(ckpt, tmp_path, capsys, ext, options, fraction):
+def test_a_truncated_video_fails_unless_allowed_and_never_gets_invented_frames(
+    ckpt, tmp_path, capsys, ext, options, fraction
+):
     write_video(tmp_path / f"whole.{ext}", 48, options=options)
     source = cut(tmp_path / f"whole.{ext}", fraction, f"clip.{ext}")
     decodable = VideoReader(source).count_decodable()
@@ -341,8 +326,23 @@ def test_sigterm_mid_write_leaves_nothing_and_exits_143(tmp_path, fake_plugins):
     write_video(tmp_path / "long.mp4", 60)
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
-    command = [sys.executable, "-m", "vsr_core.cli", "restore", str(tmp_path / "long.mp4"), "--ckpt", str(tmp_path / "slow.ckpt"),
-               "-o", str(out), "--window", "4", "--overlap", "1", "--device", "cpu"]
+    command = [
+        sys.executable,
+        "-m",
+        "vsr_core.cli",
+        "restore",
+        str(tmp_path / "long.mp4"),
+        "--ckpt",
+        str(tmp_path / "slow.ckpt"),
+        "-o",
+        str(out),
+        "--window",
+        "4",
+        "--overlap",
+        "1",
+        "--device",
+        "cpu",
+    ]
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while not (out.is_dir() and any(p.name.startswith(".long.") for p in out.iterdir())):
@@ -457,8 +457,22 @@ def test_steps_reach_a_latent_method(tmp_path):
     spread = {}
     for steps in (1, 3):
         out = tmp_path / f"steps{steps}"
-        assert main([str(tmp_path / "flat.mp4"), "--ckpt", str(tmp_path / "latent.ckpt"), "--device", "cpu",
-                     "-o", str(out), "--steps", str(steps)]) == 0
+        assert (
+            main(
+                [
+                    str(tmp_path / "flat.mp4"),
+                    "--ckpt",
+                    str(tmp_path / "latent.ckpt"),
+                    "--device",
+                    "cpu",
+                    "-o",
+                    str(out),
+                    "--steps",
+                    str(steps),
+                ]
+            )
+            == 0
+        )
         spread[steps] = VideoReader(out / "flat.mp4").read_clip(0, 3).float().std().item()
     # the noise left after N contractions by 1/2: 127.5 * 1/2 = 64 levels after one step, 16 after three
     assert spread[1] > 2.5 * spread[3] and spread[3] > 2
@@ -474,7 +488,9 @@ def test_frames_larger_than_the_native_tile_are_tiled_by_default(tmp_path, capsy
     write_video(tmp_path / "v.mp4", 3, height=24, width=40)
     grids = []
     original = engine.RestoreEngine.tile_grid
-    monkeypatch.setattr(engine.RestoreEngine, "tile_grid", lambda self, h, w: grids.append(original(self, h, w)) or grids[-1])
+    monkeypatch.setattr(
+        engine.RestoreEngine, "tile_grid", lambda self, h, w: grids.append(original(self, h, w)) or grids[-1]
+    )
     base = [str(tmp_path / "v.mp4"), "--ckpt", str(tmp_path / "latent.ckpt"), "--device", "cpu"]
     assert main([*base, "-o", str(tmp_path / "auto")]) == 0
     assert main([*base, "-o", str(tmp_path / "off"), "--tile", "0"]) == 0

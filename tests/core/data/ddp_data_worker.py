@@ -46,7 +46,9 @@ class Recorder(L.LightningModule):
 
 def main(clip_dir: str, out_dir: str) -> None:
     dm_module._build_degradation = lambda preset, scale, options=None: AvgPoolNoise(scale)
-    data = VideoDataModule(train=VideoFolder(clip_dir), validate=False, clip_frames=2, crop_size=16, batch_size=2, num_workers=0)
+    data = VideoDataModule(
+        train=VideoFolder(clip_dir), validate=False, clip_frames=2, crop_size=16, batch_size=2, num_workers=0
+    )
     trainer = L.Trainer(
         accelerator="cpu",
         devices=2,

@@ -202,7 +202,11 @@ class _CLIModel(pl.LightningModule):
 def test_cli_prints_defaults_and_takes_a_video_folder(folder, capsys):
     with pytest.raises(SystemExit):
         LightningCLI(
-            _CLIModel, VideoDataModule, subclass_mode_data=True, run=False, args=["--data", "VideoDataModule", "--print_config"]
+            _CLIModel,
+            VideoDataModule,
+            subclass_mode_data=True,
+            run=False,
+            args=["--data", "VideoDataModule", "--print_config"],
         )
     config = yaml.safe_load(capsys.readouterr().out)["data"]
     assert config["class_path"].endswith("VideoDataModule")
@@ -228,7 +232,9 @@ def test_cli_prints_defaults_and_takes_a_video_folder(folder, capsys):
         ],
     )
     dm = cli.datamodule
-    assert isinstance(dm.train_source, VideoFolder) and dm.train_source.root == folder and not dm.train_source.recursive
+    assert (
+        isinstance(dm.train_source, VideoFolder) and dm.train_source.root == folder and not dm.train_source.recursive
+    )
     assert isinstance(dm.val_source, SampleClips) and dm.val_source.size == 16
     assert dm.stride_range == (1, 2)
 
@@ -253,4 +259,6 @@ def test_ddp_ranks_see_disjoint_samples(folder, tmp_path):
     positions = [[p for batch in r["positions"] for p in batch] for r in ranks]
     assert positions[0] == [0, 2, 4, 6, 8, 10, 12, 14] and positions[1] == [1, 3, 5, 7, 9, 11, 13, 15]
     assert len(ranks[0]["seen"]) == len(ranks[1]["seen"]) == 4
-    assert all(a[1] != b[1] for a, b in zip(ranks[0]["seen"], ranks[1]["seen"], strict=True))  # different clips/crops/noise
+    assert all(
+        a[1] != b[1] for a, b in zip(ranks[0]["seen"], ranks[1]["seen"], strict=True)
+    )  # different clips/crops/noise

@@ -84,7 +84,9 @@ def test_paired_crops_are_aligned(tmp_path):
     lq_frames = box_downscale(hq_frames, 4)  # exact 4x box average: the LQ crop must equal the downscaled HQ crop
     make_frame_folder(tmp_path / "GT" / "000", hq_frames)
     make_frame_folder(tmp_path / "LQ" / "000", lq_frames)
-    ds = ClipDataset(PairedFolders(str(tmp_path / "GT"), str(tmp_path / "LQ")), clip_frames=3, crop_size=16, scale=4, seed=2)
+    ds = ClipDataset(
+        PairedFolders(str(tmp_path / "GT"), str(tmp_path / "LQ")), clip_frames=3, crop_size=16, scale=4, seed=2
+    )
     for index in range(6):
         sample = ds[index]
         hq = sample["hq"].permute(1, 2, 3, 0).numpy()

@@ -88,7 +88,9 @@ def test_formulas_and_round_trips() -> None:
 def test_timestep_broadcasting() -> None:
     schedule = DDPMSchedule("cogvideox")
     x0, noise = _batch()
-    torch.testing.assert_close(schedule.add_noise(x0, noise, 250), schedule.add_noise(x0, noise, torch.full((3,), 250)))
+    torch.testing.assert_close(
+        schedule.add_noise(x0, noise, 250), schedule.add_noise(x0, noise, torch.full((3,), 250))
+    )
     flat = torch.randn(3, 7)
     assert schedule.add_noise(flat, flat, torch.tensor([1, 2, 3])).shape == (3, 7)
     with pytest.raises(ValueError, match=r"scalar or \[B=3\]"):

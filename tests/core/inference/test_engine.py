@@ -24,15 +24,9 @@ class Upscale:
         self.shapes = []
 
     def restore(self, lq, prompt=None, **sampling):
-        assert (
-            (lq.shape[2] - 1) % 4 == 0
-            and lq.shape[-1] % 8 == 0
-            and lq.shape[-2] % 8 == 0
-        )
+        assert (lq.shape[2] - 1) % 4 == 0 and lq.shape[-1] % 8 == 0 and lq.shape[-2] % 8 == 0
         self.shapes.append(tuple(lq.shape))
-        return lq.repeat_interleave(2, dim=-1).repeat_interleave(
-            2, dim=-2
-        ) + sampling.get("offset", 0.0)
+        return lq.repeat_interleave(2, dim=-1).repeat_interleave(2, dim=-2) + sampling.get("offset", 0.0)
 
 
 def frames(n, h, w, seed=0):
@@ -54,9 +48,7 @@ def test_odd_sizes_any_length_exact_frames():
         method = Upscale()
         out = run(RestoreEngine(method, EngineOptions(overlap=4)), video)
         assert out.shape == (n, 26, 42, 3)
-        assert torch.equal(
-            out, expected(video)
-        )  # cross-fade of identical windows is exact
+        assert torch.equal(out, expected(video))  # cross-fade of identical windows is exact
         assert all(s[-2:] == (16, 24) for s in method.shapes)
 
 

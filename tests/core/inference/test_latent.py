@@ -58,7 +58,12 @@ def test_latent_tiles_scale_the_lq_grid():
     layout = LatentLayout(latent_channels=16, spatial_factor=8)
     grid = plan_tiles(48, 40, 32, 16)  # rows 0, 16; columns 0, 8
     tiles = latent_tiles(grid, layout, scale=4)
-    assert [(t.y, t.x, t.height, t.width) for t in tiles] == [(0, 0, 16, 16), (0, 4, 16, 16), (8, 0, 16, 16), (8, 4, 16, 16)]
+    assert [(t.y, t.x, t.height, t.width) for t in tiles] == [
+        (0, 0, 16, 16),
+        (0, 4, 16, 16),
+        (8, 0, 16, 16),
+        (8, 4, 16, 16),
+    ]
 
 
 def test_default_fusion_crossfades_shared_latent_frames_and_weights_tiles():

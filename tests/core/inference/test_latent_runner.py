@@ -115,7 +115,9 @@ def test_every_step_fuses_with_the_fusion_weights_and_shared_noise():
     assert len(windows) == 3 and len(tiles) == 4
     units = [(w, t) for w in windows for t in tiles]  # prepare order: window by window, tiles in raster order
     # every (window, tile) was weighted at every level 0..steps exactly once
-    assert sorted(fusion.calls) == sorted((w.index, t.index, k) for w in windows for t in tiles for k in range(steps + 1))
+    assert sorted(fusion.calls) == sorted(
+        (w.index, t.index, k) for w in windows for t in tiles for k in range(steps + 1)
+    )
 
     # the reference: all units in lockstep, fused level by level on full [c, T, H, W] arrays
     reference = LatentBoringMethod(scale=2, upsample="nearest", num_inference_steps=steps)
@@ -124,7 +126,11 @@ def test_every_step_fuses_with_the_fusion_weights_and_shared_noise():
     states = {}
     for w, t in units:
         lq = video[None, :, w.start : w.end, t.y : t.y + t.height, t.x : t.x + t.width]
-        region = (range(w.start, w.end), range(t.y * lat, (t.y + t.height) * lat), range(t.x * lat, (t.x + t.width) * lat))
+        region = (
+            range(w.start, w.end),
+            range(t.y * lat, (t.y + t.height) * lat),
+            range(t.x * lat, (t.x + t.width) * lat),
+        )
         expected_noise = noise.slice(0, *region)
         assert torch.equal(method.prepared[units.index((w, t))], expected_noise)  # the shared timeline noise
         state = reference.prepare_window(lq, noise=expected_noise)
@@ -137,7 +143,11 @@ def test_every_step_fuses_with_the_fusion_weights_and_shared_noise():
         for (wi, ti), x in values.items():
             region = states[(wi, ti)][2]
             k = (wi + 1) * (ti + 1) ** level
-            idx = (slice(region[0].start, region[0].stop), slice(region[1].start, region[1].stop), slice(region[2].start, region[2].stop))
+            idx = (
+                slice(region[0].start, region[0].stop),
+                slice(region[1].start, region[1].stop),
+                slice(region[2].start, region[2].stop),
+            )
             total[(slice(None), slice(None), *idx)] += k * x
             weight[idx] += k
         return total / weight
@@ -147,13 +157,21 @@ def test_every_step_fuses_with_the_fusion_weights_and_shared_noise():
         fused = fuse(values, level)
         values = {}
         for key, (state, bias, region) in states.items():
-            x = fused[:, :, region[0].start : region[0].stop, region[1].start : region[1].stop, region[2].start : region[2].stop]
+            x = fused[
+                :,
+                :,
+                region[0].start : region[0].stop,
+                region[1].start : region[1].stop,
+                region[2].start : region[2].stop,
+            ]
             values[key] = reference.denoise_step(state, level, x) + bias
     fused = fuse(values, steps)
     for unit_id, decoded in method.finished:
         w, t = units[unit_id]
         region = states[(w.index, t.index)][2]
-        expected = fused[:, :, region[0].start : region[0].stop, region[1].start : region[1].stop, region[2].start : region[2].stop]
+        expected = fused[
+            :, :, region[0].start : region[0].stop, region[1].start : region[1].stop, region[2].start : region[2].stop
+        ]
         assert torch.allclose(decoded, expected, atol=1e-5)
     assert len(method.finished) == len(units)
 
@@ -210,7 +228,9 @@ def test_protocol_mistakes_are_named():
             state = super().prepare_window(lq, prompt, noise=noise, **sampling)
             return LatentState(state.latents[:, :, :-1], state.num_steps, state.context)
 
-    with pytest.raises(RuntimeError, match=r"WrongShape returned latents \(1, 12, 5, 4, 4\) at level 0 .* expected \(1, 12, 6, 4, 4\)"):
+    with pytest.raises(
+        RuntimeError, match=r"WrongShape returned latents \(1, 12, 5, 4, 4\) at level 0 .* expected \(1, 12, 6, 4, 4\)"
+    ):
         RestoreEngine(WrongShape(scale=2), EngineOptions(window=6)).restore_tensor(video_of(6, 4, 4))
 
     class Zero(LatentFusion):

@@ -10,17 +10,13 @@ from vsr_core.inference import RestorePredictionWriter, VideoFilesDataModule
 
 
 def _video(path, frames):
-    data = np.random.default_rng(frames).integers(
-        0, 256, (frames, 16, 16, 3), dtype=np.uint8
-    )
+    data = np.random.default_rng(frames).integers(0, 256, (frames, 16, 16, 3), dtype=np.uint8)
     with av.open(str(path), "w") as container:
         stream = container.add_stream("libx264", rate=25)
         stream.height = stream.width = 16
         stream.pix_fmt = "yuv420p"
         for img in data:
-            for packet in stream.encode(
-                av.VideoFrame.from_ndarray(img, format="rgb24")
-            ):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)

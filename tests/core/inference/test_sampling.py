@@ -42,8 +42,15 @@ class Options(BoringMethod):
 def test_values_are_parsed_by_the_annotation():
     parsed = parse_sample_options(
         Options,
-        ["alpha=0.25", "frames-per-batch=8", "color_fix=false", "sampler=DPM++", "label=7", "guidance_scale=6",
-         "weights=[1, 2.5]"],
+        [
+            "alpha=0.25",
+            "frames-per-batch=8",
+            "color_fix=false",
+            "sampler=DPM++",
+            "label=7",
+            "guidance_scale=6",
+            "weights=[1, 2.5]",
+        ],
     )
     assert parsed == {
         "alpha": 0.25,
@@ -63,8 +70,11 @@ def test_values_are_parsed_by_the_annotation():
 @pytest.mark.parametrize(
     ("pair", "message"),
     [
-        ("beta=1", "--sample beta: Options has no such sampling option; it takes: alpha, color_fix, frames_per_batch, "
-                   "guidance_scale, label, sampler, weights"),
+        (
+            "beta=1",
+            "--sample beta: Options has no such sampling option; it takes: alpha, color_fix, frames_per_batch, "
+            "guidance_scale, label, sampler, weights",
+        ),
         ("alpha", "--sample expects KEY=VALUE, got 'alpha'"),
         ("alpha=much", "--sample alpha=much: expected float"),
         ("frames_per_batch=2.5", "--sample frames_per_batch=2.5: expected int"),

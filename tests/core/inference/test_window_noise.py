@@ -7,7 +7,9 @@ from vsr_core.inference import TimelineNoise, make_generator
 
 def test_make_generator_on_the_device_or_the_cpu():
     g = make_generator(5, "cpu")
-    assert g.device.type == "cpu" and torch.equal(torch.randn(3, generator=g), torch.randn(3, generator=torch.Generator().manual_seed(5)))
+    assert g.device.type == "cpu" and torch.equal(
+        torch.randn(3, generator=g), torch.randn(3, generator=torch.Generator().manual_seed(5))
+    )
     # a device without generators (meta) falls back to a CPU generator
     assert make_generator(5, "meta").device.type == "cpu"
 
@@ -22,7 +24,9 @@ def test_overlapping_slices_agree_in_any_order_and_across_block_borders():
     assert torch.equal(again, whole)
     # other levels, seeds and frames are other noise
     assert not torch.equal(noise.slice(1, range(0, 6), range(0, 10), range(0, 9)), whole)
-    assert not torch.equal(TimelineNoise(seed=4, batch=1, channels=2, block=4).slice(0, range(0, 6), range(10), range(9)), whole)
+    assert not torch.equal(
+        TimelineNoise(seed=4, batch=1, channels=2, block=4).slice(0, range(0, 6), range(10), range(9)), whole
+    )
     assert not torch.equal(whole[:, :, 0], whole[:, :, 1])
 
 

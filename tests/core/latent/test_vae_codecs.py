@@ -70,7 +70,9 @@ def test_autoencoder_kl_per_channel_statistics() -> None:
     std = torch.tensor(stats["latents_std"]).view(1, 4, 1, 1)
     z = codec.encode(video)
     torch.testing.assert_close(z[:, :, 0], (frame - mean) * 0.5 / std)
-    torch.testing.assert_close(codec.decode(z)[:, :, 0], codec.vae.decode(frame).sample.clamp(-1, 1), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(
+        codec.decode(z)[:, :, 0], codec.vae.decode(frame).sample.clamp(-1, 1), rtol=1e-4, atol=1e-5
+    )
 
 
 def test_cogvideox_scales_like_the_pipeline() -> None:

@@ -133,7 +133,9 @@ def test_small_frames_are_upscaled_with_the_grid_of_the_original_size():
     rows, cols = [0, 16, 32, 48, 64, 80, 80], [0, 21, 42, 63, 84, 105, 118]
     for i, y0 in enumerate(rows):
         for j, x0 in enumerate(cols):
-            assert torch.equal(out[:, :, 32 * i : 32 * i + 32, 32 * j : 32 * j + 32], up[:, :, y0 : y0 + 32, x0 : x0 + 32])
+            assert torch.equal(
+                out[:, :, 32 * i : 32 * i + 32, 32 * j : 32 * j + 32], up[:, :, y0 : y0 + 32, x0 : x0 + 32]
+            )
 
 
 def test_views_are_normalised_and_seeded():
@@ -176,7 +178,10 @@ def test_wrong_file_names_the_first_key(tmp_path):
     with pytest.raises(PretrainedError) as err:
         MetricSuite(["dover"], weights_dir=tmp_path)
     message = str(err.value)
-    assert message == f"{tmp_path}/DOVER.pth is not DOVER.pth: missing key technical_backbone.patch_embed.proj.weight (381 missing, 1 unexpected)"
+    assert (
+        message
+        == f"{tmp_path}/DOVER.pth is not DOVER.pth: missing key technical_backbone.patch_embed.proj.weight (381 missing, 1 unexpected)"
+    )
     (tmp_path / "DOVER.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(PretrainedError, match=r"DOVER.pth: cannot read DOVER weights \(") as err:
         MetricSuite(["dover"], weights_dir=tmp_path)

@@ -11,8 +11,8 @@ import sys
 
 import pytest
 import torch
-
 from malicious import MarkerPayload
+
 from vsr_core.errors import PretrainedError
 from vsr_core.metrics import MetricSuite, create_iqa_metric
 from vsr_core.metrics import iqa as iqa_module
@@ -41,8 +41,10 @@ def hub(tmp_path, monkeypatch):
 def fake_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Same keys and shapes, small on disk: one random value per leading index, expanded."""
     gen = torch.Generator().manual_seed(0)
-    return {k: (torch.randn(v.shape[:1] + (1,) * (v.ndim - 1), generator=gen) * 0.05).expand(v.shape) if v.ndim else v
-            for k, v in state.items()}
+    return {
+        k: (torch.randn(v.shape[:1] + (1,) * (v.ndim - 1), generator=gen) * 0.05).expand(v.shape) if v.ndim else v
+        for k, v in state.items()
+    }
 
 
 def write_alexnet(path) -> None:
@@ -55,7 +57,13 @@ def write_alexnet(path) -> None:
 def write_lpips_lins(path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     gen = torch.Generator().manual_seed(1)
-    torch.save({f"lin{i}.model.1.weight": torch.rand(1, c, 1, 1, generator=gen) for i, c in enumerate([64, 192, 384, 256, 256])}, path)
+    torch.save(
+        {
+            f"lin{i}.model.1.weight": torch.rand(1, c, 1, 1, generator=gen)
+            for i, c in enumerate([64, 192, 384, 256, 256])
+        },
+        path,
+    )
 
 
 def test_missing_weights_name_every_file_and_nothing_is_fetched_or_printed(hub, capfd):
@@ -76,7 +84,11 @@ def test_missing_weights_name_every_file_and_nothing_is_fetched_or_printed(hub, 
 
 @pytest.mark.parametrize(
     ("metric", "first_file"),
-    [("lpips", "checkpoints/" + ALEXNET), ("dists", "checkpoints/vgg16-397923af.pth"), ("musiq", "musiq_koniq_ckpt-e95806b9.pth")],
+    [
+        ("lpips", "checkpoints/" + ALEXNET),
+        ("dists", "checkpoints/vgg16-397923af.pth"),
+        ("musiq", "musiq_koniq_ckpt-e95806b9.pth"),
+    ],
 )
 def test_the_libraries_own_fetches_are_intercepted_before_they_print(hub, capfd, monkeypatch, metric, first_file):
     """With the file table bypassed, pyiqa/torchvision try to fetch: each attempt becomes MissingWeights for its path."""
@@ -146,7 +158,10 @@ def test_weight_files_are_read_tensors_only(hub, tmp_path):
     _, weights, _ = hub
     marker = tmp_path / "MARKER_CODE_RAN"
     weights.mkdir(parents=True)
-    torch.save({"conv_root.weight": torch.zeros(1), "payload": MarkerPayload(marker)}, weights / "musiq_koniq_ckpt-e95806b9.pth")
+    torch.save(
+        {"conv_root.weight": torch.zeros(1), "payload": MarkerPayload(marker)},
+        weights / "musiq_koniq_ckpt-e95806b9.pth",
+    )
     with pytest.raises(PretrainedError, match="musiq_koniq_ckpt-e95806b9.pth cannot be read as a plain weights file"):
         create_iqa_metric("musiq", weights)
     assert not marker.exists()
@@ -156,13 +171,23 @@ def test_every_replacement_is_undone_also_in_modules_imported_inside(hub):
     from pyiqa.archs import arch_util
     from pyiqa.utils import download_util
 
-    originals = (torch.hub.load_state_dict_from_url, torch.hub.download_url_to_file, download_util.load_file_from_url,
-                 arch_util.load_pretrained_network, socket.socket)
+    originals = (
+        torch.hub.load_state_dict_from_url,
+        torch.hub.download_url_to_file,
+        download_util.load_file_from_url,
+        arch_util.load_pretrained_network,
+        socket.socket,
+    )
     sys.modules.pop("pyiqa.archs.nrqm_arch", None)  # a module that binds load_file_from_url when imported
     with weights_access(hub[1]):
         import pyiqa.archs.nrqm_arch as nrqm
 
         assert nrqm.load_file_from_url is not originals[2]
     assert nrqm.load_file_from_url is originals[2]
-    assert (torch.hub.load_state_dict_from_url, torch.hub.download_url_to_file, download_util.load_file_from_url,
-            arch_util.load_pretrained_network, socket.socket) == originals
+    assert (
+        torch.hub.load_state_dict_from_url,
+        torch.hub.download_url_to_file,
+        download_util.load_file_from_url,
+        arch_util.load_pretrained_network,
+        socket.socket,
+    ) == originals

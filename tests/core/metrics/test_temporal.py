@@ -8,7 +8,13 @@ from vsr_core.metrics import HornSchunckFlow, flicker, validation_scores, warpin
 
 def _texture(h, w, seed=0, cell=4):
     g = torch.Generator().manual_seed(seed)
-    return F.interpolate(torch.rand(1, 3, h // cell, w // cell, generator=g), size=(h, w), mode="bicubic", align_corners=False) * 2 - 1
+    return (
+        F.interpolate(
+            torch.rand(1, 3, h // cell, w // cell, generator=g), size=(h, w), mode="bicubic", align_corners=False
+        )
+        * 2
+        - 1
+    )
 
 
 def test_static_clip_has_zero_warp_error_and_flicker():

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, UNet2DConditionModel
-from diffvsr.presets import unet_config, vae_2d_config
 
+from diffvsr.presets import unet_config, vae_2d_config
 from vsr_core.testing.tiny_text import write_text_model
 
 

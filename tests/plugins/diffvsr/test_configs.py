@@ -164,7 +164,6 @@ def test_vsr_fit_restore_and_export_with_the_tiny_default(tmp_path, monkeypatch)
 def test_vsr_restore_refuses_zero_steps(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     from diffvsr import DiffVSR
-
     from vsr_core.export import export_method
 
     export_method(DiffVSR(sampling={"num_inference_steps": 2}), tmp_path / "export")

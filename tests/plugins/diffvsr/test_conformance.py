@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from diffvsr import DiffVSR
-
 from vsr_core.testing import MethodConformance
 
 

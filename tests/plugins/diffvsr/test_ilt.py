@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
 from diffvsr.ilt import (
     ILTFusion,
     final_window_weights,
@@ -23,7 +24,6 @@ from diffvsr.ilt import (
     reschedule_noise,
 )
 from diffvsr.options import ILTOptions
-
 from vsr_core.errors import ConfigError
 from vsr_core.inference import EngineOptions, RestoreEngine, Window, plan_windows
 

@@ -17,11 +17,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from PIL import Image
+
 from diffvsr import DiffVSR
 from diffvsr.ilt import release_video_noise
 from diffvsr.ilt_latent import ZERO_WEIGHT, ILTLatentFusion, lr_noise_like, overlap_weights, rescheduled_sources
-from PIL import Image
-
 from vsr_core.cli import main
 from vsr_core.errors import ConfigError
 from vsr_core.export import export_method

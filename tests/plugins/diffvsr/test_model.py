@@ -9,11 +9,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 from diffusers import DDIMScheduler, DDPMScheduler, UNet2DConditionModel
+
 from diffvsr import DiffVSR
 from diffvsr.msta import MultiScaleTemporalAttention
 from diffvsr.options import RELEASE_NEGATIVE_PROMPT, RELEASE_PROMPT_SUFFIX
 from diffvsr.temporal_layers import TemporalModule
-
 from vsr_core.errors import CheckpointError, ConfigError, PretrainedError
 from vsr_core.nn import TemporalConvBlock
 from vsr_core.testing import tiny_trainer
@@ -234,7 +234,6 @@ def test_bad_input_fails_with_one_line(tiny_upscaler, tmp_path):
 
 def test_a_stage_started_from_another_method_names_both(tmp_path):
     from reference import ReferenceVSR
-
     from vsr_core.testing import SyntheticDataModule
 
     other = ReferenceVSR(channels=4, num_blocks=1)

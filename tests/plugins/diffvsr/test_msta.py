@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from diffusers.models.attention import BasicTransformerBlock
+
 from diffvsr.msta import MultiScaleTemporalAttention, TimestepAdaLayerNorm, attach_msta
 from diffvsr.video_context import VideoContext
 

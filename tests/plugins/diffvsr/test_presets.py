@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
-from diffvsr.presets import te3dvae_config, unet_config, vae_2d_config
 
+from diffvsr.presets import te3dvae_config, unet_config, vae_2d_config
 from vsr_core.commands.bench import build_method
 
 # stabilityai/stable-diffusion-x4-upscaler unet/config.json, as the release's configs/unet_3d_config.json repeats it.

@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 import torch
 from diffusers import AutoencoderKL
+
 from diffvsr.presets import te3dvae_config, vae_2d_config
 from diffvsr.te3dvae import TemporalEnhancedVAE
-
 from vsr_core.errors import ConfigError, PretrainedError
 from vsr_core.latent import TemporalDecoderCodec
 

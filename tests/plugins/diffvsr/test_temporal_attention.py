@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import torch
+
 from diffvsr.temporal_attention import (
     RelativePositionBias,
     TemporalAttention,

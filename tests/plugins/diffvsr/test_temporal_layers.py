@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
 from diffvsr.temporal_layers import (
     ClipGroupNorm,
     ShiftedAttention,
@@ -12,7 +14,6 @@ from diffvsr.temporal_layers import (
     use_clip_group_norm,
 )
 from diffvsr.video_context import VideoContext
-from torch import nn
 
 B, C, T, H, W, D = 2, 16, 5, 4, 3, 12
 

@@ -9,11 +9,11 @@ import torch
 import torch.nn.functional as F
 from diffusers import UNet2DConditionModel
 from diffusers.models.resnet import ResnetBlock2D
+
 from diffvsr.msta import MultiScaleTemporalAttention
 from diffvsr.presets import unet_config
 from diffvsr.temporal_layers import ClipGroupNorm, TemporalModule
 from diffvsr.unet import inflate_unet, resnet_3d_sites, temporal_parameter_names, video_unet_forward
-
 from vsr_core.nn import TemporalConvBlock
 from vsr_core.testing import assert_reproduces_image_model
 

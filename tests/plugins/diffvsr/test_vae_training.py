@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from diffvsr import TE3DVAE, DiffVSR
 
+from diffvsr import TE3DVAE, DiffVSR
 from vsr_core.checkpoint import load_method
 from vsr_core.errors import ConfigError
 from vsr_core.export import export_method

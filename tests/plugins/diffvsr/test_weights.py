@@ -14,12 +14,12 @@ import pytest
 import torch
 from diffusers import UNet2DConditionModel
 from diffusers.models.autoencoders.vae import Encoder
+
 from diffvsr import DiffVSR
 from diffvsr.presets import te3dvae_config, unet_config
 from diffvsr.te3dvae import TemporalEnhancedVAE
 from diffvsr.unet import inflate_unet
 from diffvsr.weights import load_release_unet, load_te3dvae_file
-
 from vsr_core.errors import PretrainedError
 
 Shapes = dict[str, tuple[int, ...]]

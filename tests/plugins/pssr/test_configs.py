@@ -18,17 +18,25 @@ def _init_args(*names: str) -> dict:
     args: dict = {}
     for name in names:  # later configs override earlier ones, as `vsr fit --config a --config b` does
         for key, value in yaml.safe_load((CONFIGS / name).read_text())["model"]["init_args"].items():
-            args[key] = {**args[key], **value} if isinstance(value, dict) and isinstance(args.get(key), dict) else value
+            args[key] = (
+                {**args[key], **value} if isinstance(value, dict) and isinstance(args.get(key), dict) else value
+            )
     return args
 
 
-@pytest.mark.parametrize("names", [[n] for n in REAL] + [["wan2.1-1.3b-draft.yaml", f"draft-prune-{n}.yaml"] for n in (0, 10, 25)])
+@pytest.mark.parametrize(
+    "names", [[n] for n in REAL] + [["wan2.1-1.3b-draft.yaml", f"draft-prune-{n}.yaml"] for n in (0, 10, 25)]
+)
 def test_paper_scale_configs_build(names):
     args = _init_args(*names)
     assert args["preset"] == "real" and args["lora"] == {"rank": 32, "alpha": 32.0}
     # the same arguments at tiny size (no weights, no GPU): names and values are checked by construction
     tiny = {**args, "preset": "tiny", "torch_dtype": "float32", "text": {"encoder": "none"}}
-    tiny["draft"] = {**args.get("draft", {}), "out_of": 3, "pruned": {0: 0, 10: 1, 20: 2, 25: 2}[args.get("draft", {}).get("pruned", 20)]}
+    tiny["draft"] = {
+        **args.get("draft", {}),
+        "out_of": 3,
+        "pruned": {0: 0, 10: 1, 20: 2, 25: 2}[args.get("draft", {}).get("pruned", 20)],
+    }
     method = PSSR(**tiny)
     assert method.stage == args["stage"]
 
@@ -49,4 +57,6 @@ _ONLY_THE_CONFIG = {
 }
 TestTinyLatentConfig = conformance_suite(PSSR, config_file=str(CONFIGS / "tiny.yaml"), **_ONLY_THE_CONFIG)
 # the draft stage has its own parameter groups and checkpoint contents: the whole kit
-TestTinyDraftStage = conformance_suite(PSSR, init_args={"preset": "tiny", "stage": "draft", "pixel": {"perceptual": "tiny"}})
+TestTinyDraftStage = conformance_suite(
+    PSSR, init_args={"preset": "tiny", "stage": "draft", "pixel": {"perceptual": "tiny"}}
+)

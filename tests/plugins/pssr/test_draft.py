@@ -29,7 +29,9 @@ def test_fractional_pruning_is_a_config_error(pruned, out_of):
 
 
 def _base_with_lora(model):
-    add_lora(model, rank=3, alpha=6.0, target_modules=["attn1.to_q", "attn2.to_v", "ffn.net.0.proj"], adapter_name="base")
+    add_lora(
+        model, rank=3, alpha=6.0, target_modules=["attn1.to_q", "attn2.to_v", "ffn.net.0.proj"], adapter_name="base"
+    )
     with torch.no_grad():  # a "trained" adapter: B != 0
         for name, p in model.named_parameters():
             if "lora_B" in name:
@@ -64,7 +66,11 @@ def test_initialisation_is_the_kept_blocks_with_lora_merged(tiny_wan):
     assert torch.equal(draft.transformer.proj_out.weight, base.proj_out.weight)
     for fusion in draft.fusion:  # [I | 0]: identity on the base half
         d = fusion.out_features
-        assert torch.equal(fusion.weight[:, :d], torch.eye(d)) and not fusion.weight[:, d:].any() and not fusion.bias.any()
+        assert (
+            torch.equal(fusion.weight[:, :d], torch.eye(d))
+            and not fusion.weight[:, d:].any()
+            and not fusion.bias.any()
+        )
 
 
 def test_at_initialisation_the_draft_reproduces_the_base_on_the_kept_path(tiny_wan, wan_inputs):
@@ -74,7 +80,10 @@ def test_at_initialisation_the_draft_reproduces_the_base_on_the_kept_path(tiny_w
     draft, patch = _draft_for(base, kept)
     doubled = torch.cat([latents, latents], dim=1)
     leaving = {}
-    hooks = [b.register_forward_hook(lambda m, a, out, i=i: leaving.__setitem__(i, out.clone())) for i, b in enumerate(base.blocks)]
+    hooks = [
+        b.register_forward_hook(lambda m, a, out, i=i: leaving.__setitem__(i, out.clone()))
+        for i, b in enumerate(base.blocks)
+    ]
     with torch.no_grad(), use_adapters(base, "base"):
         tokens, context = embed(base, doubled, timestep, text, patch)
         tokens, features = run_blocks(base.blocks, tokens, context, capture=kept)
@@ -82,9 +91,14 @@ def test_at_initialisation_the_draft_reproduces_the_base_on_the_kept_path(tiny_w
     for h in hooks:
         h.remove()
     drafted = {}
-    hooks = [b.register_forward_hook(lambda m, a, out, j=j: drafted.__setitem__(j, out.clone())) for j, b in enumerate(draft.transformer.blocks)]
+    hooks = [
+        b.register_forward_hook(lambda m, a, out, j=j: drafted.__setitem__(j, out.clone()))
+        for j, b in enumerate(draft.transformer.blocks)
+    ]
     with torch.no_grad():
-        other = torch.randn_like(doubled)  # the draft's own input does not matter yet: fusion picks the base's features
+        other = torch.randn_like(
+            doubled
+        )  # the draft's own input does not matter yet: fusion picks the base's features
         draft_out = draft(other, timestep, text, features)
     for h in hooks:
         h.remove()

@@ -18,7 +18,9 @@ def schedule() -> FlowMatchingSchedule:
 @pytest.fixture
 def pair() -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(0)
-    return torch.randn(2, 3, 2, 4, 4, generator=g, dtype=torch.float64), torch.randn(2, 3, 2, 4, 4, generator=g, dtype=torch.float64)
+    return torch.randn(2, 3, 2, 4, 4, generator=g, dtype=torch.float64), torch.randn(
+        2, 3, 2, 4, 4, generator=g, dtype=torch.float64
+    )
 
 
 def test_paper_reading_is_eq4_and_eq7(schedule, pair):
@@ -27,7 +29,9 @@ def test_paper_reading_is_eq4_and_eq7(schedule, pair):
     z_t = paired_state(schedule, z_hq, z_lq, sigma, sigma_lq=1.0)
     by_hand = torch.stack([(1 - s) * z_hq[i] + s * z_lq[i] for i, s in enumerate(sigma.tolist())])  # Eq. 4
     torch.testing.assert_close(z_t, by_hand)
-    torch.testing.assert_close(velocity_target(schedule, z_hq, z_lq, 1.0), z_lq - z_hq)  # Eq. 7: z_L - z_H, not z_H - z_L
+    torch.testing.assert_close(
+        velocity_target(schedule, z_hq, z_lq, 1.0), z_lq - z_hq
+    )  # Eq. 7: z_L - z_H, not z_H - z_L
 
 
 @pytest.mark.parametrize("sigma_lq", [1.0, 0.699])
@@ -57,7 +61,9 @@ def test_euler_step_is_eq3(schedule, pair):
     v = velocity_target(schedule, z_hq, z_lq, 0.699)
     z = paired_state(schedule, z_hq, z_lq, torch.full((2,), 0.699, dtype=torch.float64), 0.699)
     step = schedule.step(z, v, 0.699, 0.599)  # python floats become float32 sigmas: compare at float32 precision
-    torch.testing.assert_close(step, z - (0.699 - 0.599) * v, rtol=1e-6, atol=1e-6)  # z_{t-1} = z_t - (s_t - s_{t-1}) phi
+    torch.testing.assert_close(
+        step, z - (0.699 - 0.599) * v, rtol=1e-6, atol=1e-6
+    )  # z_{t-1} = z_t - (s_t - s_{t-1}) phi
     assert not torch.allclose(step, z + (0.699 - 0.599) * v, atol=1e-3)
     # with the true velocity one step lands on the line at the next sigma
     on_line = paired_state(schedule, z_hq, z_lq, torch.full((2,), 0.599, dtype=torch.float64), 0.699)
@@ -70,7 +76,12 @@ def test_draft_timesteps_follow_the_release_and_the_rule():
     assert draft_timesteps(699, 399, 2) == [399]
     assert draft_timesteps(699, 399, 8) == [656, 613, 570, 528, 485, 442, 399]  # round(699 - k * 300 / 7)
     fifty = draft_timesteps(699, 399, 50)
-    assert len(fifty) == 49 and len(set(fifty)) == 49 and fifty[-1] == 399 and all(a > b for a, b in zip(fifty, fifty[1:]))
+    assert (
+        len(fifty) == 49
+        and len(set(fifty)) == 49
+        and fifty[-1] == 399
+        and all(a > b for a, b in zip(fifty, fifty[1:]))
+    )
     assert draft_timesteps(1000, 400, 4) == [800, 600, 400]  # the paper's sigma_T = 1 reading
     assert max_steps(699, 399) == 301 and len(draft_timesteps(699, 399, 301)) == 300
 

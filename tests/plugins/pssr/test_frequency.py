@@ -13,7 +13,9 @@ def _video(seed: int, smooth: bool = False) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     x = torch.rand(2, 3, 2, 16, 20, generator=g, dtype=torch.float64) * 1.6 - 0.8
     if smooth:  # only very low frequencies
-        x = torch.nn.functional.avg_pool2d(x.flatten(0, 2).unsqueeze(1), 9, 1, 4, count_include_pad=False).reshape(x.shape)
+        x = torch.nn.functional.avg_pool2d(x.flatten(0, 2).unsqueeze(1), 9, 1, 4, count_include_pad=False).reshape(
+            x.shape
+        )
     return x
 
 

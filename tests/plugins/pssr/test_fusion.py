@@ -30,7 +30,9 @@ def test_weights_reproduce_the_release_blend_on_every_overlap():
         o = prev.overlap_after
         np.testing.assert_allclose(fused[nxt.start : nxt.start + o], _release_blend(a, b, o), atol=1e-6)
     first = plan.windows[0]
-    np.testing.assert_allclose(fused[: plan.windows[1].start], outputs[0][: plan.windows[1].start])  # no overlap: as is
+    np.testing.assert_allclose(
+        fused[: plan.windows[1].start], outputs[0][: plan.windows[1].start]
+    )  # no overlap: as is
     assert first.length == 33 and plan.windows[1].overlap_before == 8
 
 

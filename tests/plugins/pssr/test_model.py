@@ -61,7 +61,9 @@ def test_a_draft_step_is_eq6_with_the_frequency_update():
         z_next = method.denoise_step(state, 1, z)
         torch.testing.assert_close(z_next, z - (0.599 - 0.499) * phi, rtol=1e-5, atol=1e-6)  # Eq. 6, first line
         predicted = method.codec.decode(z_next - 0.499 * phi)  # x~_{t-1}, Eq. 6 second line / Sec. 3.5
-        torch.testing.assert_close(state.video, frequency_update(before, predicted, 0.6, 0.2, 2, 2, 1e-6), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(
+            state.video, frequency_update(before, predicted, 0.6, 0.2, 2, 2, 1e-6), rtol=1e-5, atol=1e-5
+        )
         assert not torch.allclose(state.video, before)
 
 
@@ -131,11 +133,17 @@ class _Record(Callback):
         self.block_calls = {"draft": 0, "base": 0}
 
     def on_fit_start(self, trainer, method) -> None:
-        method.draft.transformer.patch_embedding.register_forward_pre_hook(lambda m, a: self.inputs.append(a[0].detach().clone()))
+        method.draft.transformer.patch_embedding.register_forward_pre_hook(
+            lambda m, a: self.inputs.append(a[0].detach().clone())
+        )
         for block in method.draft.transformer.blocks:
-            block.register_forward_pre_hook(lambda m, a: self.block_calls.__setitem__("draft", self.block_calls["draft"] + 1))
+            block.register_forward_pre_hook(
+                lambda m, a: self.block_calls.__setitem__("draft", self.block_calls["draft"] + 1)
+            )
         for block in method.transformer.blocks:
-            block.register_forward_pre_hook(lambda m, a: self.block_calls.__setitem__("base", self.block_calls["base"] + 1))
+            block.register_forward_pre_hook(
+                lambda m, a: self.block_calls.__setitem__("base", self.block_calls["base"] + 1)
+            )
         encode = method.encode_pair
 
         def recording(batch):
@@ -184,7 +192,11 @@ class _DraftAtStart(Callback):
         self.q = method.draft.transformer.blocks[0].attn1.to_q.weight.detach().clone()
         layer = method.transformer.blocks[method.draft.kept[0]].attn1.to_q
         scale = method.lora.alpha / method.lora.rank
-        self.merged = (layer.base_layer.weight + scale * layer.lora_B["base"].weight @ layer.lora_A["base"].weight).detach().clone()
+        self.merged = (
+            (layer.base_layer.weight + scale * layer.lora_B["base"].weight @ layer.lora_A["base"].weight)
+            .detach()
+            .clone()
+        )
 
 
 def test_the_stage_sequence_latent_pixel_draft_with_init_from(tmp_path):
@@ -316,7 +328,9 @@ def test_a_folder_that_is_not_wan21_names_what_is_missing(wan_folder, tmp_path):
     (tmp_path / "transformer").mkdir()
     (tmp_path / "transformer" / "config.json").write_text('{"_class_name": "CogVideoXTransformer3DModel"}')
     (tmp_path / "transformer" / "diffusion_pytorch_model.safetensors").write_bytes(b"")
-    with pytest.raises(PretrainedError, match="holds a CogVideoXTransformer3DModel, not Wan2.1's WanTransformer3DModel"):
+    with pytest.raises(
+        PretrainedError, match="holds a CogVideoXTransformer3DModel, not Wan2.1's WanTransformer3DModel"
+    ):
         PSSR(preset="tiny-wan", pretrained=str(tmp_path))
     with pytest.raises(ConfigError, match="text.encoder=umt5 needs pretrained="):
         PSSR(preset="tiny", text={"encoder": "umt5"})
@@ -348,18 +362,57 @@ def test_vsr_restore_with_a_checkpoint_and_with_its_export_folder(tmp_path, caps
     trainer.save_checkpoint(tmp_path / "last.ckpt")
     _write_video(tmp_path / "clip.mp4", 40)  # two windows of 33 frames, overlapping
     assert export_command.main([str(tmp_path / "last.ckpt"), "-o", str(tmp_path / "export")]) == 0
-    assert {p.name for p in (tmp_path / "export").iterdir()} >= {"base.safetensors", "draft.safetensors", "vsr_method.json"}
+    assert {p.name for p in (tmp_path / "export").iterdir()} >= {
+        "base.safetensors",
+        "draft.safetensors",
+        "vsr_method.json",
+    }
     for source, out in ((tmp_path / "last.ckpt", "from_ckpt"), (tmp_path / "export", "from_export")):
-        args = [str(tmp_path / "clip.mp4"), "--ckpt", str(source), "-o", str(tmp_path / out), "--steps", "2", "--device", "cpu"]
+        args = [
+            str(tmp_path / "clip.mp4"),
+            "--ckpt",
+            str(source),
+            "-o",
+            str(tmp_path / out),
+            "--steps",
+            "2",
+            "--device",
+            "cpu",
+        ]
         assert restore_command.main(args) == 0
         info = probe_video(tmp_path / out / "clip.mp4")
         assert (info.frames, info.width, info.height) == (40, 64, 64)
-    assert restore_command.main([str(tmp_path / "clip.mp4"), "--ckpt", str(tmp_path / "export"), "-o", str(tmp_path / "x"), "--steps", "400"]) != 0
+    assert (
+        restore_command.main(
+            [
+                str(tmp_path / "clip.mp4"),
+                "--ckpt",
+                str(tmp_path / "export"),
+                "-o",
+                str(tmp_path / "x"),
+                "--steps",
+                "400",
+            ]
+        )
+        != 0
+    )
     capsys.readouterr()
-    common = [str(tmp_path / "clip.mp4"), "--ckpt", str(tmp_path / "export"), "--steps", "2", "--device", "cpu", "--sample"]
+    common = [
+        str(tmp_path / "clip.mp4"),
+        "--ckpt",
+        str(tmp_path / "export"),
+        "--steps",
+        "2",
+        "--device",
+        "cpu",
+        "--sample",
+    ]
     assert restore_command.main([*common, "alpha=1.5", "-o", str(tmp_path / "y")]) != 0  # alpha outside [0, 1]
     assert "alpha" in capsys.readouterr().err and not (tmp_path / "y" / "clip.mp4").exists()
-    assert restore_command.main([*common, "alpha=1.0", "--sample", "frequency_update=off", "-o", str(tmp_path / "z")]) == 0
+    assert (
+        restore_command.main([*common, "alpha=1.0", "--sample", "frequency_update=off", "-o", str(tmp_path / "z")])
+        == 0
+    )
     assert probe_video(tmp_path / "z" / "clip.mp4").frames == 40
 
 
@@ -372,7 +425,10 @@ def test_the_engine_fuses_windows_in_pixels_by_position_aware_averaging():
     assert state.latents.shape == (1, 48, 5, 8, 8) and state.num_steps == 4
     # The output is the FDU's pixel state, not a decode of the final latents: PS-SR opts out of latent fusion.
     assert method.latent_layout is None and not implements_latent_protocol(method)
-    assert (method.native_tile, method.native_tile_overlap) == (320, 32)  # the release's 1280 / 128 output pixels at x4
+    assert (method.native_tile, method.native_tile_overlap) == (
+        320,
+        32,
+    )  # the release's 1280 / 128 output pixels at x4
     video = _lq(frames=40, size=8, seed=3)[0]
     engine = RestoreEngine(method, EngineOptions(sampling={"num_inference_steps": 2}))
     assert not engine.latent
@@ -386,7 +442,11 @@ def test_the_engine_fuses_windows_in_pixels_by_position_aware_averaging():
     assert o == first.overlap_after >= 8
     ramp = torch.arange(o, dtype=torch.float32) / (o - 1)
     expected = torch.cat(
-        [a[:, : second.start], a[:, second.start :] * (1 - ramp)[:, None, None] + b[:, :o] * ramp[:, None, None], b[:, o:]],
+        [
+            a[:, : second.start],
+            a[:, second.start :] * (1 - ramp)[:, None, None] + b[:, :o] * ramp[:, None, None],
+            b[:, o:],
+        ],
         dim=1,
     )
     torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)

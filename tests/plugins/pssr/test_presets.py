@@ -16,7 +16,9 @@ def linear(i: int, o: int) -> int:
 
 def block() -> int:
     attention = 4 * linear(D, D) + 2 * D  # q, k, v, out + RMS norms of q and k
-    return 2 * attention + 2 * D + linear(D, FFN) + linear(FFN, D) + 6 * D  # self, cross, cross-attn norm, FFN, modulation
+    return (
+        2 * attention + 2 * D + linear(D, FFN) + linear(FFN, D) + 6 * D
+    )  # self, cross, cross-attn norm, FFN, modulation
 
 
 def embeddings(in_channels: int) -> int:

@@ -62,7 +62,12 @@ def diffsynth_dit(layers: int, with_fusion: bool = False) -> dict[str, tuple[int
 
 def diffsynth_base(layers: int) -> dict[str, tuple[int, ...]]:
     """``base.safetensors`` of train_base.py: peft LoRA (adapter ``default``) + patch embedding + head."""
-    keys = {"patch_embedding.weight": (D, 2 * C, 1, 2, 2), "patch_embedding.bias": (D,), "head.head.weight": (4 * C, D), "head.head.bias": (4 * C,)}
+    keys = {
+        "patch_embedding.weight": (D, 2 * C, 1, 2, 2),
+        "patch_embedding.bias": (D,),
+        "head.head.weight": (4 * C, D),
+        "head.head.bias": (4 * C,),
+    }
     for i in range(layers):
         for attn in ("self_attn", "cross_attn"):
             for p in "qkvo":
@@ -90,12 +95,24 @@ def test_key_names_match_diffusers_own_converter():
     converted = convert_wan_transformer_to_diffusers({k: torch.zeros(1) for k in theirs})
     ours = {diffsynth_to_diffusers(k) for k in theirs}
     assert ours == set(converted)
-    model = WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=8, attention_head_dim=16, in_channels=2 * C,
-                                  out_channels=C, text_dim=TEXT, freq_dim=FREQ, ffn_dim=F, num_layers=2)
+    model = WanTransformer3DModel(
+        patch_size=(1, 2, 2),
+        num_attention_heads=8,
+        attention_head_dim=16,
+        in_channels=2 * C,
+        out_channels=C,
+        text_dim=TEXT,
+        freq_dim=FREQ,
+        ffn_dim=F,
+        num_layers=2,
+    )
     assert ours == set(model.state_dict())  # every diffusers key has its DiffSynth name, nothing else
     assert {diffusers_to_diffsynth(k) for k in ours} == set(theirs)  # and back
     assert diffsynth_to_diffusers("fc_layers.3.weight") == "fusion.3.weight"
-    assert diffsynth_to_diffusers("blocks.7.cross_attn.o.lora_B.default.weight", "base") == "blocks.7.attn2.to_out.0.lora_B.base.weight"
+    assert (
+        diffsynth_to_diffusers("blocks.7.cross_attn.o.lora_B.default.weight", "base")
+        == "blocks.7.attn2.to_out.0.lora_B.base.weight"
+    )
 
 
 def test_a_release_folder_loads_with_no_missing_or_unexpected_keys(tmp_path):
@@ -103,8 +120,12 @@ def test_a_release_folder_loads_with_no_missing_or_unexpected_keys(tmp_path):
     method = PSSR(preset="tiny", pssr_weights=str(tmp_path))
     base, draft = files["base"], files["draft"]
     own = method.state_dict()
-    assert torch.equal(own["transformer.blocks.1.attn2.to_k.lora_A.base.weight"], base["blocks.1.cross_attn.k.lora_A.default.weight"])
-    assert torch.equal(own["transformer.blocks.2.ffn.net.2.lora_B.base.weight"], base["blocks.2.ffn.2.lora_B.default.weight"])
+    assert torch.equal(
+        own["transformer.blocks.1.attn2.to_k.lora_A.base.weight"], base["blocks.1.cross_attn.k.lora_A.default.weight"]
+    )
+    assert torch.equal(
+        own["transformer.blocks.2.ffn.net.2.lora_B.base.weight"], base["blocks.2.ffn.2.lora_B.default.weight"]
+    )
     assert torch.equal(own["base_io.patch_embedding.weight"], base["patch_embedding.weight"])
     assert torch.equal(own["base_io.proj_out.bias"], base["head.head.bias"])
     assert torch.equal(own["draft.fusion.0.weight"], draft["fc_layers.0.weight"])
@@ -129,7 +150,10 @@ def test_export_writes_the_release_layout_back(tmp_path):
 @pytest.mark.parametrize(
     "drop, pattern",
     [
-        ("blocks.0.self_attn.q.lora_A.default.weight", r"base.safetensors does not fit.*1 missing \(e.g. blocks.0.self_attn.q.lora_A"),
+        (
+            "blocks.0.self_attn.q.lora_A.default.weight",
+            r"base.safetensors does not fit.*1 missing \(e.g. blocks.0.self_attn.q.lora_A",
+        ),
         ("fc_layers.0.bias", r"draft.safetensors does not fit.*1 missing \(e.g. fc_layers.0.bias"),
     ],
 )

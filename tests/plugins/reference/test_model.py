@@ -33,13 +33,31 @@ def test_fit_starts_from_a_vsr_export_folder(tmp_path, capsys):
             p.normal_(std=0.01)
     export_method(source, tmp_path / "export")
     args = [
-        "fit", "--model", "ReferenceVSR",
-        "--model.init_args.channels", "4", "--model.init_args.num_blocks", "1",
-        "--model.init_args.learning_rate", "0",  # one step that changes nothing: the start is visible
-        "--trainer.max_steps", "1", "--trainer.limit_val_batches", "0",
-        "--trainer.logger.init_args.save_dir", str(tmp_path / "runs"), "--trainer.enable_progress_bar", "false",
-        "--data.init_args.num_workers", "0", "--data.init_args.clip_frames", "3", "--data.init_args.crop_size", "32",
-        "--samples.save_files", "false",
+        "fit",
+        "--model",
+        "ReferenceVSR",
+        "--model.init_args.channels",
+        "4",
+        "--model.init_args.num_blocks",
+        "1",
+        "--model.init_args.learning_rate",
+        "0",  # one step that changes nothing: the start is visible
+        "--trainer.max_steps",
+        "1",
+        "--trainer.limit_val_batches",
+        "0",
+        "--trainer.logger.init_args.save_dir",
+        str(tmp_path / "runs"),
+        "--trainer.enable_progress_bar",
+        "false",
+        "--data.init_args.num_workers",
+        "0",
+        "--data.init_args.clip_frames",
+        "3",
+        "--data.init_args.crop_size",
+        "32",
+        "--samples.save_files",
+        "false",
     ]
     assert main([*args, "--model.init_args.pretrained", str(tmp_path / "export")]) == 0
     tuned = load_method(next((tmp_path / "runs").rglob("last.ckpt")))

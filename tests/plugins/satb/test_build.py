@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 from diffusers import CogVideoXTransformer3DModel
+
 from satb import SATBVR
 from satb.build import build_controlnet, build_denoiser, cast_frozen, random_base
 from satb.presets import get_preset

@@ -6,6 +6,7 @@ import pytest
 import torch
 from diffusers import CogVideoXTransformer3DModel
 from diffusers.models.embeddings import CogVideoXPatchEmbed
+
 from satb.build import add_block_lora
 from satb.connector import Connector
 from satb.control_embed import patchify

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
 from satb import SATBVR
 from satb.weights import FULL_FOLDERS, LORA_FILE, LORA_FOLDERS
-
 from vsr_core.checkpoint import load_method
 from vsr_core.errors import PretrainedError
 from vsr_core.export import METHOD_FILE, WEIGHTS_NAME, export_method

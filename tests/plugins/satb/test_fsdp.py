@@ -22,8 +22,8 @@ def run_worker(out: Path) -> None:
     sys.path.insert(0, str(ROOT / "plugins"))
     import lightning as L
     from lightning.pytorch.strategies import ModelParallelStrategy
-    from satb import SATBVR
 
+    from satb import SATBVR
     from vsr_core.testing.synthetic import SyntheticDataModule
 
     torch.manual_seed(0)

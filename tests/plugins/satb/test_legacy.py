@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from satb import SATBVR
 from satb.legacy import upgrade_flat_arguments
-
 from vsr_core.checkpoint import load_method, method_from_checkpoint
 from vsr_core.errors import ConfigError
 from vsr_core.export import METHOD_FILE, export_method

@@ -13,8 +13,8 @@ import math
 import pytest
 import torch
 from diffusers import CogVideoXDDIMScheduler
-from satb import SATBVR
 
+from satb import SATBVR
 from vsr_core.diffusion import PRESETS
 from vsr_core.errors import ConfigError
 from vsr_core.video_ops import upsample_frames
@@ -622,7 +622,9 @@ def test_one_latent_tile_through_the_engine_equals_prepare_steps_finish_with_the
     noise = TimelineNoise(3, 1, 12)
     region = (range(5), range(32), range(32))  # latent frames and pixels: x4 upsampling, codec factor 2
     generator = make_generator(3, "cpu")
-    state = method.prepare_window(video[None], noise=noise.slice(0, *region), num_inference_steps=5, generator=generator)
+    state = method.prepare_window(
+        video[None], noise=noise.slice(0, *region), num_inference_steps=5, generator=generator
+    )
     latents = state.latents
     for i in range(state.num_steps):
         latents = method.denoise_step(state, i, latents, noise=noise.slice(i + 1, *region))

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from satb import SATBVR
 from satb.options import (
     DDCOptions,
@@ -20,7 +21,6 @@ from satb.options import (
     SATBTiling,
     TrainingRecipe,
 )
-
 from vsr_core.errors import ConfigError
 from vsr_core.method import VSRMethod
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from satb.schedule import (
     blend_weight,
     jump_start_timesteps,
@@ -11,7 +12,6 @@ from satb.schedule import (
     sample_training_timesteps,
     satb_blend,
 )
-
 from vsr_core.diffusion import DDPMSchedule
 from vsr_core.errors import ConfigError
 

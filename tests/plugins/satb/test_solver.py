@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import torch
-from satb.solver import cogvideox_dpm_step
 
+from satb.solver import cogvideox_dpm_step
 from vsr_core.diffusion import DDPMSchedule
 
 
@@ -21,7 +21,12 @@ def test_given_noise_reproduces_diffusers_cogvideox_dpm_step_by_step() -> None:
         following = timesteps[i + 1] if i + 1 < len(timesteps) else -1
         seed = 100 + i
         theirs, theirs_x0 = solver.step(
-            v, theirs_x0, solver.timesteps[i], back, theirs, generator=torch.Generator().manual_seed(seed),
+            v,
+            theirs_x0,
+            solver.timesteps[i],
+            back,
+            theirs,
+            generator=torch.Generator().manual_seed(seed),
             return_dict=False,
         )
         # diffusers draws once, and on a second-order step once more and uses that second draw.

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from satb.text import NEGATIVE_PROMPT, build_prompt_encoder
 
+from satb.text import NEGATIVE_PROMPT, build_prompt_encoder
 from vsr_core.errors import ConfigError, PretrainedError
 from vsr_core.text import TextEncoder
 

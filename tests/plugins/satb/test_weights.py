@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 from diffusers import CogVideoXDDIMScheduler, CogVideoXTransformer3DModel
+
 from satb import SATBVR
 from satb.presets import COGVIDEOX15_5B_TRANSFORMER, get_preset
 from satb.weights import save_release
-
 from vsr_core.diffusion.scheduler_config import PRESETS
 from vsr_core.errors import CheckpointError, PretrainedError
 from vsr_core.inference import LatentLayout
@@ -228,7 +228,9 @@ def test_real_preset_matches_cogvideox15_5b_on_meta() -> None:
     # the release's 1024-px tiles with stride 768, in LQ pixels at x4
     assert (method.native_tile, method.native_tile_overlap) == (256, 64)
     # latent tiles in whole 2x2 patches of the causal 4x8x8 VAE; 81-frame windows 64 frames apart (80/64)
-    assert method.latent_layout == LatentLayout(16, temporal_factor=4, spatial_factor=8, causal=True, latent_multiple=2)
+    assert method.latent_layout == LatentLayout(
+        16, temporal_factor=4, spatial_factor=8, causal=True, latent_multiple=2
+    )
     assert (method.temporal_window, method.temporal_overlap) == (81, 16)
     assert all(not any(p.requires_grad for p in m.parameters()) for m in (method.codec,))
 

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from .test_model import _tiny_sd_folder
 from ultravsr import UltraVSR
 from vsr_core.cli import VSRCLI
+
+from .test_model import _tiny_sd_folder
 
 CONFIGS = Path(__file__).resolve().parents[3] / "plugins" / "ultravsr" / "configs"
 

@@ -65,7 +65,6 @@ def test_restore_from_the_checkpoint_and_the_export_folder(tmp_path: Path):
     np.testing.assert_array_equal(from_ckpt, from_export)  # the export holds every trained weight
 
 
-
 def test_the_engines_window_is_the_methods_restore():
     method = _perturbed()
     lq = torch.rand(1, 3, 6, SIZE, SIZE, generator=torch.Generator().manual_seed(1)) * 2 - 1

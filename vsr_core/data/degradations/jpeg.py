@@ -21,7 +21,9 @@ class JPEGPlan:
     quality: torch.Tensor
 
 
-def sample_jpeg(draws: RandomDraws, clips: int, frames: int, params: JPEGParams, drift: DriftParams | None) -> JPEGPlan:
+def sample_jpeg(
+    draws: RandomDraws, clips: int, frames: int, params: JPEGParams, drift: DriftParams | None
+) -> JPEGPlan:
     """With ``params.prob`` a clip is compressed at a quality drawn from ``params.quality``."""
     apply = draws.host_bernoulli(clips, params.prob)
     quality = draws.uniform(clips, *params.quality)

@@ -62,7 +62,9 @@ def _check_range(
         raise ConfigError(f"degradation option {owner}.{name}={list(pair)} must be a [low, high] pair")
     lo, hi = float(pair[0]), float(pair[1])
     if not (low <= lo <= hi <= high):
-        raise ConfigError(f"degradation option {owner}.{name}=[{lo}, {hi}] must satisfy {low} <= low <= high <= {high}")
+        raise ConfigError(
+            f"degradation option {owner}.{name}=[{lo}, {hi}] must satisfy {low} <= low <= high <= {high}"
+        )
     return lo, hi
 
 
@@ -155,7 +157,9 @@ class ResizeParams:
         _set(self, "scale", _check_range(o, "scale", self.scale, 1e-3))
         _set(self, "modes", _check_choices(o, "modes", self.modes, RESIZE_MODES))
         if self.relative_to not in ("input", "output"):
-            raise ConfigError(f"degradation option resize.relative_to={self.relative_to!r} must be 'input' or 'output'")
+            raise ConfigError(
+                f"degradation option resize.relative_to={self.relative_to!r} must be 'input' or 'output'"
+            )
 
 
 @dataclass(frozen=True)
@@ -266,7 +270,9 @@ class CodecParams:
         _set(self, "codec_probs", _check_probs(o, "codec_probs", self.codec_probs, len(self.codecs)))
         _set(self, "bitrate", _check_range(o, "bitrate", self.bitrate, 1.0))
         if self.reference_pixels is not None and int(self.reference_pixels) < 1:
-            raise ConfigError(f"degradation option codec.reference_pixels={self.reference_pixels} must be >= 1 or null")
+            raise ConfigError(
+                f"degradation option codec.reference_pixels={self.reference_pixels} must be >= 1 or null"
+            )
         if int(self.workers) < 1:
             raise ConfigError(f"degradation option codec.workers={self.workers} must be >= 1")
         _set(self, "workers", int(self.workers))
