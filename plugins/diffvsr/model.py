@@ -43,7 +43,7 @@ from diffvsr.unet import inflate_unet, temporal_parameter_names, video_unet_forw
 from diffvsr.weights import load_release_unet
 from vsr_core.diffusion import DDPMSchedule, LowResNoiser
 from vsr_core.errors import ConfigError, PretrainedError
-from vsr_core.inference import adain_color_fix, wavelet_color_fix
+from vsr_core.inference import COLOR_FIXES
 from vsr_core.method import VSRMethod
 from vsr_core.pretrained import as_dtype, resolve_pretrained
 from vsr_core.text import cfg_active, cfg_batch, cfg_split_combine
@@ -429,10 +429,9 @@ class DiffVSR(VSRMethod):
         video = self.codec.decode(latents.to(dtype)).float()
         height, width = state.output_size
         video = video[..., :height, :width]
-        if state.color_fix == "wavelet":
-            video = wavelet_color_fix(video, state.reference)
-        elif state.color_fix == "adain":
-            video = adain_color_fix(video, state.reference)
+        color_fix = COLOR_FIXES.get(state.color_fix)  # "none": no fix
+        if color_fix is not None:
+            video = color_fix(video, state.reference)
         return video.clamp(-1, 1)
 
     @torch.no_grad()

@@ -61,7 +61,7 @@ from vsr_core.benchmark import PaperBenchmark
 from vsr_core.diffusion import FlowMatchingSchedule
 from vsr_core.errors import CheckpointError, ConfigError, PretrainedError
 from vsr_core.frames import frames_at_least, frames_at_most
-from vsr_core.inference import adain_color_fix, wavelet_color_fix
+from vsr_core.inference import COLOR_FIXES
 from vsr_core.latent import PixelUnshuffleCodec, WanCodec
 from vsr_core.lora import add_lora
 from vsr_core.losses import DistributionMatching, PerceptualLoss, adapter_scores, d_loss, g_loss, use_adapters
@@ -764,10 +764,9 @@ class PSSR(VSRMethod):
             video = self.codec.decode(state.x0)
         frames, height, width = state.size
         video = video[:, :, :frames, :height, :width].clamp(-1, 1)
-        if state.color_fix == "wavelet":
-            video = wavelet_color_fix(video, state.reference)
-        elif state.color_fix == "adain":
-            video = adain_color_fix(video, state.reference)
+        color_fix = COLOR_FIXES.get(state.color_fix)  # "none": no fix
+        if color_fix is not None:
+            video = color_fix(video, state.reference)
         return video.clamp(-1, 1)
 
     @torch.no_grad()

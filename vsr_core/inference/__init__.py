@@ -1,7 +1,7 @@
 """Long-video inference: window planning, tiling, fusion (pixel and latent), colour correction and the engine."""
 
 from vsr_core.inference.assembly import FrameAssembler
-from vsr_core.inference.color import adain_color_fix, wavelet_color_fix
+from vsr_core.inference.color import COLOR_FIXES, adain_color_fix, wavelet_color_fix
 from vsr_core.inference.engine import FUSION_MODES, EngineOptions, RestoreEngine
 from vsr_core.inference.files import collect_inputs, frames_to_restore, restore_file
 from vsr_core.inference.fusion import LinearCrossfade, WindowFusion, window_fusion_for
@@ -27,6 +27,7 @@ from vsr_core.inference.tiles import Tile, TileGrid, blend_rows, gaussian_weight
 from vsr_core.inference.windows import Window, WindowPlan, plan_windows
 
 __all__ = [
+    "COLOR_FIXES",
     "FUSION_MODES",
     "EngineOptions",
     "FrameAssembler",

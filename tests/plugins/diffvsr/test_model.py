@@ -266,3 +266,21 @@ def test_frozen_weights_a_stage_brought_with_init_from_are_saved(tiny_upscaler, 
     # The trained image weights differ from pretrained=, so they are kept (and restored on load), not rebuilt.
     assert "unet.conv_in.weight" in checkpoint["state_dict"]
     torch.testing.assert_close(checkpoint["state_dict"]["unet.conv_in.weight"], first.unet.conv_in.weight)
+
+
+@pytest.mark.parametrize("kind", ["wavelet", "adain"])
+def test_color_fix_is_the_core_fix_of_the_decoded_video_against_the_upsampled_input(kind):
+    from vsr_core.inference import adain_color_fix, wavelet_color_fix
+    from vsr_core.video_ops import upsample_frames
+
+    fix = {"wavelet": wavelet_color_fix, "adain": adain_color_fix}[kind]
+    method = DiffVSR(vae="pixel-unshuffle").eval()
+    lq = torch.rand(1, 3, 2, 8, 8, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    with torch.no_grad():
+        state = method.prepare_window(lq, num_inference_steps=2, color_fix=kind)
+        latents = 0.5 * torch.randn(state.latents.shape, generator=torch.Generator().manual_seed(2))
+        fixed = method.finish_window(state, latents)
+        decoded = method.codec.decode(latents)[..., :32, :32]
+    expected = fix(decoded, upsample_frames(lq, 4)).clamp(-1, 1)
+    torch.testing.assert_close(fixed, expected)
+    assert not torch.allclose(fixed, decoded.clamp(-1, 1))

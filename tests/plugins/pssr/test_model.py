@@ -450,3 +450,18 @@ def test_the_engine_fuses_windows_in_pixels_by_position_aware_averaging():
         dim=1,
     )
     torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["wavelet", "adain"])
+def test_color_fix_is_the_core_fix_against_the_upsampled_input_after_clamping(kind):
+    from vsr_core.inference import adain_color_fix, wavelet_color_fix
+
+    fix = {"wavelet": wavelet_color_fix, "adain": adain_color_fix}[kind]
+    method = _trained_like(PSSR(preset="tiny"))
+    lq = _lq(frames=5)
+    with torch.no_grad():
+        plain = method.restore(lq, color_fix="none")
+        fixed = method.restore(lq, color_fix=kind)
+    expected = fix(plain, upsample_frames(lq, 4)).clamp(-1, 1)
+    torch.testing.assert_close(fixed, expected)
+    assert not torch.allclose(fixed, plain)
