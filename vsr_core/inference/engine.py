@@ -125,13 +125,12 @@ class RestoreEngine:
         self.latent = options.fusion == "latent" or (options.fusion == "auto" and implements_latent_protocol(method))
         self.layout = None
         if self.latent:
-            if not implements_latent_protocol(method):
+            if not implements_latent_protocol(method):  # also a method opting out with latent_layout = None
                 raise ConfigError(
-                    f"--fusion latent: {self.name} does not implement prepare_window/denoise_step/finish_window"
+                    f"--fusion latent: {self.name} does not implement prepare_window/denoise_step/finish_window "
+                    "with a latent_layout; use --fusion pixel"
                 )
-            self.layout = getattr(method, "latent_layout", None)
-            if self.layout is None:
-                raise ConfigError(f"{self.name} implements the latent window protocol but declares no latent_layout")
+            self.layout = method.latent_layout
         native_window = int(getattr(method, "temporal_window", 16))
         self.window = options.window or native_window
         if options.overlap is not None:

@@ -91,4 +91,12 @@ def test_a_method_opts_out_of_latent_fusion_with_no_layout():
     class OwnStepsOnly(LatentBoringMethod):
         latent_layout = None
 
-    assert not implements_latent_protocol(OwnStepsOnly(scale=2, temporal_factor=4))
+    method = OwnStepsOnly(scale=2, temporal_factor=4)
+    assert not implements_latent_protocol(method)
+    from vsr_core.inference import EngineOptions, RestoreEngine
+
+    with pytest.raises(
+        ConfigError, match="OwnStepsOnly does not implement .* with a latent_layout; use --fusion pixel"
+    ):
+        RestoreEngine(method, EngineOptions(fusion="latent"))
+    assert not RestoreEngine(method, EngineOptions(fusion="auto")).latent
