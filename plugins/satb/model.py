@@ -97,7 +97,7 @@ class WindowState:
     guidance_scale: float
     guided: bool
     generator: torch.Generator | None
-    reference: torch.Tensor  #: the upsampled LQ video ``[B,3,T',H',W']`` (colour reference)
+    lq: torch.Tensor  #: the LQ window ``[B,3,T,h,w]``; its upsampling is the colour reference
     frames: int  #: output frames ``T``
     height: int  #: output height ``h·scale``
     width: int  #: output width ``w·scale``
@@ -505,7 +505,7 @@ class SATBVR(VSRMethod):
         return WindowState(
             latents=full[:, prepended:].transpose(1, 2),
             num_steps=len(timesteps),
-            prefix=full[:, :prepended],
+            prefix=full[:, :prepended].clone(),  # a view would keep all of ``full`` alive with the state
             x_lq=x_lq,
             text=text,
             rotary=rotary,
@@ -514,7 +514,7 @@ class SATBVR(VSRMethod):
             guidance_scale=guidance,
             guided=guided,
             generator=generator,
-            reference=up,
+            lq=lq,  # not ``up``: a frame's tiles all live at once, and this is 1/scale² of it
             frames=frames,
             height=h * self.scale,
             width=w * self.scale,
@@ -567,7 +567,7 @@ class SATBVR(VSRMethod):
                 )
         else:
             full = state.solver.step(v, t, full, generator=state.generator, return_dict=False)[0]
-        state.prefix = full[:, : state.prepended]
+        state.prefix = full[:, : state.prepended].clone()  # not a view: the step's output is fused and dropped
         return full[:, state.prepended :].transpose(1, 2)
 
     def finish_window(self, state: WindowState, latents: torch.Tensor) -> torch.Tensor:
@@ -576,7 +576,8 @@ class SATBVR(VSRMethod):
             video = self._decode(latents.to(state.x_lq.dtype))
         video = video.float()[:, :, : state.frames, : state.height, : state.width].clamp(-1, 1)
         if state.color_fix == "wavelet":
-            video = wavelet_color_fix(video, state.reference[:, :, : state.frames].float())
+            reference = upsample_frames(state.lq, self.scale)  # prepare_window's ``up``, recomputed
+            video = wavelet_color_fix(video, reference.float())
         return video.clamp(-1, 1)
 
     @staticmethod
@@ -625,8 +626,19 @@ class SATBVR(VSRMethod):
         return self.codec.decode(latents)
 
     def _rotary(self, latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """RoPE ``(cos, sin)`` for ``latents [B, F, C, h, w]``, shared by every call with the same grid.
+
+        They depend only on the grid, so the latent tiles of a frame (all alive at once during
+        ``vsr restore``) share one copy instead of holding one each; a few grids are kept.
+        """
         _, f, _, h, w = latents.shape
-        return rotary_embeddings(self.transformer_config, f, h, w, latents.device)
+        key = (f, h, w, latents.device, torch.is_inference_mode_enabled())  # inference tensors stay in inference
+        cache = self.__dict__.setdefault("_rotary_cache", {})  # plain attribute: never in a state dict
+        if key not in cache:
+            if len(cache) >= 4:
+                cache.pop(next(iter(cache)))
+            cache[key] = rotary_embeddings(self.transformer_config, f, h, w, latents.device)
+        return cache[key]
 
     def _text(self, prompts: list[str] | None, batch: int, like: torch.Tensor, suffix: str = "") -> torch.Tensor:
         return self.prompt_encoder(prompts, batch, like.device, like.dtype, suffix)

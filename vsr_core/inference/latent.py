@@ -6,7 +6,10 @@ A method that implements
   ``[B,3,L,h,w]``, build the conditioning and the initial latent from ``noise`` ``[B,c,t,h',w']``
   (the engine's slice of one timeline-wide noise tensor, so overlapping windows and tiles start
   from the same noise); ``state`` has ``latents`` (the initial latent, ``[B,c,t,h',w']``) and
-  ``num_steps`` attributes (:class:`LatentState` is a ready-made one);
+  ``num_steps`` attributes (:class:`LatentState` is a ready-made one). The engine fuses
+  ``state.latents`` and then sets it to ``None`` (all tiles of a frame are alive at once, so a
+  second copy per tile would grow with the frame): the next two calls must use the ``latents``
+  they are given, never ``state.latents``;
 * ``denoise_step(state, i, latents) -> latents`` — one solver step at timestep index ``i``
   (``0 .. num_steps-1``) on the *fused* latents; a method whose solver draws noise per step takes
   a keyword ``noise`` too and gets the engine's shared slice for that step;

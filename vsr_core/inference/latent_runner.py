@@ -47,7 +47,21 @@ class _Live:
 
     clip: Any
     states: list[Any] = field(default_factory=list)
+    dtypes: list[torch.dtype] = field(default_factory=list)  # each tile's latent dtype (its state's own is released)
     levels: int = 0
+
+
+def _release_initial_latents(state: Any) -> None:
+    """Drop ``state.latents`` once fused: every step gets the fused latents, and a frame's tiles are all alive at once.
+
+    Without this each tile's state would hold a second copy of its initial latents until it is
+    decoded (per-tile memory that grows with the frame size). A state that refuses the assignment
+    (a frozen dataclass) keeps its copy.
+    """
+    try:
+        state.latents = None
+    except (AttributeError, TypeError):  # dataclasses.FrozenInstanceError is an AttributeError
+        pass
 
 
 class LatentRunner:
@@ -180,6 +194,8 @@ class LatentRunner:
                     f"{self.steps} for the first; every window of a video must take the same steps"
                 )
             self._contribute(window, tile, 0, state.latents)
+            live.dtypes.append(state.latents.dtype)
+            _release_initial_latents(state)
             live.states.append(state)
         self._contributed(window, 0)
         live.levels = 1
@@ -187,8 +203,8 @@ class LatentRunner:
 
     def _step(self, window: LatentWindow, live: _Live) -> None:
         i = live.levels - 1  # level i is fused; step i makes level i + 1
-        for tile, state in zip(self.tiles, live.states):
-            latents = self._read(window, tile, i, state.latents.dtype)
+        for tile, state, dtype in zip(self.tiles, live.states, live.dtypes):
+            latents = self._read(window, tile, i, dtype)
             extra = {"noise": self._noise(i + 1, window, tile)} if self._step_takes_noise else {}
             out = self.call(self.method.denoise_step, state, i, latents, **extra)
             self._contribute(window, tile, i + 1, out)
@@ -198,8 +214,8 @@ class LatentRunner:
 
     def _finish(self, window: LatentWindow, live: _Live) -> Iterator[tuple[LatentTile, torch.Tensor]]:
         level = live.levels - 1
-        for tile, state in zip(self.tiles, live.states):
-            latents = self._read(window, tile, level, state.latents.dtype)
+        for tile, state, dtype in zip(self.tiles, live.states, live.dtypes):
+            latents = self._read(window, tile, level, dtype)
             yield tile, self.call(self.method.finish_window, state, latents)
         self._done_reading(window, level)
 

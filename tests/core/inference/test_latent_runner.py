@@ -212,6 +212,31 @@ def test_a_long_video_keeps_a_bounded_number_of_windows_alive():
     assert torch.allclose(out, closed_form(method, video, seed=2, steps=3), atol=1e-5)
 
 
+def test_tile_states_release_their_initial_latents_once_fused():
+    """Every tile of a frame is alive at once: a state's own copy of its initial latents is dropped."""
+
+    class Watcher(LatentBoringMethod):
+        def __init__(self):
+            super().__init__(scale=2, upsample="nearest", num_inference_steps=2)
+            self.seen = []
+
+        def denoise_step(self, state, i, latents):
+            self.seen.append(state.latents)
+            return super().denoise_step(state, i, latents)
+
+        def finish_window(self, state, latents):
+            self.seen.append(state.latents)
+            return super().finish_window(state, latents)
+
+    method = Watcher()
+    video = video_of(12)
+    engine = RestoreEngine(method, EngineOptions(window=8, overlap=2, tile=8, tile_overlap=4, seed=3))
+    out = engine.restore_tensor(video)
+    assert len(method.seen) == 3 * len(engine.plan(12).windows) * len(engine.last_grid.tiles) > 3
+    assert all(latents is None for latents in method.seen)
+    assert torch.allclose(out, closed_form(method, video, seed=3, steps=2), atol=1e-5)
+
+
 def test_restore_is_prepare_then_steps_then_finish():
     method = LatentBoringMethod(scale=2, upsample="nearest", num_inference_steps=2)
     lq = video_of(3, 4, 4)[None]
