@@ -31,6 +31,7 @@ __all__ = [
     "LIGHTNING_COMMANDS",
     "main",
     "one_line_parse_error",
+    "overlay_base",
     "resolve_model_args",
     "version_line",
     "vsr_error_cause",
@@ -174,6 +175,51 @@ def yaml_syntax_error(argv: list[str]) -> str | None:
     return None
 
 
+def overlay_base(path: str) -> str | None:
+    """The base config (a sibling file) an overlay's header names: ``# Use after X.yaml`` or ``--config .../X.yaml``.
+
+    An *overlay* is a config without ``model.class_path`` that only changes options of a base
+    config given before it on the command line; shipped overlays say which base in their header.
+    """
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except (OSError, UnicodeDecodeError):
+        return None
+    header = "\n".join(line for line in text.splitlines() if line.startswith("#"))
+    name = os.path.basename(path)
+    for after, flag in re.findall(r"Use after (\S+\.yaml)|--config (\S+\.yaml)", header):
+        base = os.path.basename(after or flag)
+        if base != name:
+            return os.path.join(os.path.dirname(path), base)  # a sibling file, wherever vsr runs from
+    return None
+
+
+def overlay_without_base(argv: list[str]) -> str | None:
+    """One line when the model is unset because the only configs given are overlays (no ``model.class_path``)."""
+    import yaml
+
+    if any(arg == "--model" or arg.startswith("--model=") for arg in argv):
+        return None
+    overlays = []
+    for name in _config_files(argv):
+        try:
+            with open(name, encoding="utf-8") as handle:
+                model = (yaml.safe_load(handle) or {}).get("model")
+        except (OSError, UnicodeDecodeError, yaml.YAMLError, AttributeError):
+            return None
+        if isinstance(model, dict) and "class_path" in model or isinstance(model, str):
+            return None  # some config names the model: the error is about something else
+        overlays.append(name)
+    if not overlays:
+        return None
+    base = overlay_base(overlays[0])
+    start = f"{overlays[0]} sets no model.class_path: it is an overlay of another config"
+    if base is None:
+        return f"{start}; give that config (or --model NAME) before it"
+    return f"{start}; give its base first: vsr {argv[0]} --config {base} --config {overlays[0]}"
+
+
 def one_line_parse_error(message: str, subcommand: str) -> str:
     """Condense jsonargparse's multi-line parse error into one actionable line."""
     lines = [line.strip() for line in message.splitlines() if line.strip()]
@@ -275,6 +321,8 @@ def _main(argv: list[str]) -> int:
         return 0
     except argparse.ArgumentError as err:
         yaml_error = yaml_syntax_error(argv) if "Problems parsing config" in str(err) else None
+        if yaml_error is None and re.match(r'Parser key "model"', str(err)):
+            yaml_error = overlay_without_base(argv)
         print(f"error: {yaml_error or one_line_parse_error(str(err), argv[0])}", file=sys.stderr)
         return 2
     except VSRError as err:

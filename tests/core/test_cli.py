@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +11,7 @@ import pytest
 import torch
 import yaml
 
-from vsr_core.cli import main
+from vsr_core.cli import main, overlay_base
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED_CONFIGS = sorted(REPO.glob("plugins/*/configs/*.yaml"))
@@ -84,18 +83,29 @@ def test_unknown_config_key_is_an_error(tmp_path):
 
 
 def config_stack(config: Path) -> list[Path]:
-    """``[config]``, or ``[base, config]`` for an overlay (a file without ``model.class_path``).
-
-    An overlay names its base (a sibling file) in its header comment, the way its users are told to
-    run it: ``# Use after <base>.yaml`` or ``#   vsr fit --config .../<base>.yaml --config .../<overlay>.yaml``.
-    """
+    """``[config]``, or ``[base, config]`` for an overlay (a file without ``model.class_path``): the base its header names."""
     if "class_path" in (yaml.safe_load(config.read_text()).get("model") or {}):
         return [config]
-    header = "\n".join(line for line in config.read_text().splitlines() if line.startswith("#"))
-    named = re.findall(r"Use after (\S+\.yaml)|--config \S*?([^/\s]+\.yaml)", header)
-    bases = [after or flag for after, flag in named if (after or flag) != config.name]
-    assert bases, f"{config} has no model.class_path and names no base config in its header"
-    return [config.parent / bases[0], config]
+    base = overlay_base(str(config))
+    assert base is not None, f"{config} has no model.class_path and names no base config in its header"
+    return [Path(base), config]
+
+
+def test_an_overlay_given_alone_names_its_base(tmp_path, capsys):
+    (tmp_path / "base.yaml").write_text("model:\n  class_path: reference.ReferenceVSR\n")
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text(
+        "# Use after base.yaml:\n#   vsr fit --config base.yaml --config overlay.yaml\nmodel:\n  init_args:\n    channels: 4\n"
+    )
+    assert main(["fit", "--config", str(overlay)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: {overlay} sets no model.class_path: it is an overlay of another config; give its base first: "
+        f"vsr fit --config {tmp_path / 'base.yaml'} --config {overlay}"
+    )
+    anonymous = tmp_path / "anonymous.yaml"
+    anonymous.write_text("model:\n  init_args:\n    channels: 4\n")
+    assert main(["fit", "--config", str(anonymous)]) == 2
+    assert "give that config (or --model NAME) before it" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("config", SHIPPED_CONFIGS, ids=lambda p: f"{p.parent.parent.name}/{p.name}")
