@@ -4,6 +4,7 @@ prompts, stage freezing, pretrained folders and bad input."""
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -284,3 +285,49 @@ def test_color_fix_is_the_core_fix_of_the_decoded_video_against_the_upsampled_in
     expected = fix(decoded, upsample_frames(lq, 4)).clamp(-1, 1)
     torch.testing.assert_close(fixed, expected)
     assert not torch.allclose(fixed, decoded.clamp(-1, 1))
+
+
+def test_training_feeds_the_unet_what_sampling_feeds_it_at_the_same_timestep(monkeypatch):
+    # The learning check's tiny configuration (configs/tiny.yaml): one training step and one DDIM step at the same
+    # timestep, z_t and LR noise must call the UNet with identical tensors -- latents and LR channels in the same
+    # order, the same x_tau and noise-level label, timestep and (empty) text -- so a model trained on Eq. 1 is
+    # sampled on the inputs it was trained on.
+    import yaml
+
+    from diffvsr.options import DiffVSRSampling
+
+    config = Path(__file__).parents[3] / "plugins/diffvsr/configs/tiny.yaml"
+    options = dict(yaml.safe_load(config.read_text())["model"]["init_args"])
+    options.pop("val_sampling")
+    method = DiffVSR(**options).eval()
+    steps = options["sampling"]["num_inference_steps"]
+    grid = [int(s) for s in method.schedule.make_sampler("ddim", num_inference_steps=steps).timesteps]
+    index = steps // 2
+    monkeypatch.setattr(
+        method.schedule, "sample_t", lambda b, generator=None, device=None: torch.full((b,), grid[index])
+    )
+    monkeypatch.setattr(method, "step_generator", lambda stream=0, device=None: torch.Generator().manual_seed(5))
+    calls = []
+    hook = method.unet.register_forward_pre_hook(
+        lambda m, args, kwargs: calls.append((args, kwargs)), with_kwargs=True
+    )
+    batch = _batch(3)
+    with torch.no_grad():
+        method.training_losses(batch)
+    (frames, timestep), kw = calls.pop()
+    c = method.codec.latent_channels
+    z_t = frames[:, :c].reshape(B, T, c, h, h).transpose(1, 2)
+    x_tau = frames[:, c:].reshape(B, T, 3, h, h).transpose(1, 2)
+    # The LR noise the training step drew, recovered from x_tau with diffusers' low-res table (level 50: fixed).
+    assert kw["class_labels"].tolist() == [DiffVSRSampling().noise_level] * (B * T)
+    a = _low_res_alphas_cumprod()[50]
+    lr_noise = (x_tau - a.sqrt() * batch["lq"]) / (1 - a).sqrt()
+
+    state = method.prepare_window(batch["lq"], lr_noise=lr_noise, noise=torch.zeros_like(z_t))
+    method.denoise_step(state, index, z_t)
+    hook.remove()
+    (frames_i, timestep_i), kw_i = calls.pop()
+    torch.testing.assert_close(frames_i, frames, rtol=0, atol=1e-6)
+    assert timestep_i.tolist() == timestep.tolist() == [grid[index]] * (B * T)
+    assert torch.equal(kw_i["class_labels"], kw["class_labels"])
+    torch.testing.assert_close(kw_i["encoder_hidden_states"], kw["encoder_hidden_states"], rtol=0, atol=0)
