@@ -8,6 +8,13 @@ in ``[-1, 1]``), only the luminance changes, and only in its high frequencies:
     Y_H <- alpha (w Y~_H + (1 - w) Y_H)                                    (Eq. 14)
     x_{t-1} = RGB(low-pass(Y of x_t) + Y_H, U and V of x_t)
 
+``alpha_scales="blend"`` is Eq. 14 as printed and as the release's ``fuse_patch`` computes it
+(``lc + alpha * (w * hs + (1 - w) * hc)``): alpha < 1 also damps ``x_t``'s own high band, by alpha at
+every draft step. ``alpha_scales="draft"`` is the other reading of "alpha controls the refinement
+strength": alpha scales only the draft's share, ``Y_H <- alpha w Y~_H + (1 - alpha w) Y_H``
+(``= Y_H + alpha (blend - Y_H)``): alpha = 0 keeps ``x_t``, alpha = 1 is the printed equation at alpha = 1.
+The paper's Tables 5 and 7 behave like this reading (alpha 0.2 stays next to T = 1; see docs/methods/pssr.md).
+
 Release facts kept: BT.601 YUV on ``[0, 1]`` pixels, Butterworth ``1 / (1 + (r / f_c)^(2n))`` with
 cut-off ``f_c = 0.20`` cycles/pixel and order ``n = 2``, ``eps = 1e-6``, and a 2-pixel border that
 keeps ``x_t``'s luminance. Differences from ``inference_step_2.py`` (documented in docs/methods/pssr.md):
@@ -20,7 +27,18 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["RGB_TO_YUV", "butterworth_lowpass", "frequency_update", "rgb_to_yuv", "split_luminance", "yuv_to_rgb"]
+__all__ = [
+    "ALPHA_SCALES",
+    "RGB_TO_YUV",
+    "butterworth_lowpass",
+    "frequency_update",
+    "rgb_to_yuv",
+    "split_luminance",
+    "yuv_to_rgb",
+]
+
+#: What alpha multiplies in Eq. 14: the whole blend (as printed, the release) or only the draft's share.
+ALPHA_SCALES = ("blend", "draft")
 
 #: BT.601 analogue YUV (the release's ``rgb_to_yuv`` coefficients); rows: Y, U, V.
 RGB_TO_YUV = torch.tensor(
@@ -75,6 +93,7 @@ def frequency_update(
     order: int = 2,
     border: int = 2,
     eps: float = 1e-6,
+    alpha_scales: str = "blend",
 ) -> torch.Tensor:
     """Eq. 13-14: ``x_t`` (``current``) updated with the high frequencies of ``x~_{t-1}`` (``prediction``).
 
@@ -82,7 +101,10 @@ def frequency_update(
     identities below hold exactly). By construction: U and V are ``current``'s; the luminance is
     ``low-pass(Y_t) + alpha * blend``; ``alpha = 1`` with ``prediction == current`` returns ``current``.
     ``border`` pixels at each frame edge keep ``current``'s luminance (the release's hard border).
+    ``alpha_scales``: ``blend`` (Eq. 14 as printed) or ``draft`` (alpha scales only ``w``; see the module doc).
     """
+    if alpha_scales not in ALPHA_SCALES:
+        raise ValueError(f"alpha_scales must be one of {', '.join(ALPHA_SCALES)}, got {alpha_scales!r}")
     if current.shape != prediction.shape or current.ndim != 5 or current.shape[1] != 3:
         raise ValueError(
             f"expected two videos [B, 3, T, H, W] of one shape, got {list(current.shape)}, {list(prediction.shape)}"
@@ -96,7 +118,10 @@ def frequency_update(
     low, high = split_luminance(y, lowpass)
     _, high_new = split_luminance(y_new, lowpass)
     weight = high_new.abs() / (high.abs() + high_new.abs() + eps)  # Eq. 13
-    fused = low + alpha * (weight * high_new + (1 - weight) * high)  # Eq. 14, with the low frequencies of x_t
+    if alpha_scales == "blend":
+        fused = low + alpha * (weight * high_new + (1 - weight) * high)  # Eq. 14, with the low frequencies of x_t
+    else:  # alpha on the draft's share only: x_t's high band is kept where the draft adds nothing
+        fused = low + alpha * weight * high_new + (1 - alpha * weight) * high
     if border > 0:
         keep = torch.ones_like(fused, dtype=torch.bool)
         keep[..., border : h - border, border : w - border] = False

@@ -751,7 +751,7 @@ class PSSR(VSRMethod):
 
     def _frequency_update(self, current: torch.Tensor, prediction: torch.Tensor, alpha: float) -> torch.Tensor:
         q = self.frequency
-        return frequency_update(current, prediction, alpha, q.cutoff, q.order, q.border, q.eps)
+        return frequency_update(current, prediction, alpha, q.cutoff, q.order, q.border, q.eps, q.alpha_scales)
 
     def finish_window(self, state: SpeculativeState, latents: torch.Tensor) -> torch.Tensor:
         """The restored window ``[B, 3, T, H, W]`` in [-1, 1], cropped to the input's size."""

@@ -199,12 +199,19 @@ class VSDOptions(OptionGroup):
 
 @dataclass(frozen=True)
 class FrequencyUpdateOptions(OptionGroup):
-    """The Butterworth high-pass of Eq. 13-14 (release ``inference_step_2.py``): cut-off 0.20, order 2."""
+    """The Butterworth high-pass of Eq. 13-14 (release ``inference_step_2.py``): cut-off 0.20, order 2.
+
+    Args:
+        alpha_scales: ``blend`` multiplies the whole Eq. 14 blend by alpha (as printed; the release's
+            code); ``draft`` only the draft's share, ``alpha w Y~_H + (1 - alpha w) Y_H`` (the reading
+            the paper's Tables 5 and 7 behave like; pssr/frequency.py).
+    """
 
     cutoff: float = 0.20
     order: int = 2
     border: int = 2
     eps: float = 1e-6
+    alpha_scales: Literal["blend", "draft"] = "blend"
 
     def check(self) -> None:
         if not 0 < self.cutoff or self.order < 1 or self.border < 0 or self.eps <= 0:

@@ -66,6 +66,30 @@ def test_output_luminance_is_lowpass_of_x_t_plus_alpha_times_the_eq13_blend(alph
     torch.testing.assert_close(rgb_to_yuv(out)[:, 1:], rgb_to_yuv(x_t)[:, 1:], rtol=0, atol=1e-9)
 
 
+@pytest.mark.parametrize("alpha", [0.6, 0.25])
+def test_alpha_on_the_drafts_share_only(alpha):
+    """``alpha_scales="draft"``: ``Y_H <- alpha w Y~_H + (1 - alpha w) Y_H``; alpha 0 keeps x_t, alpha 1 is Eq. 14."""
+    x_t, x_new = _video(8), _video(9)
+    out = frequency_update(x_t, x_new, alpha, border=0, alpha_scales="draft")
+    y, y_new = _luma01(x_t), _luma01(x_new)
+    low = _numpy_lowpass(y, 0.2, 2)
+    high, high_new = y - low, y_new - _numpy_lowpass(y_new, 0.2, 2)
+    w = np.abs(high_new) / (np.abs(high) + np.abs(high_new) + 1e-6)
+    np.testing.assert_allclose(_luma01(out) - low, alpha * w * high_new + (1 - alpha * w) * high, atol=1e-9)
+    torch.testing.assert_close(rgb_to_yuv(out)[:, 1:], rgb_to_yuv(x_t)[:, 1:], rtol=0, atol=1e-9)
+    torch.testing.assert_close(
+        frequency_update(x_t, x_new, 0.0, border=0, alpha_scales="draft"), x_t, rtol=0, atol=1e-9
+    )
+    torch.testing.assert_close(
+        frequency_update(x_t, x_new, 1.0, border=0, alpha_scales="draft"),
+        frequency_update(x_t, x_new, 1.0, border=0, alpha_scales="blend"),
+        rtol=0,
+        atol=1e-12,
+    )
+    with pytest.raises(ValueError, match="alpha_scales"):
+        frequency_update(x_t, x_new, alpha, alpha_scales="both")
+
+
 def test_alpha_one_with_the_same_prediction_returns_x_t():
     x_t = _video(3)
     torch.testing.assert_close(frequency_update(x_t, x_t.clone(), 1.0, border=0), x_t, rtol=0, atol=1e-9)

@@ -90,6 +90,21 @@ def test_restore_is_prepare_steps_finish_and_the_fdu_modes():
         assert out.shape == (1, 3, 9, 32, 32)
 
 
+def test_frequency_alpha_scales_reaches_the_sampler():
+    """``frequency.alpha_scales="draft"`` with alpha 0 keeps x_t at every draft step: T = 4 returns the base (T = 1)."""
+    method = _trained_like(PSSR(preset="tiny", frequency={"alpha_scales": "draft"}))
+    printed = _trained_like(PSSR(preset="tiny"))
+    printed.load_state_dict(method.state_dict())
+    lq = _lq(frames=5)
+    with torch.no_grad():
+        base = method.restore(lq, num_inference_steps=1)
+        torch.testing.assert_close(method.restore(lq, alpha=0.0), base, rtol=0, atol=1e-6)
+        assert not torch.allclose(method.restore(lq, alpha=0.6), base)
+        # Eq. 14 as printed: alpha 0 removes x_t's high band instead (it is not the base)
+        assert not torch.allclose(printed.restore(lq, alpha=0.0), base, atol=1e-3)
+        torch.testing.assert_close(method.restore(lq, alpha=1.0), printed.restore(lq, alpha=1.0), rtol=0, atol=1e-6)
+
+
 def _batch(b: int = 2, frames: int = 5, size: int = 32, seed: int = 0) -> dict[str, Any]:
     g = torch.Generator().manual_seed(seed)
     hq = torch.rand(b, 3, frames, size, size, generator=g) * 2 - 1
@@ -175,6 +190,61 @@ def test_draft_training_prunes_and_feeds_the_lq_latent_not_zeros(tmp_path):
     assert seen[:, c:].abs().mean() > 0.1
     for z_t, hq, lq in zip(seen[:, :c], z_hq, z_lq):  # the first half lies on the line at a draft timestep (Sec. 3.4)
         assert any(torch.allclose(z_t, hq + (s / 0.699) * (lq - hq), atol=1e-5) for s in (0.599, 0.499, 0.399))
+
+
+class _DraftCalls(Callback):
+    """Keeps every draft call of a training step: ``(input [B, 2c, ...], timestep [B], velocity)``, and the pair."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self.pairs: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def on_fit_start(self, trainer, method) -> None:
+        method.draft.register_forward_hook(
+            lambda m, a, out: self.calls.append((a[0].detach().clone(), a[1].detach().clone(), out.detach().clone()))
+        )
+        encode = method.encode_pair
+
+        def recording(batch):
+            hq, z_hq, z_lq = encode(batch)
+            self.pairs.append((z_hq.clone(), z_lq.clone()))
+            return hq, z_hq, z_lq
+
+        method.encode_pair = recording
+
+
+def test_draft_input_trajectory_feeds_the_samplers_own_states(tmp_path):
+    """``draft.input: trajectory``: the base's Euler step from z_L, then each draft velocity's step (Eq. 3, 5, 6).
+
+    Expected states are rebuilt from the recorded velocities with the sigmas written out: base at 0.699,
+    draft at 0.599, 0.499, 0.399; each draft input is ``cat([z_t, z_L])`` and its target the velocity
+    landing on z_H, ``(z_t - z_H) / sigma_t`` (the logged L2 is the sum of the three MSEs).
+    """
+    method = _trained_like(PSSR(preset="tiny", stage="draft", draft={"input": "trajectory"}, losses={"pixel": 0.0}))
+    record = _DraftCalls()
+    trainer = _fit(method, tmp_path, callbacks=[record])
+    ((z_hq, z_lq),) = record.pairs
+    assert len(record.calls) == 3
+    c = z_lq.shape[1]
+    with torch.no_grad():  # the base is frozen in the draft stage: its velocity now is the one used in the step
+        text = method._text(None, z_lq.shape[0], z_lq)
+        v_base, _ = method.base_velocity(z_lq, torch.full((z_lq.shape[0],), 699.0), text)
+    assert v_base.abs().mean() > 1e-2 and all(call[2].abs().mean() > 1e-2 for call in record.calls)
+    assert (record.calls[1][2] - v_base).abs().mean() > 1e-2  # the draft's velocity is not the base's
+    z_t = z_lq - (0.699 - 0.599) * v_base
+    sigmas = (0.599, 0.499, 0.399, None)
+    expected_l2 = 0.0
+    for k, (seen, timestep, velocity) in enumerate(record.calls):
+        torch.testing.assert_close(timestep, torch.full_like(timestep, sigmas[k] * 1000))
+        torch.testing.assert_close(seen[:, :c], z_t, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(seen[:, c:], z_lq)  # z_L, as at inference (not zeros, not z_t)
+        expected_l2 += torch.mean((velocity - (z_t - z_hq) / sigmas[k]) ** 2).item()
+        if sigmas[k + 1] is not None:
+            z_t = z_t - (sigmas[k] - sigmas[k + 1]) * velocity
+    # the states are off the LQ -> HQ line (they are the sampler's, not Eq. 4's interpolation)
+    on_line = z_hq + (0.599 / 0.699) * (z_lq - z_hq)
+    assert (record.calls[0][0][:, :c] - on_line).abs().mean() > 1e-3
+    assert trainer.callback_metrics["train/l2"].item() == pytest.approx(expected_l2, rel=1e-4)
 
 
 def test_draft_parameters_alone_train_in_the_draft_stage(tmp_path):
