@@ -82,6 +82,9 @@ class Timers:
         setattr(owner, name, timed)
 
 
+MODEL = "SATB-VR model work (restore / window calls)"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=32)
@@ -111,7 +114,33 @@ def main() -> None:
         work["lq_frames"] += lq.shape[2]
         work["lq_pixels"] += lq.shape[2] * lq.shape[3] * lq.shape[4]
 
-    timers.wrap(SATBVR, "restore", "SATB-VR restore (all model work)", on_call=count)
+    # The model work: ``restore`` per window, or (latent fusion) prepare_window / denoise_step /
+    # finish_window per window and tile; nested calls (``restore`` runs the other three) count once.
+    depth = [0]
+
+    def outermost(method_name: str, on_call=None) -> None:
+        original = getattr(SATBVR, method_name)
+
+        @functools.wraps(original)
+        def guarded(self, *a, **k):
+            if depth[0]:
+                return original(self, *a, **k)
+            if on_call is not None:
+                on_call(self, *a, **k)
+            depth[0] += 1
+            start = time.perf_counter()
+            try:
+                return original(self, *a, **k)
+            finally:
+                depth[0] -= 1
+                timers.seconds[MODEL] += time.perf_counter() - start
+                timers.calls[MODEL] += 1
+
+        setattr(SATBVR, method_name, guarded)
+
+    for method_name in ("restore", "prepare_window", "denoise_step", "finish_window"):
+        if hasattr(SATBVR, method_name):  # older checkouts have only ``restore``
+            outermost(method_name, on_call=count if method_name in ("restore", "prepare_window") else None)
     timers.wrap(AuxiliaryPredictor, "forward", "  predictor forward")
     timers.wrap(LQConditionedTransformer, "forward", "  denoiser forward")
     timers.wrap(SATBControlNet, "forward", "  ControlNet forward")
@@ -136,7 +165,7 @@ def main() -> None:
         total, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     if code != 0:
         sys.exit(code)
-    model = timers.seconds["SATB-VR restore (all model work)"]
+    model = timers.seconds[MODEL]
     print(
         f"vsr restore {args.frames} frames x {args.size}x{args.size} (x4), tiny SATB-VR, flags {args.extra or '(defaults)'}"
     )
@@ -146,7 +175,7 @@ def main() -> None:
     print(f"{'total (CPU time of this process)':45s} {cpu:9.2f}")
     for label, seconds in timers.seconds.items():
         print(f"{label:45s} {seconds:9.2f} {timers.calls[label]:7d}")
-    print(f"{'outside restore (decode, engine, write, UI)':45s} {total - model:9.2f}")
+    print(f"{'outside the model (decode, engine, write, UI)':45s} {total - model:9.2f}")
     frames = work["lq_frames"]
     print(
         f"model ran on {frames} LQ frames for {args.frames} ({frames / args.frames:.2f}x), "

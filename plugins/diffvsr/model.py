@@ -43,7 +43,7 @@ from diffvsr.unet import inflate_unet, temporal_parameter_names, video_unet_forw
 from diffvsr.weights import load_release_unet
 from vsr_core.diffusion import DDPMSchedule, LowResNoiser
 from vsr_core.errors import ConfigError, PretrainedError
-from vsr_core.inference import COLOR_FIXES
+from vsr_core.inference import COLOR_FIXES, sample_window
 from vsr_core.method import VSRMethod
 from vsr_core.pretrained import as_dtype, resolve_pretrained
 from vsr_core.text import cfg_active, cfg_batch, cfg_split_combine
@@ -458,11 +458,14 @@ class DiffVSR(VSRMethod):
             color_fix: ``none`` / ``wavelet`` / ``adain`` against the upsampled input.
             eta: DDIM eta (0).
         """
-        state = self.prepare_window(
-            lq, prompt, num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, generator=generator,
-            noise_level=noise_level, color_fix=color_fix, eta=eta,
-        )  # fmt: skip
-        latents = state.latents
-        for i in range(state.num_steps):
-            latents = self.denoise_step(state, i, latents)
-        return self.finish_window(state, latents)
+        return sample_window(
+            self,
+            lq,
+            prompt,
+            num_inference_steps=num_inference_steps,
+            guidance_scale=guidance_scale,
+            generator=generator,
+            noise_level=noise_level,
+            color_fix=color_fix,
+            eta=eta,
+        )

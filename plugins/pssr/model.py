@@ -61,7 +61,7 @@ from vsr_core.benchmark import PaperBenchmark
 from vsr_core.diffusion import FlowMatchingSchedule
 from vsr_core.errors import CheckpointError, ConfigError, PretrainedError
 from vsr_core.frames import frames_at_least, frames_at_most
-from vsr_core.inference import COLOR_FIXES
+from vsr_core.inference import COLOR_FIXES, sample_window
 from vsr_core.latent import PixelUnshuffleCodec, WanCodec
 from vsr_core.lora import add_lora
 from vsr_core.losses import DistributionMatching, PerceptualLoss, adapter_scores, d_loss, g_loss, use_adapters
@@ -793,7 +793,8 @@ class PSSR(VSRMethod):
             frequency_update: ``every_step`` (paper), ``final`` (release) or ``off`` (Table 3 "w/o FDU").
             color_fix: ``none`` / ``wavelet`` / ``adain`` against the upsampled input.
         """
-        state = self.prepare_window(
+        return sample_window(
+            self,
             lq,
             prompt,
             num_inference_steps=num_inference_steps,
@@ -802,10 +803,6 @@ class PSSR(VSRMethod):
             frequency_update=frequency_update,
             color_fix=color_fix,
         )
-        latents = state.latents
-        for i in range(state.num_steps):
-            latents = self.denoise_step(state, i, latents)
-        return self.finish_window(state, latents)
 
     # ------------------------------------------------------------------ checkpoints and export
 

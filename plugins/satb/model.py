@@ -61,7 +61,7 @@ from vsr_core.benchmark import PaperBenchmark
 from vsr_core.diffusion import DDPMSchedule
 from vsr_core.errors import ConfigError, PretrainedError
 from vsr_core.frames import frames_at_most
-from vsr_core.inference import LatentLayout, wavelet_color_fix
+from vsr_core.inference import LatentLayout, sample_window, wavelet_color_fix
 from vsr_core.latent import CogVideoXCodec, LatentCodec, PixelUnshuffleCodec
 from vsr_core.method import VSRMethod
 from vsr_core.pretrained import as_dtype
@@ -426,7 +426,8 @@ class SATBVR(VSRMethod):
             sampler: ``cogvideox_dpm`` (the release's stochastic DPM-Solver++) or ``dpmsolver++``.
             vae_posterior: ``mode`` or ``sample`` of the VAE encoder's posterior.
         """
-        state = self.prepare_window(
+        return sample_window(
+            self,
             lq,
             prompt,
             num_inference_steps=num_inference_steps,
@@ -436,10 +437,6 @@ class SATBVR(VSRMethod):
             sampler=sampler,
             vae_posterior=vae_posterior,
         )
-        latents = state.latents
-        for i in range(state.num_steps):
-            latents = self.denoise_step(state, i, latents)
-        return self.finish_window(state, latents)
 
     def prepare_window(
         self,

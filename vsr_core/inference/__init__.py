@@ -13,6 +13,7 @@ from vsr_core.inference.latent import (
     LatentWindow,
     implements_latent_protocol,
     latent_fusion_for,
+    sample_window,
 )
 from vsr_core.inference.latent_runner import LatentRunner
 from vsr_core.inference.loading import load_for_inference
@@ -61,6 +62,7 @@ __all__ = [
     "parse_sample_options",
     "plan_tiles",
     "plan_windows",
+    "sample_window",
     "restore_file",
     "tile_starts",
     "wavelet_color_fix",

@@ -43,6 +43,7 @@ __all__ = [
     "LatentWindow",
     "implements_latent_protocol",
     "latent_fusion_for",
+    "sample_window",
 ]
 
 PROTOCOL_METHODS = ("prepare_window", "denoise_step", "finish_window")
@@ -229,3 +230,17 @@ def latent_tiles(grid: TileGrid, layout: LatentLayout, scale: int) -> tuple[Late
         )
         for t in grid.tiles
     )
+
+
+def sample_window(method: Any, lq: torch.Tensor, prompt: list[str] | None = None, **sampling: Any) -> torch.Tensor:
+    """One window through the protocol alone: ``prepare_window`` -> every ``denoise_step`` -> ``finish_window``.
+
+    What ``restore`` of a protocol method is (``lq [B,3,L,h,w]`` -> ``[B,3,L,h*s,w*s]``); the
+    engine runs the same three calls with every step fused across windows and tiles.
+    ``sampling`` goes to ``prepare_window``.
+    """
+    state = method.prepare_window(lq, prompt, **sampling)
+    latents = state.latents
+    for i in range(state.num_steps):
+        latents = method.denoise_step(state, i, latents)
+    return method.finish_window(state, latents)

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vsr_core.errors import ConfigError
-from vsr_core.inference.latent import LatentState
+from vsr_core.inference.latent import LatentState, sample_window
 from vsr_core.latent import PixelUnshuffleCodec
 from vsr_core.method import VSRMethod
 from vsr_core.video_ops import resize_frames
@@ -111,11 +111,7 @@ class LatentBoringMethod(VSRMethod):
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         """One window: prepare -> ``num_inference_steps`` steps -> finish."""
-        state = self.prepare_window(lq, prompt, num_inference_steps=num_inference_steps, generator=generator)
-        latents = state.latents
-        for i in range(state.num_steps):
-            latents = self.denoise_step(state, i, latents)
-        return self.finish_window(state, latents)
+        return sample_window(self, lq, prompt, num_inference_steps=num_inference_steps, generator=generator)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         loss = F.l1_loss(self.restore(batch["lq"], generator=self.step_generator()), batch["hq"])
