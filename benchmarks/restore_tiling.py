@@ -101,12 +101,12 @@ def main() -> None:
         tmp = Path(tmp)
         ckpt = args.ckpt
         if ckpt is None:
-            sys.path.insert(0, str(HERE))
-            from restore_profile import make_checkpoint
-
+            # In a child process: Linux's ru_maxrss of a forked child starts from the parent's RSS,
+            # so this process must never import torch (it would floor every measurement at ~1 GiB).
             ckpt = tmp / "ckpt" / "satb.ckpt"
             ckpt.parent.mkdir()
-            make_checkpoint(ckpt)
+            code = f"import sys; sys.path.insert(0, {str(HERE)!r}); from restore_profile import make_checkpoint as m; m(__import__('pathlib').Path({str(ckpt)!r}))"
+            subprocess.run([sys.executable, "-c", code], check=True, stdout=subprocess.DEVNULL)
         for width, height in sizes:
             clip = tmp / f"clip_{width}x{height}.mp4"
             make_clip(clip, args.frames, width, height)
