@@ -101,9 +101,7 @@ def test_four_networks_with_the_papers_adam():
     assert {n for n in real if "RTS" not in n} == {"conv_out.weight", "conv_out.bias"}
     z = torch.randn(1, method.codec.latent_channels, 3, 4, 4)
     context = method.prompt_encoder(None, 1, "cpu", torch.float32)
-    (
-        run_unet(method.real_tru, z, torch.tensor([500]), context) - torch.randn_like(z)
-    ).square().mean().backward()
+    (run_unet(method.real_tru, z, torch.tensor([500]), context) - torch.randn_like(z)).square().mean().backward()
     assert method.real_tru.conv_out.weight.grad.abs().max() > 0
     fake = {n for n, p in method.fake_tru.named_parameters() if p.requires_grad}
     assert any("lora_" in n for n in fake) and any("RTS" in n for n in fake)
