@@ -1,13 +1,20 @@
 """UltraVSR learning check: does the tiny preset, trained for minutes on a CPU, beat bicubic upsampling?
 
-Trains ``ultravsr.UltraVSR`` (tiny preset, the model arguments of ``plugins/ultravsr/configs/tiny.yaml``: four
-networks, DRS with the tiny DEM, RTS, SJD, temporal GAN) on the built-in training sample clips with the
-``simple`` degradation for at most ``--minutes`` of wall time on ``--threads`` CPU threads, then restores the
-held-out validation sample clips (same degradation, deterministic) in one step and prints PSNR, SSIM and
-temporal flicker next to bicubic upsampling of the same LR input.
+Two stages within ``--minutes`` of wall time on ``--threads`` CPU threads:
+
+1. the tiny analogue of SD 2.1's pretraining (``benchmarks/ultravsr_tiny_base.py``): the tiny preset's VAE learns
+   to reconstruct the training clips' HQ frames, then its UNet learns to denoise their latents; saved with
+   ``save_pretrained`` and loaded through UltraVSR's ``pretrained=`` path, as a real SD 2.1 folder is
+   (``--pretrained FOLDER`` reuses a saved one and gives the whole budget to stage 2);
+2. ``ultravsr.UltraVSR`` (tiny preset, the model arguments of ``plugins/ultravsr/configs/tiny.yaml``: four
+   networks, DRS with the tiny DEM, RTS, SJD, temporal GAN) fine-tunes that base on the built-in training sample
+   clips with the ``simple`` degradation for the rest of the budget.
+
+It then restores the held-out validation sample clips (same degradation, deterministic) in one step and prints
+PSNR, SSIM and temporal flicker next to bicubic upsampling of the same LR input.
 
     python benchmarks/ultravsr_learning_check.py                 # ~10 minutes on 2 cores
-    python benchmarks/ultravsr_learning_check.py --minutes 2     # quick look
+    python benchmarks/ultravsr_learning_check.py --minutes 3     # quick look
 
 Temporal flicker is the mean absolute difference between the frame-to-frame changes of the output and those
 of the ground truth, in 8-bit levels (lower is better; 0 = the true temporal changes). The check passes when
@@ -20,6 +27,7 @@ import argparse
 import json
 import math
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -29,6 +37,10 @@ from lightning.pytorch import Trainer, seed_everything
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "plugins"))  # in-tree plugin, importable without installation
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from ultravsr_tiny_base import pretrain_tiny_base  # noqa: E402
 
 from ultravsr import UltraVSR  # noqa: E402
 from vsr_core.data import SampleClips, VideoDataModule  # noqa: E402
@@ -73,7 +85,10 @@ def print_table(results: dict[str, dict[str, float]], header: str) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--minutes", type=float, default=8.5, help="training wall-time budget")
+    parser.add_argument("--minutes", type=float, default=8.5, help="training wall-time budget (both stages)")
+    parser.add_argument("--base-vae-seconds", type=float, default=150.0, help="stage 1: VAE reconstruction")
+    parser.add_argument("--base-unet-seconds", type=float, default=60.0, help="stage 1: UNet denoising")
+    parser.add_argument("--pretrained", type=Path, default=None, help="a saved tiny base: skip stage 1")
     parser.add_argument("--max-steps", type=int, default=100_000)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
@@ -94,12 +109,19 @@ def main() -> int:
     options.pop("val_sampling", None)
     if args.learning_rate is not None:
         options["learning_rate"] = args.learning_rate
-    budget = args.minutes * 60
+    scratch = tempfile.TemporaryDirectory(prefix="ultravsr-tiny-base-")
+    base = args.pretrained
+    if base is None:
+        print("stage 1: the tiny SD base (VAE reconstruction, UNet denoising)", flush=True)
+        base = pretrain_tiny_base(Path(scratch.name), args.base_vae_seconds, args.base_unet_seconds, seed=args.seed)
+    options["pretrained"] = str(base)
+    budget = args.minutes * 60 - (time.time() - started)
+    fine_tune_started = time.time()
 
     def cosine_over_budget(optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
         # Cosine annealing over the wall-clock budget rather than a step count.
         return torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda _: 0.5 * (1.0 + math.cos(math.pi * min(1.0, (time.time() - started) / budget)))
+            optimizer, lambda _: 0.5 * (1.0 + math.cos(math.pi * min(1.0, (time.time() - fine_tune_started) / budget)))
         )
 
     method = UltraVSR(**options, lr_scheduler=cosine_over_budget)
@@ -136,13 +158,15 @@ def main() -> int:
     )
     trainer.fit(method, datamodule=data(args.clip_frames))
     trained = time.time() - started
+    fine_tuned = time.time() - fine_tune_started
     steps = trainer.global_step
     loss = trainer.callback_metrics.get("train/loss")
     evaluation = data(args.val_frames)
     evaluation.setup("validate")
     results = evaluate(method, evaluation)
     header = (
-        f"UltraVSR tiny preset: {steps} steps in {trained / 60:.1f} min on {args.threads} CPU threads "
+        f"UltraVSR tiny preset: base {(trained - fine_tuned) / 60:.1f} min, then {steps} steps in "
+        f"{fine_tuned / 60:.1f} min on {args.threads} CPU threads "
         f"(last loss {float(loss) if loss is not None else math.nan:.3f}); validation sample clips, 'simple' "
         f"degradation, x4, trained on {args.clip_frames}-frame {args.crop_size}px crops, evaluated on {args.val_frames} frames"
     )
@@ -155,6 +179,7 @@ def main() -> int:
         f"\nPSNR above bicubic: {'yes' if ours['psnr'] > bicubic['psnr'] else 'NO'}; flicker not worse than "
         f"bicubic's: {'yes' if ours['flicker'] <= bicubic['flicker'] else 'NO'} (total {(time.time() - started) / 60:.1f} min)"
     )
+    scratch.cleanup()
     return 0 if passes else 1
 
 

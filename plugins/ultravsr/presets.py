@@ -60,6 +60,13 @@ CLIP_RN50: dict[str, Any] = {
 }
 
 
+#: Latent channels of the tiny VAE: 12 values per 4x4 pixel block (48 pixel values), a 4x compression. SD's 4
+#: channels at factor 8 work because its large VAE was pretrained; a tiny VAE with 4 channels at factor 4 holds
+#: barely more than the LR frame itself (3 values per block), so its decoder cannot reconstruct much better than
+#: bicubic and caps what the one-step model can learn (docs/methods/ultravsr.md, "Tiny preset").
+TINY_LATENT_CHANNELS = 12
+
+
 @dataclass(frozen=True)
 class Preset:
     """One architecture.
@@ -94,8 +101,8 @@ PRESETS: dict[str, Preset] = {
     "tiny": Preset(
         unet={
             "sample_size": 16,
-            "in_channels": 4,
-            "out_channels": 4,
+            "in_channels": TINY_LATENT_CHANNELS,
+            "out_channels": TINY_LATENT_CHANNELS,
             # Attention only at the coarser level: the same block types as SD, a CPU-sized cost.
             "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D"],
             "up_block_types": ["CrossAttnUpBlock2D", "UpBlock2D"],
@@ -113,6 +120,7 @@ PRESETS: dict[str, Preset] = {
             "block_out_channels": [8, 16, 16],
             "down_block_types": ["DownEncoderBlock2D"] * 3,
             "up_block_types": ["UpDecoderBlock2D"] * 3,
+            "latent_channels": TINY_LATENT_CHANNELS,
             "scaling_factor": 1.0,
         },
         rts={"conv_reduction": 2, "attention_reduction": 2, "heads": 2},

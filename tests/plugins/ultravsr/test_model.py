@@ -99,11 +99,9 @@ def test_four_networks_with_the_papers_adam():
     # that would otherwise block their gradient; fake TRU: LoRA + RTS.
     real = {n for n, p in method.real_tru.named_parameters() if p.requires_grad}
     assert {n for n in real if "RTS" not in n} == {"conv_out.weight", "conv_out.bias"}
-    z = torch.randn(1, 4, 3, 4, 4)
+    z = torch.randn(1, method.codec.latent_channels, 3, 4, 4)
     context = method.prompt_encoder(None, 1, "cpu", torch.float32)
-    (
-        run_unet(method.real_tru, z, torch.tensor([500]), context) - torch.randn(1, 4, 3, 4, 4)
-    ).square().mean().backward()
+    (run_unet(method.real_tru, z, torch.tensor([500]), context) - torch.randn_like(z)).square().mean().backward()
     assert method.real_tru.conv_out.weight.grad.abs().max() > 0
     fake = {n for n, p in method.fake_tru.named_parameters() if p.requires_grad}
     assert any("lora_" in n for n in fake) and any("RTS" in n for n in fake)
@@ -112,7 +110,7 @@ def test_four_networks_with_the_papers_adam():
 def test_sjd_gradient_vanishes_when_the_two_trus_agree_and_not_otherwise():
     method = UltraVSR()
     method.ensure_training_modules()
-    z = torch.randn(1, 4, 3, 4, 4, requires_grad=True)
+    z = torch.randn(1, method.codec.latent_channels, 3, 4, 4, requires_grad=True)
     context = method.prompt_encoder(None, 1, "cpu", torch.float32)
     g = torch.Generator().manual_seed(0)
     # At initialisation both TRUs compute the SD UNet (zero LoRA B, zero-initialised RTS outputs): T_real = T_fake.

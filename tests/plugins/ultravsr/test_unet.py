@@ -22,7 +22,7 @@ def _unet(seed: int = 0, **overrides) -> UNet2DConditionModel:
 
 def _inputs(b=2, t=3, size=8, seed=1):
     g = torch.Generator().manual_seed(seed)
-    x = torch.randn(b, 4, t, size, size, generator=g)
+    x = torch.randn(b, TINY.unet["in_channels"], t, size, size, generator=g)
     ctx = torch.randn(b, 5, TINY.unet["cross_attention_dim"], generator=g)
     return x, torch.tensor([17, 930])[:b], ctx
 

@@ -28,7 +28,7 @@ def _perturb_rts(module, scale=0.2):
 
 def test_zero_initialised_decoder_rts_reproduces_codec_decode():
     codec = _codec()
-    latents = torch.randn(2, 4, 3, 6, 5)
+    latents = torch.randn(2, codec.latent_channels, 3, 6, 5)
     with torch.no_grad():
         reference = codec.decode(latents)  # diffusers' AutoencoderKL.decode through the core codec
         attach_decoder_rts(codec.vae, rts_factory(RTSOptions(), TINY.rts))
@@ -41,7 +41,7 @@ def test_decoder_tai_equals_whole_clip_with_b_frames_per_spatial_call():
     codec = _codec()
     attach_decoder_rts(codec.vae, rts_factory(RTSOptions(), TINY.rts))
     _perturb_rts(codec.vae)
-    latents = torch.randn(1, 4, 5, 4, 4)
+    latents = torch.randn(1, codec.latent_channels, 5, 4, 4)
     seen: list[int] = []
     decoder = codec.vae.decoder
     for module in (decoder.conv_in, *decoder.up_blocks, decoder.conv_out):
