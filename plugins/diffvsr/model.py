@@ -61,7 +61,8 @@ class WindowState:
     Tensors: ``low_res`` ``[B', 3, T, h, w]`` (the noised LR window, doubled for guidance), ``noise_levels`` ``[B']``,
     ``text`` ``[B', L, D]`` (``B' = 2B`` with guidance: ``[negative; positive]``), ``latents`` / ``latent_noise``
     ``[B, c, T, h, w]`` (the initial sample and the noise it came from), ``lr_noise`` ``[B, 3, T, h, w]``,
-    ``reference`` ``[B, 3, T, H, W]`` (the upsampled LR window, for colour correction).
+    ``lq`` ``[B, 3, T, h, w]`` (the LR window; upsampled at decode as the colour reference: the engine keeps every
+    tile's state alive at once, so a state holds the LR, not its ``scale²``-times larger upsampling).
     """
 
     sampler: SchedulerMixin
@@ -74,7 +75,7 @@ class WindowState:
     latents: torch.Tensor
     latent_noise: torch.Tensor
     lr_noise: torch.Tensor
-    reference: torch.Tensor
+    lq: torch.Tensor
     color_fix: str
     eta: float
     generator: torch.Generator | None
@@ -393,7 +394,7 @@ class DiffVSR(VSRMethod):
             latents=noise * sampler.init_noise_sigma,
             latent_noise=noise,
             lr_noise=lr_noise,
-            reference=upsample_frames(lq, self.scale),
+            lq=lq,
             color_fix=options.color_fix,
             eta=float(options.eta),
             generator=generator,
@@ -431,7 +432,7 @@ class DiffVSR(VSRMethod):
         video = video[..., :height, :width]
         color_fix = COLOR_FIXES.get(state.color_fix)  # "none": no fix
         if color_fix is not None:
-            video = color_fix(video, state.reference)
+            video = color_fix(video, upsample_frames(state.lq, self.scale))
         return video.clamp(-1, 1)
 
     @torch.no_grad()
