@@ -59,23 +59,32 @@ def make_checkpoint(path: Path) -> None:
 
 
 class Timers:
-    """Inclusive seconds and call counts per label, collected by wrapping functions."""
+    """Inclusive seconds and call counts per label, collected by wrapping functions.
+
+    Calls nested inside a call of the same label (``restore`` runs ``prepare_window`` and the
+    others, all under one label) are timed and counted once, by the outermost call.
+    """
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = defaultdict(float)
         self.calls: dict[str, int] = defaultdict(int)
+        self._active: dict[str, int] = defaultdict(int)
 
     def wrap(self, owner: object, name: str, label: str, on_call=None) -> None:
         original = getattr(owner, name)
 
         @functools.wraps(original)
         def timed(*args, **kwargs):
+            if self._active[label]:
+                return original(*args, **kwargs)
             if on_call is not None:
                 on_call(*args, **kwargs)
+            self._active[label] += 1
             start = time.perf_counter()
             try:
                 return original(*args, **kwargs)
             finally:
+                self._active[label] -= 1
                 self.seconds[label] += time.perf_counter() - start
                 self.calls[label] += 1
 
@@ -116,31 +125,10 @@ def main() -> None:
 
     # The model work: ``restore`` per window, or (latent fusion) prepare_window / denoise_step /
     # finish_window per window and tile; nested calls (``restore`` runs the other three) count once.
-    depth = [0]
-
-    def outermost(method_name: str, on_call=None) -> None:
-        original = getattr(SATBVR, method_name)
-
-        @functools.wraps(original)
-        def guarded(self, *a, **k):
-            if depth[0]:
-                return original(self, *a, **k)
-            if on_call is not None:
-                on_call(self, *a, **k)
-            depth[0] += 1
-            start = time.perf_counter()
-            try:
-                return original(self, *a, **k)
-            finally:
-                depth[0] -= 1
-                timers.seconds[MODEL] += time.perf_counter() - start
-                timers.calls[MODEL] += 1
-
-        setattr(SATBVR, method_name, guarded)
-
     for method_name in ("restore", "prepare_window", "denoise_step", "finish_window"):
         if hasattr(SATBVR, method_name):  # older checkouts have only ``restore``
-            outermost(method_name, on_call=count if method_name in ("restore", "prepare_window") else None)
+            on_call = count if method_name in ("restore", "prepare_window") else None
+            timers.wrap(SATBVR, method_name, MODEL, on_call=on_call)
     timers.wrap(AuxiliaryPredictor, "forward", "  predictor forward")
     timers.wrap(LQConditionedTransformer, "forward", "  denoiser forward")
     timers.wrap(SATBControlNet, "forward", "  ControlNet forward")

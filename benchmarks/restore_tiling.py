@@ -90,7 +90,14 @@ def main() -> None:
     parser.add_argument("--encoder-only", action="store_true", help="also measure the x4 output's H.264 encoder alone")
     parser.add_argument("--flags", default="", help="extra vsr restore flags for a diagnostic run (default: none)")
     parser.add_argument("--encoder-child", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--checkpoint-child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.checkpoint_child:
+        sys.path.insert(0, str(HERE))
+        from restore_profile import make_checkpoint
+
+        make_checkpoint(args.checkpoint_child)
+        return
     if args.encoder_child:
         w, h, n, out = args.encoder_child
         encoder_child(int(w), int(h), int(n), out)
@@ -105,8 +112,9 @@ def main() -> None:
             # so this process must never import torch (it would floor every measurement at ~1 GiB).
             ckpt = tmp / "ckpt" / "satb.ckpt"
             ckpt.parent.mkdir()
-            code = f"import sys; sys.path.insert(0, {str(HERE)!r}); from restore_profile import make_checkpoint as m; m(__import__('pathlib').Path({str(ckpt)!r}))"
-            subprocess.run([sys.executable, "-c", code], check=True, stdout=subprocess.DEVNULL)
+            subprocess.run(
+                [sys.executable, __file__, "--checkpoint-child", str(ckpt)], check=True, stdout=subprocess.DEVNULL
+            )
         for width, height in sizes:
             clip = tmp / f"clip_{width}x{height}.mp4"
             make_clip(clip, args.frames, width, height)

@@ -208,7 +208,7 @@ def overlay_without_base(argv: list[str]) -> str | None:
                 model = (yaml.safe_load(handle) or {}).get("model")
         except (OSError, UnicodeDecodeError, yaml.YAMLError, AttributeError):
             return None
-        if isinstance(model, dict) and "class_path" in model or isinstance(model, str):
+        if isinstance(model, str) or (isinstance(model, dict) and "class_path" in model):
             return None  # some config names the model: the error is about something else
         overlays.append(name)
     if not overlays:

@@ -235,6 +235,8 @@ class SATBVR(VSRMethod):
         # The release's temporal tiles: 80 frames with a stride of 64, so a fifth of a window is shared
         # (16 of 81 frames at full size: windows start 64 frames apart; 3 of the tiny preset's 17).
         self.temporal_overlap = (self.spec.temporal_window - 1) // 5
+        # RoPE tables by (grid, device, inference mode): a plain dict, never in a state dict (see _rotary)
+        self._rotary_cache: dict[tuple, Any] = {}
         self.recipe = TrainingRecipe.coerce(recipe)
         self.predictor_options = PredictorOptions.coerce(predictor_options)
         self.denoiser_options = DenoiserOptions.coerce(denoiser_options)
@@ -630,12 +632,11 @@ class SATBVR(VSRMethod):
         """
         _, f, _, h, w = latents.shape
         key = (f, h, w, latents.device, torch.is_inference_mode_enabled())  # inference tensors stay in inference
-        cache = self.__dict__.setdefault("_rotary_cache", {})  # plain attribute: never in a state dict
-        if key not in cache:
-            if len(cache) >= 4:
-                cache.pop(next(iter(cache)))
-            cache[key] = rotary_embeddings(self.transformer_config, f, h, w, latents.device)
-        return cache[key]
+        if key not in self._rotary_cache:
+            if len(self._rotary_cache) >= 4:
+                self._rotary_cache.pop(next(iter(self._rotary_cache)))
+            self._rotary_cache[key] = rotary_embeddings(self.transformer_config, f, h, w, latents.device)
+        return self._rotary_cache[key]
 
     def _text(self, prompts: list[str] | None, batch: int, like: torch.Tensor, suffix: str = "") -> torch.Tensor:
         return self.prompt_encoder(prompts, batch, like.device, like.dtype, suffix)
