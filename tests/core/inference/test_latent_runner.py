@@ -271,3 +271,19 @@ def test_protocol_mistakes_are_named():
     # --fusion pixel runs the protocol method through its restore instead
     pixel = RestoreEngine(LatentBoringMethod(scale=2), EngineOptions(fusion="pixel"))
     assert not pixel.latent and pixel.restore_tensor(video_of(4, 4, 4)).shape == (3, 4, 8, 8)
+
+
+@pytest.mark.parametrize("steps", [0, 1, 3])
+def test_a_tall_frame_keeps_a_band_of_tile_rows_alive(steps):
+    """15 rows of tiles: a wavefront of steps + 2 rows is alive, and the fused latents are held per band, not per frame."""
+    method = LatentBoringMethod(scale=2, upsample="nearest", num_inference_steps=steps)
+    video = video_of(4, 64, 8)
+    engine = RestoreEngine(method, EngineOptions(window=4, tile=8, tile_overlap=4, seed=2))
+    out = engine.restore_tensor(video)
+    runner = engine.runner
+    assert len(engine.last_grid.tiles) == 15 and len(runner.bands) == 16  # rows start every 4 latent rows
+    assert runner.peak_live == steps + 2
+    one_level = 4 * (12 + 1) * 64 * 8  # [1,12,64,8] sums + [64,8] weights, 4 frames: what lockstep holds per level
+    # each alive row holds its bands at its own level: about (steps + 2) rows of 4 bands of 4 latent rows
+    assert runner.peak_fused_elements <= (steps + 3) * 2 * 4 * (12 + 1) * 4 * 8 < one_level
+    assert torch.allclose(out, closed_form(method, video, seed=2, steps=steps), atol=1e-5)
