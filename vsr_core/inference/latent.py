@@ -7,7 +7,7 @@ A method that implements
   (the engine's slice of one timeline-wide noise tensor, so overlapping windows and tiles start
   from the same noise); ``state`` has ``latents`` (the initial latent, ``[B,c,t,h',w']``) and
   ``num_steps`` attributes (:class:`LatentState` is a ready-made one). The engine fuses
-  ``state.latents`` and then sets it to ``None`` (all tiles of a frame are alive at once, so a
+  ``state.latents`` and then sets it to ``None`` (several rows of tiles are alive at once, so a
   second copy per tile would grow with the frame): the next two calls must use the ``latents``
   they are given, never ``state.latents``;
 * ``denoise_step(state, i, latents) -> latents`` — one solver step at timestep index ``i``

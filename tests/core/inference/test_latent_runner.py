@@ -213,7 +213,7 @@ def test_a_long_video_keeps_a_bounded_number_of_windows_alive():
 
 
 def test_tile_states_release_their_initial_latents_once_fused():
-    """Every tile of a frame is alive at once: a state's own copy of its initial latents is dropped."""
+    """Rows of tiles are alive at once: a state's own copy of its initial latents is dropped."""
 
     class Watcher(LatentBoringMethod):
         def __init__(self):
