@@ -69,9 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--fusion",
-        choices=("auto", "latent", "pixel"),
+        choices=("auto", "latent", "tiles", "pixel"),  # vsr_core.inference.FUSION_MODES (not imported: fast --help)
         default="auto",
-        help="fuse windows/tiles per solver step in latent space (methods with the latent window protocol) or in pixels",
+        help="fuse windows and tiles per solver step in latent space (latent; auto for methods with the latent window "
+        "protocol), only tiles per step with windows cross-faded in pixels (tiles: the least memory for long "
+        "high-resolution videos), or whole restored tiles and windows in pixels (pixel)",
     )
     p.add_argument("--color-fix", choices=("none", "wavelet", "adain"), default="none")
     p.add_argument(

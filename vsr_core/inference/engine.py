@@ -55,7 +55,9 @@ from vsr_core.video_ops import padded_size, upsample_frames
 __all__ = ["FUSION_MODES", "EngineOptions", "RestoreEngine"]
 
 #: ``auto``: latent fusion when the method implements the latent window protocol, else pixel.
-FUSION_MODES = ("auto", "latent", "pixel")
+#: ``tiles``: the latent protocol with tiles fused at every step but windows run alone and cross-faded
+#: in pixels (memory: a band of one window's tile rows, however many windows overlap).
+FUSION_MODES = ("auto", "latent", "tiles", "pixel")
 
 
 @dataclass
@@ -122,12 +124,14 @@ class RestoreEngine:
         self.fusion = fusion or window_fusion_for(method)
         self.scale = int(getattr(method, "scale", 1))
         self.frames_rule = tuple(getattr(method, "frames_rule", (1, 0)))
-        self.latent = options.fusion == "latent" or (options.fusion == "auto" and implements_latent_protocol(method))
+        self.latent = options.fusion in ("latent", "tiles") or (
+            options.fusion == "auto" and implements_latent_protocol(method)
+        )
         self.layout = None
         if self.latent:
             if not implements_latent_protocol(method):  # also a method opting out with latent_layout = None
                 raise ConfigError(
-                    f"--fusion latent: {self.name} does not implement prepare_window/denoise_step/finish_window "
+                    f"--fusion {options.fusion}: {self.name} does not implement prepare_window/denoise_step/finish_window "
                     "with a latent_layout; use --fusion pixel"
                 )
             self.layout = method.latent_layout
@@ -388,6 +392,7 @@ class RestoreEngine:
             self._tile_lq,
             prompt=self._prompt(1),
             sampling=self._sampling(generator),
+            fuse_windows=self.options.fusion != "tiles",
         )
         self.runner = runner
 

@@ -105,6 +105,11 @@ class LatentRunner:
         call: runs a method call (the engine's inference mode, autocast and timing).
         tile_lq: ``(clip, tile) -> [B,3,L,th,tw]``, the method input of one tile of a window's frames.
         prompt, sampling: passed to ``prepare_window``.
+        fuse_windows: fuse the latents overlapping windows share (the lockstep semantics above). ``False``
+            runs each window alone (its tiles still fused at every step; windows share only the timeline
+            noise) and leaves the temporal blend to the decoded windows' cross-fade: windows then wait for
+            nothing but themselves, so about ``S + 2`` rows of tiles of one window are alive, however many
+            windows overlap.
     """
 
     def __init__(
@@ -120,6 +125,7 @@ class LatentRunner:
         tile_lq: Callable[[Any, Any], torch.Tensor],
         prompt: list[str] | None = None,
         sampling: dict[str, Any] | None = None,
+        fuse_windows: bool = True,
     ) -> None:
         self.method = method
         self.layout = layout
@@ -132,6 +138,7 @@ class LatentRunner:
         self.tile_lq = tile_lq
         self.prompt = prompt
         self.sampling = dict(sampling or {})
+        self.fuse_windows = fuse_windows
         self.steps: int | None = None
         self._step_takes_noise = "noise" in inspect.signature(method.denoise_step).parameters
         self._coverage = [0] * (max(w.end for w in windows) if windows else 0)
@@ -148,7 +155,10 @@ class LatentRunner:
         self._units = tuple(
             _Unit(j * len(rows) + r, w, row, row_bands[r]) for j, w in enumerate(windows) for r, row in enumerate(rows)
         )
-        in_time = [[o.index for o in windows if o.start < w.end and w.start < o.end] for w in windows]
+        in_time = [
+            [o.index for o in windows if o.start < w.end and w.start < o.end] if fuse_windows else [w.index]
+            for w in windows
+        ]
         in_space = [[q for q, (c, d) in enumerate(spans) if c < b and a < d] for a, b in spans]
         self._neighbours = [
             [j * len(rows) + q for j in in_time[u.window.index] for q in in_space[u.index % len(rows)]]
@@ -156,7 +166,7 @@ class LatentRunner:
         ]
         for u, near in zip(self._units, self._neighbours):
             near.remove(u.index)
-        self._bands: dict[tuple[int, int, int], _Band] = {}
+        self._bands: dict[tuple[int, int, int, int], _Band] = {}  # (level, window or 0, frame, band)
         self._held = 0
         #: the most units (rows of tiles of a window) alive at once during the last run
         self.peak_live = 0
@@ -165,14 +175,18 @@ class LatentRunner:
 
     # ------------------------------------------------------------------ fused latents
 
-    def _band(self, level: int, frame: int, k: int, like: torch.Tensor) -> _Band:
-        key = (level, frame, k)
+    def _key(self, level: int, unit: _Unit, frame: int, k: int) -> tuple[int, int, int, int]:
+        """Where a band's sums live: shared by every window covering ``frame``, or the window's own."""
+        return (level, unit.window.index if not self.fuse_windows else 0, frame, k)
+
+    def _band(self, level: int, unit: _Unit, frame: int, k: int, like: torch.Tensor) -> _Band:
+        key = self._key(level, unit, frame, k)
         band = self._bands.get(key)
         if band is None:
             y0, y1 = self.bands[k]
             width = self.frame_size[1]
             total = torch.zeros(like.shape[0], like.shape[1], y1 - y0, width, device=like.device)
-            count = self._coverage[frame] * self._rows_covering[k]
+            count = (self._coverage[frame] if self.fuse_windows else 1) * self._rows_covering[k]
             band = self._bands[key] = _Band(total, torch.zeros(y1 - y0, width, device=like.device), count, count)
             self._held += total.numel() + band.weight.numel()
             self.peak_fused_elements = max(self.peak_fused_elements, self._held)
@@ -197,14 +211,14 @@ class LatentRunner:
             for k in unit.bands:
                 y0, y1 = self.bands[k]
                 rows = slice(y0 - tile.y, y1 - tile.y)
-                band = self._band(level, window.start + f, k, latents)
+                band = self._band(level, unit, window.start + f, k, latents)
                 band.total[:, :, :, xs] += latents[:, :, f, rows].float() * weights[f, rows]
                 band.weight[:, xs] += weights[f, rows]
 
     def _contributed(self, unit: _Unit, level: int) -> None:
         for f in range(unit.window.start, unit.window.end):
             for k in unit.bands:
-                self._bands[(level, f, k)].missing -= 1
+                self._bands[self._key(level, unit, f, k)].missing -= 1
 
     def _read(self, unit: _Unit, tile: LatentTile, level: int, dtype: torch.dtype) -> torch.Tensor:
         xs = slice(tile.x, tile.x + tile.width)
@@ -212,7 +226,7 @@ class LatentRunner:
         for f in range(unit.window.start, unit.window.end):
             parts = []
             for k in unit.bands:
-                band = self._bands[(level, f, k)]
+                band = self._bands[self._key(level, unit, f, k)]
                 assert band.missing == 0, "the schedule read a level before every unit contributed"
                 parts.append(band.total[:, :, :, xs] / band.weight[:, xs])
             frames.append(torch.cat(parts, dim=2))
@@ -221,7 +235,7 @@ class LatentRunner:
     def _done_reading(self, unit: _Unit, level: int) -> None:
         for f in range(unit.window.start, unit.window.end):
             for k in unit.bands:
-                key = (level, f, k)
+                key = self._key(level, unit, f, k)
                 band = self._bands[key]
                 band.readers -= 1
                 if band.readers == 0:

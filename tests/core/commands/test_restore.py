@@ -431,6 +431,9 @@ def test_bad_sampling_options_are_one_line(offset_ckpt, tmp_path, capsys):
     assert "OffsetVSR has no text encoder, so --prompt cannot be used" in run_error([*c, "--prompt", "a cat"], capsys)
     assert "--tile 4 is smaller than OffsetVSR's minimum tile of 8 LQ pixels" in run_error([*c, "--tile", "4"], capsys)
     assert "does not implement prepare_window" in run_error([*c, "--fusion", "latent"], capsys)
+    assert "--fusion tiles: OffsetVSR does not implement prepare_window" in run_error(
+        [*c, "--fusion", "tiles"], capsys
+    )
     assert "--threads must be >= 1" in run_error([*c, "--threads", "0"], capsys)
     assert not (tmp_path / "out").exists()
 

@@ -102,13 +102,18 @@ class IndexWeights(LatentFusion):
         return torch.full((1, 1, 1), float((window.index + 1) * (tile.index + 1) ** level))
 
 
-def test_every_step_fuses_with_the_fusion_weights_and_shared_noise():
-    """Compare the latents each window/tile decodes with a plain lockstep loop over the whole timeline."""
+@pytest.mark.parametrize("mode", ["latent", "tiles"])
+def test_every_step_fuses_with_the_fusion_weights_and_shared_noise(mode):
+    """Compare the latents each window/tile decodes with a plain lockstep loop over the whole timeline.
+
+    ``latent``: every latent shared by windows or tiles is fused; ``tiles``: only tiles of one window are.
+    """
     seed, frames, steps = 5, 14, 3
     method = Recorder(num_inference_steps=steps)
     fusion = IndexWeights()
     method.make_latent_fusion = lambda: fusion
-    engine = RestoreEngine(method, EngineOptions(seed=seed, window=6, overlap=2, tile=8, tile_overlap=4))
+    options = EngineOptions(seed=seed, window=6, overlap=2, tile=8, tile_overlap=4, fusion=mode)
+    engine = RestoreEngine(method, options)
     video = video_of(frames, 12, 12)
     engine.restore_tensor(video)
     windows, tiles = engine.plan(frames).windows, engine.last_grid.tiles
@@ -152,28 +157,34 @@ def test_every_step_fuses_with_the_fusion_weights_and_shared_noise():
             weight[idx] += k
         return total / weight
 
-    values = {key: state.latents for key, (state, _, _) in states.items()}
-    for level in range(steps):
-        fused = fuse(values, level)
-        values = {}
-        for key, (state, bias, region) in states.items():
-            x = fused[
-                :,
-                :,
-                region[0].start : region[0].stop,
-                region[1].start : region[1].stop,
-                region[2].start : region[2].stop,
-            ]
-            values[key] = reference.denoise_step(state, level, x) + bias
-    fused = fuse(values, steps)
-    for unit_id, decoded in method.finished:
-        w, t = units[unit_id]
-        region = states[(w.index, t.index)][2]
-        expected = fused[
+    def fused_of(values, level):
+        """``{window index: fused [1,c,T,H,W]}``: one fusion of everything, or one per window (mode tiles)."""
+        if mode == "latent":
+            everything = fuse(values, level)
+            return {w.index: everything for w in windows}
+        return {w.index: fuse({k: v for k, v in values.items() if k[0] == w.index}, level) for w in windows}
+
+    def cut(fused, region):
+        return fused[
             :, :, region[0].start : region[0].stop, region[1].start : region[1].stop, region[2].start : region[2].stop
         ]
+
+    values = {key: state.latents for key, (state, _, _) in states.items()}
+    for level in range(steps):
+        fused = fused_of(values, level)
+        values = {}
+        for key, (state, bias, region) in states.items():
+            values[key] = reference.denoise_step(state, level, cut(fused[key[0]], region)) + bias
+    fused = fused_of(values, steps)
+    for unit_id, decoded in method.finished:
+        w, t = units[unit_id]
+        expected = cut(fused[w.index], states[(w.index, t.index)][2])
         assert torch.allclose(decoded, expected, atol=1e-5)
     assert len(method.finished) == len(units)
+    # the frames windows 0 and 1 share (4, 5) decode alike only when windows are fused
+    first = next(x for i, x in method.finished if units[i] == (windows[0], tiles[0]))
+    second = next(x for i, x in method.finished if units[i] == (windows[1], tiles[0]))
+    assert torch.allclose(first[:, :, 4:6], second[:, :, 0:2], atol=1e-5) == (mode == "latent")
 
 
 def test_steps_that_draw_noise_get_the_shared_slice_of_their_level():
@@ -287,3 +298,16 @@ def test_a_tall_frame_keeps_a_band_of_tile_rows_alive(steps):
     # each alive row holds its bands at its own level: about (steps + 2) rows of 4 bands of 4 latent rows
     assert runner.peak_fused_elements <= (steps + 3) * 2 * 4 * (12 + 1) * 4 * 8 < one_level
     assert torch.allclose(out, closed_form(method, video, seed=2, steps=steps), atol=1e-5)
+
+
+@pytest.mark.parametrize(("mode", "most_alive"), [("latent", 33), ("tiles", 3)])
+def test_fusing_only_tiles_keeps_one_window_band_alive_however_many_windows(mode, most_alive):
+    """7 windows of 15 tile rows, 1 step: fusing windows too keeps rows of about steps + 1 windows alive."""
+    method = LatentBoringMethod(scale=2, upsample="nearest", num_inference_steps=1)
+    video = video_of(40, 64, 8)
+    engine = RestoreEngine(method, EngineOptions(window=8, overlap=2, tile=8, tile_overlap=4, seed=2, fusion=mode))
+    out = engine.restore_tensor(video)
+    assert len(engine.plan(40).windows) == 7 and len(engine.last_grid.tiles) == 15
+    assert engine.runner.peak_live == most_alive
+    # per pixel and per frame, so windows restored alone and cross-faded give the whole-video result too
+    assert torch.allclose(out, closed_form(method, video, seed=2, steps=1), atol=1e-5)
