@@ -113,9 +113,11 @@ class ILTLatentFusion(LatentFusion):
     ``rescheduled`` returns each frame's first-window noise (:func:`rescheduled_sources`; the permutations drawn from
     ``generator`` block by block), ``independent`` the engine's noise as it is (shared frames still share it). The
     runner prepares windows in order and tiles in raster order within each, so call ``n`` is window
-    ``n // tiles``, tile ``n % tiles``.
+    ``n // tiles``, tile ``n % tiles``. ILT is how windows meet, so windows stay fused on tiled frames too
+    (``always_fuse_windows``).
     """
 
+    always_fuse_windows = True  # a class attribute, not a dataclass field (no annotation)
     weights_rule: WeightRule = "paper"
     noise: Literal["rescheduled", "independent"] = "rescheduled"
     _windows: tuple[LatentWindow, ...] = ()

@@ -54,9 +54,10 @@ from vsr_core.video_ops import padded_size, upsample_frames
 
 __all__ = ["FUSION_MODES", "EngineOptions", "RestoreEngine"]
 
-#: ``auto``: latent fusion when the method implements the latent window protocol, else pixel.
-#: ``tiles``: the latent protocol with tiles fused at every step but windows run alone and cross-faded
-#: in pixels (memory: a band of one window's tile rows, however many windows overlap).
+#: ``auto``: latent fusion when the method implements the latent window protocol (``tiles`` for a tiled
+#: video of several windows, unless its ``LatentFusion.always_fuse_windows``), else pixel. ``latent``:
+#: windows and tiles fused at every step. ``tiles``: tiles fused at every step, windows run alone and
+#: cross-faded in pixels (memory: a band of one window's tile rows, however many windows overlap).
 FUSION_MODES = ("auto", "latent", "tiles", "pixel")
 
 
@@ -380,10 +381,17 @@ class RestoreEngine:
         self.last_grid = grid
         seed = self.options.seed if self.options.seed is not None else int(torch.randint(0, 2**62, ()).item())
         noise = TimelineNoise(seed, 1, layout.latent_channels, self.device)
+        fusion = latent_fusion_for(self.method)
+        mode = self.options.fusion
+        # auto: windows fused in latent space unless the frames are tiled and there are several windows
+        # (then every tile of about steps + 1 windows would be alive), or the method's fusion insists.
+        fuse_windows = mode == "latent" or (
+            mode == "auto" and (grid.single or len(plan.windows) == 1 or fusion.always_fuse_windows)
+        )
         runner = LatentRunner(
             self.method,
             layout,
-            latent_fusion_for(self.method),
+            fusion,
             latent_windows(plan, layout),
             latent_tiles(grid, layout, s),
             (layout.to_latent(grid.height, s), layout.to_latent(grid.width, s)),
@@ -392,7 +400,7 @@ class RestoreEngine:
             self._tile_lq,
             prompt=self._prompt(1),
             sampling=self._sampling(generator),
-            fuse_windows=self.options.fusion != "tiles",
+            fuse_windows=fuse_windows,
         )
         self.runner = runner
 

@@ -160,7 +160,14 @@ class LatentFusion:
     stays correct under tiling. Weights need only be positive: the engine divides by their sum over
     every window/tile covering a latent pixel. The default cross-fades linearly over the latent
     frames windows share and weights tiles by a Gaussian (uniform when the frame is one tile).
+
+    ``always_fuse_windows``: ``vsr restore --fusion auto`` runs the windows of a video whose frames
+    are tiled each alone (tiles fused per step, windows cross-faded in pixels; fusing windows too
+    would keep every tile of about ``steps + 1`` windows alive). A fusion whose point is how windows
+    meet (DiffVSR's interweaved latent transition) sets it ``True`` to keep windows fused there too.
     """
+
+    always_fuse_windows: bool = False
 
     def start(self, windows: tuple[LatentWindow, ...], tiles: tuple[LatentTile, ...]) -> None:
         """Called once per video before the first window is prepared (reset per-video state here)."""

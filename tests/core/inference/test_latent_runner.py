@@ -311,3 +311,28 @@ def test_fusing_only_tiles_keeps_one_window_band_alive_however_many_windows(mode
     assert engine.runner.peak_live == most_alive
     # per pixel and per frame, so windows restored alone and cross-faded give the whole-video result too
     assert torch.allclose(out, closed_form(method, video, seed=2, steps=1), atol=1e-5)
+
+
+class WindowsMeetInLatents(LatentFusion):
+    always_fuse_windows = True
+
+
+@pytest.mark.parametrize(
+    ("options", "fusion", "fused"),
+    [
+        ({"window": 8, "overlap": 2, "tile": 8, "tile_overlap": 4}, None, False),  # tiled, several windows
+        ({"window": 8, "overlap": 2, "tile": 0}, None, True),  # one tile
+        ({"window": 40, "tile": 8, "tile_overlap": 4}, None, True),  # one window
+        ({"window": 8, "overlap": 2, "tile": 8, "tile_overlap": 4}, WindowsMeetInLatents, True),
+        ({"window": 8, "overlap": 2, "tile": 8, "tile_overlap": 4, "fusion": "latent"}, None, True),
+        ({"window": 8, "overlap": 2, "tile": 0, "fusion": "tiles"}, None, False),
+    ],
+    ids=["auto-tiled-windows", "auto-one-tile", "auto-one-window", "auto-fusion-insists", "latent", "tiles"],
+)
+def test_auto_fuses_windows_unless_a_tiled_video_has_several(options, fusion, fused):
+    method = LatentBoringMethod(scale=2, upsample="nearest", num_inference_steps=1)
+    if fusion is not None:
+        method.make_latent_fusion = fusion
+    engine = RestoreEngine(method, EngineOptions(seed=2, **options))
+    engine.restore_tensor(video_of(40, 16, 8))
+    assert engine.runner.fuse_windows is fused
