@@ -2,7 +2,7 @@
 windows.
 
 The tiny configuration (``plugins/diffvsr/configs/tiny.yaml``: the inflated SD-x4-upscaler-layout UNet at 16-32
-channels on the weight-free pixel-unshuffle codec) is trained on the built-in training sample clips in the
+channels on the weight-free 12-channel half-unshuffle codec) is trained on the built-in training sample clips in the
 progressive stages of Sec. 3.2, each starting from the previous one's weights through ``init_from``:
 
 0. *image prior*: a tiny random UNet has none, so the image UNet is first trained alone, without temporal layers --
@@ -13,7 +13,7 @@ progressive stages of Sec. 3.2, each starting from the previous one's weights th
 3. every parameter (PLS stage 3; the same clips: there is no "high-quality" set here).
 
 Then the held-out validation sample clips (``simple`` degradation, deterministic) are restored through the
-long-video engine in 8-frame windows overlapping by 4, at the method's default step count (50 DDIM steps; guidance is
+long-video engine in 8-frame windows overlapping by 4, at the configuration's default step count (tiny.yaml: 20 DDIM steps; guidance is
 a single pass without a text encoder), with five window schemes at the same windows:
 
 * ``independent``: each window from its own fresh noise, every frame taken from the last window covering it;

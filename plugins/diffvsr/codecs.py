@@ -9,7 +9,10 @@ concatenated to them as it is. Kinds (Table 5, v2; :mod:`diffvsr.te3dvae`):
   folder with ``vae/``, e.g. a ``diffvsr.TE3DVAE`` export), else random at the preset's size;
 * ``2dvae``: :class:`~vsr_core.latent.AutoencoderKLCodec` on ``pretrained/vae`` (or ``vae_weights``), else random;
 * ``pixel-unshuffle``: :class:`~vsr_core.latent.PixelUnshuffleCodec` (``factor = scale``; 48 latent channels at x4),
-  exact and weight-free: the tiny CPU configuration, where a random VAE could not reconstruct anything.
+  exact and weight-free;
+* ``half-unshuffle``: :class:`~diffvsr.half_unshuffle.HalfResolutionUnshuffleCodec` (12 latent channels at the LR
+  size, lossy above half the HR band, weight-free; x4 only): the tiny CPU configuration's, where a random VAE could
+  not reconstruct anything and 48 channels are wider than the tiny UNet.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Literal
 import torch
 from diffusers import AutoencoderKL
 
+from diffvsr.half_unshuffle import HalfResolutionUnshuffleCodec
 from diffvsr.presets import te3dvae_config, vae_2d_config
 from diffvsr.te3dvae import TemporalEnhancedVAE
 from vsr_core.errors import ConfigError
@@ -27,8 +31,8 @@ from vsr_core.latent import AutoencoderKLCodec, LatentCodec, PixelUnshuffleCodec
 
 __all__ = ["VAE_KINDS", "VAEKind", "build_codec"]
 
-VAE_KINDS = ("te-3dvae", "3dvae", "2dvae", "pixel-unshuffle")
-VAEKind = Literal["te-3dvae", "3dvae", "2dvae", "pixel-unshuffle"]
+VAE_KINDS = ("te-3dvae", "3dvae", "2dvae", "pixel-unshuffle", "half-unshuffle")
+VAEKind = Literal["te-3dvae", "3dvae", "2dvae", "pixel-unshuffle", "half-unshuffle"]
 
 
 def _seeded(build, seed: int = 0):
@@ -55,6 +59,12 @@ def build_codec(
         if vae_weights:
             raise ConfigError("vae=pixel-unshuffle has no weights; drop vae_weights")
         return PixelUnshuffleCodec(factor=scale)
+    if kind == "half-unshuffle":
+        if vae_weights:
+            raise ConfigError("vae=half-unshuffle has no weights; drop vae_weights")
+        if scale != 4:
+            raise ConfigError(f"vae=half-unshuffle keeps latents at the LR size of a x4 model; scale is {scale}")
+        return HalfResolutionUnshuffleCodec()
     if kind == "2dvae":
         source = vae_weights or pretrained
         if source:

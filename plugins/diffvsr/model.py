@@ -108,8 +108,8 @@ class DiffVSR(VSRMethod):
         release_unet: the authors' UNet3D checkpoint (``DiffVSR_UNet.pt``: ``preset=real`` with every temporal layer,
         and
             ``temporal_layers.group_norm=clip`` to compute what the release computes; ``configs/release.yaml``).
-        vae: ``te-3dvae`` (default), ``3dvae``, ``2dvae`` (Table 5, v2) or ``pixel-unshuffle`` (weight-free, tiny CPU
-            configuration).
+        vae: ``te-3dvae`` (default), ``3dvae``, ``2dvae`` (Table 5, v2), or the weight-free ``pixel-unshuffle`` (48
+            channels, exact) or ``half-unshuffle`` (12 channels, the tiny CPU configuration's; :mod:`diffvsr.codecs`).
         vae_weights: the release's ``TE-3DVAE.pt``, or a folder with ``vae/`` (a ``diffvsr.TE3DVAE`` export); for
             ``2dvae`` another folder than ``pretrained``. ``None``: random (``te-3dvae``/``3dvae``) or
             ``pretrained/vae``.
