@@ -10,6 +10,11 @@ inference, Sec. 3.5): a per-frame projection, the step that mixes frames (the sh
 attention over shifted keys/values of Eq. 7) on the whole clip, and a per-frame output projection with the
 residual. The stages read and write one entry (``key``) of a dict state of frames tensors ``[B*T, ...]``
 (row ``b*T + t``) and pass every other entry through, so they slot into a staged UNet or VAE decoder.
+For inference without autograd, :meth:`RTSModule.inplace_stage` computes the same module as ONE stage that
+adds both residuals into its input in place: the block-wise runner's spatial groups write their output
+into a new buffer while the input still exists, so the staged form holds the feature map twice for the
+whole clip (the VAE decoder's last one is at full output resolution); in place, only the feature map and
+the unit's reduced features (``conv1(x)``, then ``q, k, v``) exist for all frames.
 
 Release vs paper (see docs/methods/ultravsr.md):
 
@@ -53,6 +58,33 @@ def attention_width(channels: int, reduction: int, heads: int) -> int:
 
 def _replace(state: State, **entries: Any) -> State:
     return {**state, **entries}
+
+
+def _project_rows(module: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, step: int) -> torch.Tensor:
+    """``module`` (per frame) on ``x [N, ...]`` ``step`` rows at a time, written into one buffer ``[N, ...]``."""
+    out: torch.Tensor | None = None
+    for start in range(0, x.shape[0], step):
+        part = module(x[start : start + step])
+        out = part.new_empty((x.shape[0], *part.shape[1:])) if out is None else out
+        out[start : start + step] = part
+    return out
+
+
+def _clip_windows(rows: int, num_frames: int, step: int) -> list[tuple[slice, slice, slice]]:
+    """Mini-batches of at most ``step`` frames of one clip each, with one neighbouring frame on either side.
+
+    ``[(window, inner, rows), ...]``: ``window`` the frames-first rows ``b*T + [s-1, e+1)`` (cut at the clip
+    ends), ``inner`` the mini-batch's rows ``b*T + [s, e)`` inside the window, ``rows`` the same in the clip.
+    A shift by one frame within the window then gives every inner row its true neighbours (zeros at the clip
+    ends), as on the whole clip.
+    """
+    windows = []
+    for base in range(0, rows, num_frames):
+        for s in range(0, num_frames, step):
+            e = min(s + step, num_frames)
+            lo, hi = max(s - 1, 0), min(e + 1, num_frames)
+            windows.append((slice(base + lo, base + hi), slice(s - lo, e - lo), slice(base + s, base + e)))
+    return windows
 
 
 class RTSConvUnit(nn.Module):
@@ -108,6 +140,23 @@ class RTSConvUnit(nn.Module):
 
         return [spatial(reduce), temporal(shift, layout="frames"), spatial(fuse)]
 
+    @torch.no_grad()
+    def apply_(self, x: torch.Tensor, num_frames: int, step: int) -> torch.Tensor:
+        """Eq. 5-6 in place on frames ``x [B*T, C, H, W]``: ``x += conv3(act(conv(shift(conv1(x)))))``; returns ``x``.
+
+        Inference only. The per-frame layers see at most ``step`` frames; only ``x`` and ``conv1(x)`` exist for
+        the whole clip (each mini-batch shifts its own window of ``conv1(x)``).
+        """
+        f = _project_rows(self.conv1, x, step)
+        for window, inner, rows in _clip_windows(x.shape[0], num_frames, step):
+            part = f[window]
+            g = temporal_shift(part, fold_div=3, direction="both", num_frames=part.shape[0], unshifted=self.middle)
+            g = g[inner]
+            for layer in self.conv_blocks:
+                g = layer(g)
+            x[rows] += self.conv3(g)  # Eq. 6 (x + r and r + x are the same float sum)
+        return x
+
 
 class RTSAttentionUnit(nn.Module):
     """RTS-attention unit (Eq. 7-8): ``q, k, v`` per frame; frame ``i`` attends to ``k, v`` of ``i-1, i, i+1``.
@@ -158,14 +207,17 @@ class RTSAttentionUnit(nn.Module):
 
         out = torch.zeros_like(q)
         for offset in (1, 0, -1):  # K/V of frames i-1, i, i+1
-            k_j, v_j = neighbours(k, offset), neighbours(v, offset)
-            if self.attention == "channel":
-                attn = (q @ k_j.transpose(-2, -1)) * self.temperature  # [N, heads, c, c]
-                out = out + attn.softmax(dim=-1) @ v_j
-            else:  # positions as tokens, embedding dimension r = c per head; SDPA scales by 1/sqrt(r)
-                o = F.scaled_dot_product_attention(q.transpose(-2, -1), k_j.transpose(-2, -1), v_j.transpose(-2, -1))
-                out = out + o.transpose(-2, -1)
+            out = out + self._attention(q, neighbours(k, offset), neighbours(v, offset))
         return out.reshape(n, -1, h, w)
+
+    def _attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """One term of Eq. 7 on heads ``[N, heads, c, h*w]`` (``q``, ``k`` normalised already for channel attention)."""
+        if self.attention == "channel":
+            attn = (q @ k.transpose(-2, -1)) * self.temperature  # [N, heads, c, c]
+            return attn.softmax(dim=-1) @ v
+        # positions as tokens, embedding dimension r = c per head; SDPA scales by 1/sqrt(r)
+        o = F.scaled_dot_product_attention(q.transpose(-2, -1), k.transpose(-2, -1), v.transpose(-2, -1))
+        return o.transpose(-2, -1)
 
     def stages(self, key: str) -> list[Stage]:
         """``project_in`` (per frame) -> ``attend`` (whole clip, Eq. 7) -> ``project_out`` (per frame, Eq. 8)."""
@@ -185,6 +237,29 @@ class RTSAttentionUnit(nn.Module):
             return out
 
         return [spatial(project_in), temporal(attend, layout="frames"), spatial(project)]
+
+    @torch.no_grad()
+    def apply_(self, x: torch.Tensor, num_frames: int, step: int) -> torch.Tensor:
+        """Eq. 7-8 in place on frames ``x [B*T, C, H, W]``: ``x += project_out(attend(qkv(x)))``; returns ``x``.
+
+        Inference only. ``q, k, v`` of every frame are computed first (``step`` frames per call) and exist for
+        the whole clip; each mini-batch then attends to its window's neighbours and adds its residual into ``x``.
+        """
+        qkv = _project_rows(lambda part: self.qkv_dwconv(self.qkv(part)), x, step)
+        for window, inner, rows in _clip_windows(x.shape[0], num_frames, step):
+            part = qkv[window]
+            q, k, v = (self._heads(p) for p in part.chunk(3, dim=1))
+            if self.attention == "channel":
+                q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
+            q = q[inner]
+            out = torch.zeros_like(q)
+            for offset in (1, 0, -1):  # K/V of frames i-1, i, i+1 (zeros beyond the clip ends)
+                k_j = shift_frames(k[None], offset, time_dim=1)[0][inner]
+                v_j = shift_frames(v[None], offset, time_dim=1)[0][inner]
+                out = out + self._attention(q, k_j, v_j)
+            n, _, h, w = x[rows].shape
+            x[rows] += self.project_out(out.reshape(n, -1, h, w))  # Eq. 8
+        return x
 
 
 class RTSModule(nn.Module):
@@ -229,6 +304,26 @@ class RTSModule(nn.Module):
     def stages(self, key: str) -> list[Stage]:
         """The block-wise stages of both units on ``state[key]``."""
         return [stage for unit in self.units() for stage in unit.stages(key)]
+
+    def inplace_stage(self, key: str, frames_per_batch: int | None = None) -> Stage:
+        """The module as one whole-clip stage that adds its residuals into ``state[key]`` in place (inference).
+
+        The same computation as :meth:`stages` (per-frame layers on at most ``frames_per_batch`` frames,
+        ``None``: a clip at a time), holding only ``state[key]`` and one unit's reduced features for the
+        whole clip. It needs ``torch.no_grad()`` and overwrites ``state[key]``: only for a tensor that nothing
+        else refers to (not the UNet's down-block outputs, which are also its skip connections).
+        """
+
+        def run(state: State, num_frames: int) -> State:
+            if torch.is_grad_enabled():
+                raise RuntimeError("RTSModule.inplace_stage is for inference; use stages() with autograd")
+            step = num_frames if frames_per_batch is None else frames_per_batch
+            x = state[key]
+            for unit in self.units():
+                x = unit.apply_(x, num_frames, step)
+            return state
+
+        return temporal(run, layout="frames")
 
     def forward(self, frames: torch.Tensor, num_frames: int) -> torch.Tensor:
         state: State = {"x": frames}

@@ -79,8 +79,17 @@ def encode_frames(codec: AutoencoderKLCodec, video: torch.Tensor, frames_per_bat
 State = dict[str, Any]
 
 
-def decoder_stages(vae: nn.Module) -> list[Stage]:
-    """The decoder's forward as stages on frames of (unscaled) latents ``[N, c, h, w]`` -> pixels ``[N, 3, H, W]``."""
+def decoder_stages(vae: nn.Module, in_place_rts: int | None | bool = False) -> list[Stage]:
+    """The decoder's forward as stages on frames of (unscaled) latents ``[N, c, h, w]`` -> pixels ``[N, 3, H, W]``.
+
+    ``in_place_rts=False`` gives each RTS module as its staged form (autograd works); otherwise each is ONE
+    stage adding its residuals into the feature map in place, its per-frame layers on ``in_place_rts``
+    frames per call (``None``: a clip at a time; ``True`` is not accepted) -- for inference, where it keeps
+    the decoder's full-resolution feature map once, not twice, for the whole clip
+    (:meth:`~ultravsr.rts.RTSModule.inplace_stage`; ``h`` is the decoder's own, nothing else refers to it).
+    """
+    if in_place_rts is True:
+        raise ValueError("in_place_rts is False, None (a clip at a time) or a number of frames")
     decoder = vae.decoder
     rts = getattr(decoder, "video_up_RTS_blocks", None)
     post_quant = getattr(vae, "post_quant_conv", None)
@@ -93,8 +102,10 @@ def decoder_stages(vae: nn.Module) -> list[Stage]:
 
     stages: list[Stage] = [spatial(enter)]
     for i, block in enumerate(decoder.up_blocks):
-        if rts is not None:
-            stages += rts[i].stages("h")  # before the up block
+        if rts is not None and in_place_rts is not False:
+            stages.append(rts[i].inplace_stage("h", in_place_rts))  # before the up block
+        elif rts is not None:
+            stages += rts[i].stages("h")
 
         def up(state: State, block: nn.Module = block) -> State:
             return {**state, "h": block(state["h"], None)}
@@ -113,12 +124,14 @@ def decode_latents(
 ) -> torch.Tensor:
     """Scaled latents ``[B, c, T, h, w]`` -> video ``[B, 3, T, H, W]`` in ``[-1, 1]`` through the RTS decoder.
 
-    Undoes the codec's latent scaling (``z / scaling_factor + shift_factor``) as ``codec.decode`` does.
+    Undoes the codec's latent scaling (``z / scaling_factor + shift_factor``) as ``codec.decode`` does. Without
+    autograd the RTS modules add into the decoder's features in place (:func:`decoder_stages`).
     """
     if codec.latents_mean is not None:
         raise ConfigError("UltraVSR's decoder expects an SD VAE (a scaling factor, no per-channel latent statistics)")
     t = latents.shape[2]
     z = latents / codec.scaling_factor + codec.shift_factor
     frames = video_to_frames(z).to(codec.vae_dtype)
-    out = BlockwiseRunner(decoder_stages(codec.vae), frames_per_batch=frames_per_batch).run_frames(frames, t)
+    stages = decoder_stages(codec.vae, False if torch.is_grad_enabled() else frames_per_batch)
+    out = BlockwiseRunner(stages, frames_per_batch=frames_per_batch).run_frames(frames, t)
     return frames_to_video(out, t).to(latents.dtype).clamp(-1.0, 1.0)

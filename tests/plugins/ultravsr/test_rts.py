@@ -129,6 +129,30 @@ def test_blockwise_equals_whole_clip():
         torch.testing.assert_close(_run(module.stages("x"), x, 5, frames_per_batch=b), whole)
 
 
+@pytest.mark.parametrize(("middle", "attention"), [("zero", "channel"), ("keep", "spatial")])
+def test_inplace_stage_equals_the_staged_module_and_writes_into_its_input(middle, attention):
+    module = RTSModule(12, conv_reduction=1, attention_reduction=1, heads=2, middle=middle, attention=attention)
+    _randomize(module, seed=5)
+    x = torch.randn(2 * 5, 12, 4, 4)  # two clips of 5 frames: windows must not cross from one clip to the next
+    whole = _run(module.stages("x"), x, 5)
+    for b in (None, 1, 2, 5):
+        frames = x.clone()
+        seen: list[int] = []
+        handle = module.RTSConv.conv_blocks[0].register_forward_pre_hook(lambda m, a: seen.append(a[0].shape[0]))
+        with torch.no_grad():
+            out = _run([module.inplace_stage("x", b)], frames, 5)
+        handle.remove()
+        torch.testing.assert_close(out, whole, atol=1e-5, rtol=1e-5)
+        assert out.data_ptr() == frames.data_ptr()  # the residuals went into the input, no second copy
+        assert max(seen) <= (5 if b is None else b)
+
+
+def test_inplace_stage_refuses_autograd():
+    module = RTSModule(12, conv_reduction=1, attention_reduction=1, heads=2)
+    with pytest.raises(RuntimeError, match="inference"):
+        _run([module.inplace_stage("x", 1)], torch.randn(5, 12, 4, 4), 5)
+
+
 def test_units_that_do_not_fit_are_refused():
     with pytest.raises(ConfigError, match="no channels"):
         RTSConvUnit(8, reduction=10)

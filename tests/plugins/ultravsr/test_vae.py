@@ -53,6 +53,18 @@ def test_decoder_tai_equals_whole_clip_with_b_frames_per_spatial_call():
     assert max(seen) <= 2
 
 
+def test_decoder_with_autograd_equals_the_inference_decoder():
+    codec = _codec()
+    attach_decoder_rts(codec.vae, rts_factory(RTSOptions(), TINY.rts))
+    _perturb_rts(codec.vae)
+    latents = torch.randn(2, codec.latent_channels, 4, 4, 4)
+    with torch.no_grad():  # RTS in place
+        inference = decode_latents(codec, latents, frames_per_batch=1)
+    staged = decode_latents(codec, latents)  # autograd: the staged RTS modules
+    assert staged.requires_grad
+    torch.testing.assert_close(staged.detach(), inference, atol=2e-5, rtol=1e-5)
+
+
 def test_encoder_tai_equals_codec_encode():
     codec = _codec()
     video = torch.rand(2, 3, 3, 16, 16) * 2 - 1
