@@ -79,17 +79,15 @@ def encode_frames(codec: AutoencoderKLCodec, video: torch.Tensor, frames_per_bat
 State = dict[str, Any]
 
 
-def decoder_stages(vae: nn.Module, in_place_rts: int | None | bool = False) -> list[Stage]:
+def decoder_stages(vae: nn.Module, in_place_rts: bool = False, frames_per_batch: int | None = None) -> list[Stage]:
     """The decoder's forward as stages on frames of (unscaled) latents ``[N, c, h, w]`` -> pixels ``[N, 3, H, W]``.
 
-    ``in_place_rts=False`` gives each RTS module as its staged form (autograd works); otherwise each is ONE
-    stage adding its residuals into the feature map in place, its per-frame layers on ``in_place_rts``
-    frames per call (``None``: a clip at a time; ``True`` is not accepted) -- for inference, where it keeps
-    the decoder's full-resolution feature map once, not twice, for the whole clip
+    ``in_place_rts=False`` gives each RTS module as its staged form (autograd works); ``True`` makes each ONE
+    stage adding its residuals into the feature map in place, its per-frame layers on ``frames_per_batch``
+    frames per call (``None``: a clip at a time) -- for inference, where it keeps the decoder's
+    full-resolution feature map once, not twice, for the whole clip
     (:meth:`~ultravsr.rts.RTSModule.inplace_stage`; ``h`` is the decoder's own, nothing else refers to it).
     """
-    if in_place_rts is True:
-        raise ValueError("in_place_rts is False, None (a clip at a time) or a number of frames")
     decoder = vae.decoder
     rts = getattr(decoder, "video_up_RTS_blocks", None)
     post_quant = getattr(vae, "post_quant_conv", None)
@@ -102,8 +100,8 @@ def decoder_stages(vae: nn.Module, in_place_rts: int | None | bool = False) -> l
 
     stages: list[Stage] = [spatial(enter)]
     for i, block in enumerate(decoder.up_blocks):
-        if rts is not None and in_place_rts is not False:
-            stages.append(rts[i].inplace_stage("h", in_place_rts))  # before the up block
+        if rts is not None and in_place_rts:
+            stages.append(rts[i].inplace_stage("h", frames_per_batch))  # before the up block
         elif rts is not None:
             stages += rts[i].stages("h")
 
@@ -132,6 +130,6 @@ def decode_latents(
     t = latents.shape[2]
     z = latents / codec.scaling_factor + codec.shift_factor
     frames = video_to_frames(z).to(codec.vae_dtype)
-    stages = decoder_stages(codec.vae, False if torch.is_grad_enabled() else frames_per_batch)
+    stages = decoder_stages(codec.vae, in_place_rts=not torch.is_grad_enabled(), frames_per_batch=frames_per_batch)
     out = BlockwiseRunner(stages, frames_per_batch=frames_per_batch).run_frames(frames, t)
     return frames_to_video(out, t).to(latents.dtype).clamp(-1.0, 1.0)
