@@ -2,21 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import torch
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _ceiling_module():
-    spec = importlib.util.spec_from_file_location("pssr_fdu_ceiling", ROOT / "benchmarks/pssr_fdu_ceiling.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault(spec.name, module)
-    spec.loader.exec_module(module)
-    return module
 
 
 def checkerboard(size: int = 32, amplitude: float = 0.2) -> torch.Tensor:
@@ -26,8 +12,8 @@ def checkerboard(size: int = 32, amplitude: float = 0.2) -> torch.Tensor:
     return pattern.expand(1, 3, 2, size, size).clone()
 
 
-def test_an_oracle_draft_equal_to_the_base_keeps_it_or_damps_it_by_alpha_per_step():
-    module = _ceiling_module()
+def test_an_oracle_draft_equal_to_the_base_keeps_it_or_damps_it_by_alpha_per_step(benchmark_script):
+    module = benchmark_script("pssr_fdu_ceiling")
     truth = checkerboard()
     inner = (Ellipsis, slice(2, -2), slice(2, -2))  # the update keeps a 2-px border of the current frame
     # alpha on the draft's share: w = 1/2 where both high bands are equal, so Y_H stays Y_H exactly
@@ -43,8 +29,8 @@ def test_an_oracle_draft_equal_to_the_base_keeps_it_or_damps_it_by_alpha_per_ste
     assert 0.49 < float(gain2) < 0.53
 
 
-def test_the_script_prints_one_row_per_base_alpha_and_reading(capsys):
-    module = _ceiling_module()
+def test_the_script_prints_one_row_per_base_alpha_and_reading(capsys, benchmark_script):
+    module = benchmark_script("pssr_fdu_ceiling")
     assert module.main(["--mix", "0", "--alphas", "1", "--val-crop-size", "64", "--val-clips", "1"]) == 0
     rows = dict(
         line.strip("|").rsplit("|", 1) for line in capsys.readouterr().out.splitlines()[2:] if line.startswith("|")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import torch
@@ -12,16 +10,6 @@ from diffusers import AutoencoderKL, UNet2DConditionModel
 from ultravsr import UltraVSR
 from ultravsr.presets import TINY_LATENT_CHANNELS, get_preset
 from vsr_core.diffusion import DDPMSchedule
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _tiny_base_module():
-    spec = importlib.util.spec_from_file_location("ultravsr_tiny_base", ROOT / "benchmarks/ultravsr_tiny_base.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault(spec.name, module)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_the_tiny_preset_has_12_latent_channels_in_vae_and_unet():
@@ -32,8 +20,8 @@ def test_the_tiny_preset_has_12_latent_channels_in_vae_and_unet():
     assert method.codec.latent_channels == 12 and method.unet.config.in_channels == 12
 
 
-def test_the_base_folder_loads_with_unit_variance_scaling_and_the_sd21_schedule(tmp_path: Path):
-    tiny_base = _tiny_base_module()
+def test_the_base_folder_loads_with_unit_variance_scaling_and_the_sd21_schedule(tmp_path: Path, benchmark_script):
+    tiny_base = benchmark_script("ultravsr_tiny_base")
     folder = tiny_base.pretrain_tiny_base(tmp_path / "base", vae_seconds=0.0, unet_seconds=0.0)
     assert {p.name for p in folder.iterdir()} == {"vae", "unet", "scheduler"}
     # SD's rule, computed here from the saved VAE on the same first 8 batches of HQ frames: 1 / std(latents).
