@@ -141,10 +141,13 @@ class LatentRunner:
         self.fuse_windows = fuse_windows
         self.steps: int | None = None
         self._step_takes_noise = "noise" in inspect.signature(method.denoise_step).parameters
-        self._coverage = [0] * (max(w.end for w in windows) if windows else 0)
-        for w in windows:
-            for f in range(w.start, w.end):
-                self._coverage[f] += 1
+        # how many windows contribute to each latent frame's fused sums (without fusing: each window its own)
+        timeline = max(w.end for w in windows) if windows else 0
+        self._coverage = [0 if fuse_windows else 1] * timeline
+        if fuse_windows:
+            for w in windows:
+                for f in range(w.start, w.end):
+                    self._coverage[f] += 1
         rows = _tile_rows(tiles)
         spans = [(row[0].y, row[0].y + row[0].height) for row in rows]
         edges = sorted({0, frame_size[0], *(y for span in spans for y in span)})
@@ -186,7 +189,7 @@ class LatentRunner:
             y0, y1 = self.bands[k]
             width = self.frame_size[1]
             total = torch.zeros(like.shape[0], like.shape[1], y1 - y0, width, device=like.device)
-            count = (self._coverage[frame] if self.fuse_windows else 1) * self._rows_covering[k]
+            count = self._coverage[frame] * self._rows_covering[k]
             band = self._bands[key] = _Band(total, torch.zeros(y1 - y0, width, device=like.device), count, count)
             self._held += total.numel() + band.weight.numel()
             self.peak_fused_elements = max(self.peak_fused_elements, self._held)
