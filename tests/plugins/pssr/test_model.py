@@ -139,6 +139,18 @@ def test_vsd_reaches_only_the_generator_and_the_fake_score_loss_only_the_fake_lo
     assert not any(_grads(base)) and not any(_grads(frozen))
 
 
+def _record_pairs(method: PSSR, pairs: list) -> None:
+    """Wrap ``method.encode_pair`` so every training step's ``(z_hq, z_lq)`` is appended to ``pairs``."""
+    encode = method.encode_pair
+
+    def recording(batch):
+        hq, z_hq, z_lq = encode(batch)
+        pairs.append((z_hq.clone(), z_lq.clone()))
+        return hq, z_hq, z_lq
+
+    method.encode_pair = recording
+
+
 class _Record(Callback):
     """Keeps what the draft saw: the inputs of its patch embedding and the batch latents."""
 
@@ -159,14 +171,7 @@ class _Record(Callback):
             block.register_forward_pre_hook(
                 lambda m, a: self.block_calls.__setitem__("base", self.block_calls["base"] + 1)
             )
-        encode = method.encode_pair
-
-        def recording(batch):
-            hq, z_hq, z_lq = encode(batch)
-            self.pairs.append((z_hq.clone(), z_lq.clone()))
-            return hq, z_hq, z_lq
-
-        method.encode_pair = recording
+        _record_pairs(method, self.pairs)
 
 
 def _fit(method: PSSR, tmp_path, steps: int = 1, callbacks=(), **data) -> Any:
@@ -203,14 +208,7 @@ class _DraftCalls(Callback):
         method.draft.register_forward_hook(
             lambda m, a, out: self.calls.append((a[0].detach().clone(), a[1].detach().clone(), out.detach().clone()))
         )
-        encode = method.encode_pair
-
-        def recording(batch):
-            hq, z_hq, z_lq = encode(batch)
-            self.pairs.append((z_hq.clone(), z_lq.clone()))
-            return hq, z_hq, z_lq
-
-        method.encode_pair = recording
+        _record_pairs(method, self.pairs)
 
 
 def test_draft_input_trajectory_feeds_the_samplers_own_states(tmp_path):
