@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from vsr_core.errors import ConfigError
+from vsr_core.latent import AutoencoderKLCodec
 
 __all__ = ["PRESETS", "Preset", "te3dvae_config", "unet_config", "vae_2d_config"]
 
@@ -78,17 +79,8 @@ _TE3DVAE: dict[str, dict[str, Any]] = {
 }
 
 _VAE_2D: dict[str, dict[str, Any]] = {
-    # The SD x4 upscaler's vae/config.json (AutoencoderKLCodec's "sd-x4-upscaler" preset).
-    "real": {
-        "block_out_channels": [128, 256, 512],
-        "down_block_types": ["DownEncoderBlock2D"] * 3,
-        "up_block_types": ["UpDecoderBlock2D"] * 3,
-        "latent_channels": 4,
-        "layers_per_block": 2,
-        "norm_num_groups": 32,
-        "sample_size": 256,
-        "scaling_factor": 0.08333,
-    },
+    # The SD x4 upscaler's vae/config.json: the core codec's preset of that name, not a copy of it.
+    "real": AutoencoderKLCodec.preset_config("sd-x4-upscaler"),
     "tiny": {
         "block_out_channels": [32, 32, 32],
         "down_block_types": ["DownEncoderBlock2D"] * 3,
