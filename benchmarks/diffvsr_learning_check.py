@@ -41,14 +41,16 @@ from pathlib import Path
 
 import torch
 import yaml
-from lightning.pytorch import Trainer, seed_everything
+from lightning.pytorch import seed_everything
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "plugins"))  # in-tree plugin, importable without installation
 
+from learning_check_common import cosine_over_seconds, sample_clips_data, temporal_flicker, wall_time_trainer
+
 from diffvsr import DiffVSR
 from diffvsr.ilt import ILTFusion, final_window_weights
-from vsr_core.data import SampleClips, VideoDataModule, frames_to_tensor, tensor_to_frames
+from vsr_core.data import frames_to_tensor, tensor_to_frames
 from vsr_core.inference import EngineOptions, LinearCrossfade, RestoreEngine, WindowFusion
 from vsr_core.metrics import psnr, ssim
 from vsr_core.video_ops import upsample_frames
@@ -68,11 +70,6 @@ class IndependentWindows(WindowFusion):
 
     def weights(self, window, plan) -> torch.Tensor:
         return final_window_weights(window)
-
-
-def temporal_flicker(video: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-    """Per-clip ``mean |Delta_t video - Delta_t reference|`` in 8-bit levels; ``[B,3,T,H,W]`` in ``[-1, 1]``."""
-    return (video.diff(dim=2) - reference.diff(dim=2)).abs().mean(dim=(1, 2, 3, 4)) * 127.5
 
 
 def train_stage(
@@ -96,24 +93,12 @@ def train_stage(
         # Strict except right after the image stage, whose checkpoint has no temporal layers yet.
         stage_options["init_from"] = str(init_from)
         stage_options["init_from_strict"] = not str(init_from).endswith("image.ckpt")
-    started = time.time()
-
-    def cosine(optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
-        return torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda _: 0.5 * (1.0 + math.cos(math.pi * min(1.0, (time.time() - started) / seconds)))
-        )
-
-    method = DiffVSR(**stage_options, lr_scheduler=cosine)
-    data = VideoDataModule(
-        train=SampleClips("train"), validate=False, clip_frames=args.clip_frames, crop_size=args.crop_size,
-        stride_range=(1, 3), scale=4, degradation=degradation, batch_size=args.batch_size, num_workers=0,
-        persistent_workers=False, pin_memory=False, seed=args.seed,
+    method = DiffVSR(**stage_options, lr_scheduler=cosine_over_seconds(seconds))
+    data = sample_clips_data(
+        validate=False, clip_frames=args.clip_frames, crop_size=args.crop_size, stride_range=(1, 3),
+        degradation=degradation, batch_size=args.batch_size, seed=args.seed,
     )  # fmt: skip
-    trainer = Trainer(
-        accelerator="cpu", devices=1, max_steps=args.max_steps, max_time={"seconds": int(seconds)}, logger=False,
-        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
-        num_sanity_val_steps=0,
-    )  # fmt: skip
+    trainer = wall_time_trainer(seconds, max_steps=args.max_steps)
     trainer.fit(method, datamodule=data)
     path = out / ("image.ckpt" if image_only else f"stage-{trainable}-{degradation}.ckpt")
     trainer.save_checkpoint(path)
@@ -124,12 +109,9 @@ def train_stage(
 def evaluate(method: DiffVSR, args) -> dict[str, dict[str, float]]:
     """Mean PSNR / SSIM / flicker over the held-out clips for bicubic and each window scheme."""
     method.eval()
-    data = VideoDataModule(
-        val=SampleClips("val"), clip_frames=args.eval_frames, crop_size=args.eval_crop_size,
-        val_crop_size=args.eval_crop_size,
-        scale=4, degradation="simple", val_batch_size=1, num_workers=0, persistent_workers=False, pin_memory=False,
-        seed=args.seed, val_clips=args.val_clips,
-    )  # fmt: skip
+    data = sample_clips_data(
+        clip_frames=args.eval_frames, crop_size=args.eval_crop_size, seed=args.seed, val_clips=args.val_clips
+    )
     data.setup("validate")
     schemes = {  # name -> (engine fusion mode, window fusion)
         "independent": ("pixel", lambda: IndependentWindows()),

@@ -8,9 +8,10 @@ and ``tiny-draft.yaml`` (draft, Eq. 12), each starting from the previous stage's
 validation sample clips: bicubic upsampling, PS-SR with T = 1 (the base alone) and T = 4 (base +
 3 draft steps with the frequency-domain update, alpha 0.6 as the paper; also with alpha 1, with
 alpha on the draft's share only (``frequency.alpha_scales: draft``, the other reading of Eq. 14)
-and without the update, Table 3's "w/o FDU"), reporting PSNR, SSIM, temporal flicker and a
+once at the end as the release (``frequency_update: final``) and without the update, Table 3's
+"w/o FDU"), reporting PSNR, SSIM, temporal flicker and a
 no-reference sharpness measure. The budget is wall time, so the step counts depend on the load:
-run it alone (``/work/wt/cpu`` on the shared box).
+run it alone on the machine.
 
     python benchmarks/pssr_learning_check.py                 # ~10.5 minutes on an idle 2-core box
     python benchmarks/pssr_learning_check.py --minutes 3     # quick look
@@ -32,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import tempfile
 import time
@@ -41,23 +41,19 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 import yaml
-from lightning.pytorch import Trainer, seed_everything
+from lightning.pytorch import seed_everything
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "plugins"))  # in-tree plugin, importable without installation
 
+from learning_check_common import cosine_over_seconds, sample_clips_data, temporal_flicker, wall_time_trainer
+
 from pssr import PSSR
-from vsr_core.data import SampleClips, VideoDataModule
+from vsr_core.data import VideoDataModule
 from vsr_core.metrics import psnr, ssim
 from vsr_core.video_ops import upsample_frames
 
 STAGES = ("tiny.yaml", "tiny-pixel.yaml", "tiny-draft.yaml")
-
-
-def temporal_flicker(video: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-    """Per-clip ``mean |Δ_t video − Δ_t reference|`` in 8-bit levels; ``[B,3,T,H,W]`` in ``[-1, 1]``."""
-    change = video.diff(dim=2) - reference.diff(dim=2)
-    return change.abs().mean(dim=(1, 2, 3, 4)) * 127.5
 
 
 def sharpness(video: torch.Tensor) -> torch.Tensor:
@@ -92,6 +88,7 @@ def evaluate(method: PSSR, datamodule: VideoDataModule) -> dict[str, dict[str, f
             add("PS-SR T=1", method.restore(lq, num_inference_steps=1), hq)
             add("PS-SR T=4", method.restore(lq, num_inference_steps=4), hq)
             add("T=4, alpha 1", method.restore(lq, num_inference_steps=4, alpha=1.0), hq)
+            add("T=4, FDU at the end", method.restore(lq, num_inference_steps=4, frequency_update="final"), hq)
             printed = method.frequency
             method.frequency = printed.replace(alpha_scales="draft")
             add("T=4, α draft", method.restore(lq, num_inference_steps=4), hq)
@@ -103,14 +100,14 @@ def evaluate(method: PSSR, datamodule: VideoDataModule) -> dict[str, dict[str, f
 
 def print_table(results: dict[str, dict[str, float]], header: str) -> None:
     print(f"\n{header}")
-    print(f"| {'method':<13} | {'PSNR (dB) ↑':>11} | {'SSIM ↑':>7} | {'flicker ↓':>9} | {'sharpness ↑':>11} |")
-    print(f"|{'-' * 15}|{'-' * 13}|{'-' * 9}|{'-' * 11}|{'-' * 13}|")
+    print(f"| {'method':<19} | {'PSNR (dB) ↑':>11} | {'SSIM ↑':>7} | {'flicker ↓':>9} | {'sharpness ↑':>11} |")
+    print(f"|{'-' * 21}|{'-' * 13}|{'-' * 9}|{'-' * 11}|{'-' * 13}|")
     for name, row in results.items():
         if name == "ground truth":
-            print(f"| {name:<13} | {'—':>11} | {'—':>7} | {'—':>9} | {row['sharpness']:>11.2f} |")
+            print(f"| {name:<19} | {'—':>11} | {'—':>7} | {'—':>9} | {row['sharpness']:>11.2f} |")
         else:
             print(
-                f"| {name:<13} | {row['psnr']:>11.2f} | {row['ssim']:>7.4f} | {row['flicker']:>9.2f} | {row['sharpness']:>11.2f} |"
+                f"| {name:<19} | {row['psnr']:>11.2f} | {row['ssim']:>7.4f} | {row['flicker']:>9.2f} | {row['sharpness']:>11.2f} |"
             )
 
 
@@ -145,52 +142,21 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     seed_everything(args.seed, workers=True, verbose=False)
     started = time.time()
-    datamodule = VideoDataModule(
-        train=SampleClips("train"),
-        val=SampleClips("val"),
-        clip_frames=args.clip_frames,
-        crop_size=args.crop_size,
-        val_crop_size=args.val_crop_size,
-        scale=4,
-        degradation="simple",
-        batch_size=args.batch_size,
-        val_batch_size=1,
-        num_workers=0,
-        persistent_workers=False,
-        pin_memory=False,
-        seed=args.seed,
-        val_clips=args.val_clips,
-    )
+    datamodule = sample_clips_data(
+        clip_frames=args.clip_frames, crop_size=args.crop_size, val_crop_size=args.val_crop_size,
+        batch_size=args.batch_size, seed=args.seed, val_clips=args.val_clips,
+    )  # fmt: skip
     steps: dict[str, int] = {}
     work = Path(tempfile.mkdtemp(prefix="pssr-learning-"))
     previous: Path | None = None
     method = None
     for name, share in zip(STAGES, args.split):
         budget = args.minutes * 60 * share / sum(args.split)
-        stage_started = time.time()
-
-        def cosine(optimizer: torch.optim.Optimizer, start: float = stage_started, length: float = budget):
-            # Cosine annealing over the stage's wall-clock budget rather than a step count.
-            return torch.optim.lr_scheduler.LambdaLR(
-                optimizer, lambda _: 0.5 * (1.0 + math.cos(math.pi * min(1.0, (time.time() - start) / length)))
-            )
-
         options = stage_options(name, args.config_dir)
         if previous is not None:
             options["init_from"] = str(previous)
-        method = PSSR(**options, lr_scheduler=cosine)
-        trainer = Trainer(
-            accelerator="cpu",
-            devices=1,
-            max_steps=1_000_000,
-            max_time={"seconds": max(1, int(budget))},
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            limit_val_batches=0,
-            num_sanity_val_steps=0,
-        )
+        method = PSSR(**options, lr_scheduler=cosine_over_seconds(budget))
+        trainer = wall_time_trainer(budget)
         trainer.fit(method, datamodule=datamodule)
         steps[method.stage] = trainer.global_step
         previous = work / f"{method.stage}.ckpt"

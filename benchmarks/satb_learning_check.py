@@ -35,16 +35,12 @@ from lightning.pytorch import Callback, Trainer, seed_everything
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "plugins"))  # in-tree plugin, importable without installation
 
+from learning_check_common import sample_clips_data, temporal_flicker, wall_time_trainer
+
 from satb import SATBVR
-from vsr_core.data import SampleClips, VideoDataModule
+from vsr_core.data import VideoDataModule
 from vsr_core.metrics import psnr, ssim
 from vsr_core.video_ops import upsample_frames
-
-
-def temporal_flicker(video: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-    """Per-clip ``mean |Δ_t video − Δ_t reference|`` in 8-bit levels; ``[B,3,T,H,W]`` in ``[-1, 1]``."""
-    change = video.diff(dim=2) - reference.diff(dim=2)
-    return change.abs().mean(dim=(1, 2, 3, 4)) * 127.5
 
 
 class Progress(Callback):
@@ -142,35 +138,11 @@ def main() -> int:
 
     print(f"model options: {json.dumps(options, default=str)}", flush=True)
     method = SATBVR(**options, lr_scheduler=cosine_over_steps)
-    datamodule = VideoDataModule(
-        train=SampleClips("train"),
-        val=SampleClips("val"),
-        clip_frames=args.clip_frames,
-        crop_size=args.crop_size,
-        val_crop_size=args.crop_size,
-        scale=4,
-        degradation="simple",
-        batch_size=args.batch_size,
-        val_batch_size=1,
-        num_workers=0,
-        persistent_workers=False,
-        pin_memory=False,
-        seed=args.seed,
+    datamodule = sample_clips_data(
+        clip_frames=args.clip_frames, crop_size=args.crop_size, batch_size=args.batch_size, seed=args.seed,
         val_clips=args.val_clips,
-    )
-    trainer = Trainer(
-        accelerator="cpu",
-        devices=1,
-        max_steps=args.steps,
-        max_time={"seconds": int(budget)},
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-        callbacks=[Progress(100, started)],
-    )
+    )  # fmt: skip
+    trainer = wall_time_trainer(budget, max_steps=args.steps, callbacks=[Progress(100, started)])
     load_at_start = os.getloadavg()
     trainer.fit(method, datamodule=datamodule)
     trained = time.time() - started

@@ -33,25 +33,20 @@ from pathlib import Path
 
 import torch
 import yaml
-from lightning.pytorch import Trainer, seed_everything
+from lightning.pytorch import seed_everything
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "plugins"))  # in-tree plugin, importable without installation
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from learning_check_common import cosine_over_seconds, sample_clips_data, temporal_flicker, wall_time_trainer  # noqa: E402
 from ultravsr_tiny_base import pretrain_tiny_base  # noqa: E402
 
 from ultravsr import UltraVSR  # noqa: E402
-from vsr_core.data import SampleClips, VideoDataModule  # noqa: E402
+from vsr_core.data import VideoDataModule  # noqa: E402
 from vsr_core.metrics import psnr, ssim  # noqa: E402
 from vsr_core.video_ops import upsample_frames  # noqa: E402
-
-
-def temporal_flicker(video: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-    """Per-clip ``mean |Δ_t video − Δ_t reference|`` in 8-bit levels; ``[B,3,T,H,W]`` in ``[-1, 1]``."""
-    change = video.diff(dim=2) - reference.diff(dim=2)
-    return change.abs().mean(dim=(1, 2, 3, 4)) * 127.5
 
 
 def evaluate(method: UltraVSR, datamodule: VideoDataModule) -> dict[str, dict[str, float]]:
@@ -117,45 +112,15 @@ def main() -> int:
     options["pretrained"] = str(base)
     budget = args.minutes * 60 - (time.time() - started)
     fine_tune_started = time.time()
-
-    def cosine_over_budget(optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
-        # Cosine annealing over the wall-clock budget rather than a step count.
-        return torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda _: 0.5 * (1.0 + math.cos(math.pi * min(1.0, (time.time() - fine_tune_started) / budget)))
-        )
-
-    method = UltraVSR(**options, lr_scheduler=cosine_over_budget)
+    method = UltraVSR(**options, lr_scheduler=cosine_over_seconds(budget))
 
     def data(frames: int) -> VideoDataModule:
-        return VideoDataModule(
-            train=SampleClips("train"),
-            val=SampleClips("val"),
-            clip_frames=frames,
-            crop_size=args.crop_size,
-            val_crop_size=args.crop_size,
-            scale=4,
-            degradation="simple",
-            batch_size=args.batch_size,
-            val_batch_size=1,
-            num_workers=0,
-            persistent_workers=False,
-            pin_memory=False,
-            seed=args.seed,
+        return sample_clips_data(
+            clip_frames=frames, crop_size=args.crop_size, batch_size=args.batch_size, seed=args.seed,
             val_clips=args.val_clips,
-        )
+        )  # fmt: skip
 
-    trainer = Trainer(
-        accelerator="cpu",
-        devices=1,
-        max_steps=args.max_steps,
-        max_time={"seconds": int(budget)},
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-    )
+    trainer = wall_time_trainer(budget, max_steps=args.max_steps)
     trainer.fit(method, datamodule=data(args.clip_frames))
     trained = time.time() - started
     fine_tuned = time.time() - fine_tune_started
