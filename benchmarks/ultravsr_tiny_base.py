@@ -79,13 +79,17 @@ def pretrain_tiny_base(
     learning_rate: float = 2e-3,
     seed: int = 0,
     log_every: int = 50,
+    vae_config: dict | None = None,
 ) -> Path:
-    """Train the tiny preset's VAE, then its UNet (wall-time budgets in seconds), and save both to ``out``."""
+    """Train the tiny preset's VAE, then its UNet (wall-time budgets in seconds), and save both to ``out``.
+
+    ``vae_config`` overrides entries of the tiny preset's VAE config (an experiment's knob, e.g. its levels).
+    """
     spec = get_preset("tiny")
     torch.manual_seed(seed)
     frames = hq_frames(crop_size=64, clip_frames=4, batch_size=4, seed=seed)
 
-    vae = AutoencoderKL(**AutoencoderKLCodec.preset_config(spec.vae_preset, spec.vae_config))
+    vae = AutoencoderKL(**AutoencoderKLCodec.preset_config(spec.vae_preset, {**spec.vae_config, **(vae_config or {})}))
     optimizer = torch.optim.Adam(vae.parameters(), lr=learning_rate)
     started, step = time.time(), 0
     while time.time() - started < vae_seconds:
