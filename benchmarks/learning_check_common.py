@@ -48,7 +48,8 @@ def sample_clips_data(
 ) -> VideoDataModule:
     """The built-in sample clips, x4, in the loading process: the training clips and the held-out validation clips.
 
-    ``val_crop_size`` None evaluates at ``crop_size``; ``validate=False`` turns validation off; ``options`` go to :class:`~vsr_core.data.VideoDataModule` as they are (``stride_range``, ...).
+    ``val_crop_size`` None evaluates at ``crop_size``; ``validate=False`` turns validation off; ``options`` go to
+    :class:`~vsr_core.data.VideoDataModule` as they are (``stride_range``, ...).
     """
     return VideoDataModule(
         train=SampleClips("train"),

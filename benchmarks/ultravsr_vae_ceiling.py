@@ -22,7 +22,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from diffusers import AutoencoderKL
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "plugins"))  # in-tree plugin, importable without installation
@@ -33,30 +32,24 @@ from ultravsr_tiny_base import pretrain_tiny_base  # noqa: E402
 
 from vsr_core.data import VideoDataModule  # noqa: E402
 from vsr_core.inference import wavelet_color_fix  # noqa: E402
+from vsr_core.latent import AutoencoderKLCodec  # noqa: E402
 from vsr_core.metrics import psnr  # noqa: E402
 from vsr_core.video_ops import upsample_frames  # noqa: E402
 
 ROWS = ("bicubic", "D(E(x))", "D(E(x)) + wavelet colour fix")
 
 
-def per_frame(reconstruct: Callable[[torch.Tensor], torch.Tensor], video: torch.Tensor) -> torch.Tensor:
-    """``reconstruct`` (on ``[N,3,H,W]`` frames) applied to every frame of ``[B,3,T,H,W]``."""
-    b, c, t, h, w = video.shape
-    frames = reconstruct(video.transpose(1, 2).reshape(b * t, c, h, w))
-    return frames.reshape(b, t, c, *frames.shape[-2:]).transpose(1, 2)
-
-
 def reconstruction_ceiling(
     reconstruct: Callable[[torch.Tensor], torch.Tensor], datamodule: VideoDataModule
 ) -> dict[str, list[float]]:
-    """Per-clip PSNR (dB) of each of :data:`ROWS` over the validation clips."""
+    """Per-clip PSNR (dB) of each of :data:`ROWS` over the validation clips; ``reconstruct`` maps ``[B,3,T,H,W]``."""
     scores: dict[str, list[float]] = {row: [] for row in ROWS}
     for batch in datamodule.val_dataloader():
         batch = datamodule.on_after_batch_transfer(batch, 0)
         truth = batch["hq"]
         bicubic = upsample_frames(batch["lq"], datamodule.scale)
         with torch.no_grad():
-            decoded = per_frame(reconstruct, truth).clamp(-1, 1)
+            decoded = reconstruct(truth).clamp(-1, 1)
         outputs = (bicubic, decoded, wavelet_color_fix(decoded, bicubic).clamp(-1, 1))
         for row, output in zip(ROWS, outputs):
             scores[row] += psnr(output, truth).tolist()
@@ -76,10 +69,11 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="ultravsr-vae-ceiling-") as folder:
         pretrain_tiny_base(Path(folder), args.vae_seconds, 0.0, seed=args.seed, vae_config=args.vae_config)
-        vae = AutoencoderKL.from_pretrained(Path(folder) / "vae").eval()
+        # The path UltraVSR loads its base VAE through (``pretrained=``), applied to every frame of a clip.
+        codec = AutoencoderKLCodec.from_pretrained(folder).eval()
 
-    def reconstruct(frames: torch.Tensor) -> torch.Tensor:
-        return vae.decode(vae.encode(frames).latent_dist.mode()).sample
+    def reconstruct(video: torch.Tensor) -> torch.Tensor:
+        return codec.decode(codec.encode(video))
 
     data = sample_clips_data(clip_frames=args.val_frames, crop_size=args.crop_size, seed=args.seed)
     data.setup("validate")
